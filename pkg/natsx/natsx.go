@@ -1,0 +1,134 @@
+// Package natsx holds what every Lodestar service shares about NATS: how to
+// connect, the subjects, the streams and buckets with their limits, trace
+// context in headers, and publishing with bounded in-flight acks.
+package natsx
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Connect dials an external NATS server and keeps reconnecting for ever:
+// JetStream is the source of truth, so a service waits for it rather than exits.
+func Connect(ctx context.Context, url, name string, logger *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			logger.Error("nats async error", "subject", subj, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	// RetryOnFailedConnect returns at once; wait for the first connection.
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, fmt.Errorf("connect to nats %s: %w", url, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nc, nil
+}
+
+// Subject prefixes and names, as in docs/architecture.md.
+const (
+	EventsSubjectPrefix   = "lodestar.events"
+	AccountsSubjectPrefix = "lodestar.accounts"
+	ScoresSubjectPrefix   = "lodestar.scores"
+)
+
+// EventSubject is the subject of a tenant's events in one partition.
+func EventSubject(tenant string, partition uint32) string {
+	return EventsSubjectPrefix + "." + tenant + "." + strconv.FormatUint(uint64(partition), 10)
+}
+
+// AccountChangeSubject is the subject of an account's changes.
+func AccountChangeSubject(tenant, account string) string {
+	return AccountsSubjectPrefix + "." + tenant + "." + Token(account)
+}
+
+// ScoreSubject is the subject of an account's score changes.
+func ScoreSubject(tenant, account string) string {
+	return ScoresSubjectPrefix + "." + tenant + "." + Token(account)
+}
+
+// Partition maps an account to one of n partitions, stably, so one account's
+// events stay ordered in one partition.
+func Partition(tenant, account string, n uint32) uint32 {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(account))
+	return h.Sum32() % n
+}
+
+var plainToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// tokenEscape marks an escaped token; plain tokens never start with it.
+const tokenEscape = "="
+
+// Token turns an id chosen by a customer (an account or user id) into a NATS
+// subject token and KV key that is safe, unique and reversible: plain ids of
+// [A-Za-z0-9_-] are kept, anything else is "=" + base64url of the id.
+func Token(id string) string {
+	if plainToken.MatchString(id) {
+		return id
+	}
+	return tokenEscape + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// ParseToken reverses Token.
+func ParseToken(tok string) (string, error) {
+	enc, ok := strings.CutPrefix(tok, tokenEscape)
+	if !ok {
+		return tok, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return "", fmt.Errorf("parse token %q: %w", tok, err)
+	}
+	return string(b), nil
+}
+
+// MsgID is the JetStream Nats-Msg-Id for a message identified by parts (a
+// tenant and one or more message ids): short, fixed-length and collision-safe.
+func MsgID(tenant string, ids ...string) string {
+	if len(ids) == 1 && len(tenant)+len(ids[0]) < 120 {
+		return tenant + ":" + ids[0]
+	}
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	return tenant + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+}

@@ -1,0 +1,167 @@
+package natsx
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and bucket names.
+const (
+	StreamEvents         = "EVENTS"
+	StreamAccountChanges = "ACCOUNT_CHANGES"
+	StreamScores         = "SCORES"
+	BucketAccounts       = "ACCOUNTS"
+	BucketUserAccounts   = "USER_ACCOUNTS"
+)
+
+// Limits are the explicit retention limits of Lodestar's streams and buckets.
+type Limits struct {
+	// EventsMaxAge is how long usage events are kept: at least the scoring
+	// window plus the time replays and backtests look back.
+	EventsMaxAge   time.Duration
+	EventsMaxBytes int64
+	// DuplicateWindow is how long a message id is remembered for publish
+	// deduplication. The server keeps every id of the window in memory
+	// (roughly 100 bytes per message id: at 10k msgs/s, 2 minutes ≈ 120 MB).
+	DuplicateWindow time.Duration
+	// AccountsMaxAge bounds account change events (the KV keeps the state).
+	AccountsMaxAge time.Duration
+	// ScoresMaxAge is how long score history is kept.
+	ScoresMaxAge   time.Duration
+	ScoresMaxBytes int64
+	// Replicas for every stream and bucket (1 for a single server).
+	Replicas int
+}
+
+// DefaultLimits are the limits of a local run.
+func DefaultLimits() Limits {
+	return Limits{
+		EventsMaxAge:    400 * 24 * time.Hour,
+		EventsMaxBytes:  20 << 30,
+		DuplicateWindow: 2 * time.Minute,
+		AccountsMaxAge:  400 * 24 * time.Hour,
+		ScoresMaxAge:    365 * 24 * time.Hour,
+		ScoresMaxBytes:  10 << 30,
+		Replicas:        1,
+	}
+}
+
+// Validate reports limits that cannot work.
+func (l Limits) Validate() error {
+	var errs []error
+	if l.EventsMaxAge <= 0 || l.AccountsMaxAge <= 0 || l.ScoresMaxAge <= 0 {
+		errs = append(errs, errors.New("stream max ages must be positive"))
+	}
+	if l.DuplicateWindow <= 0 || l.DuplicateWindow > l.EventsMaxAge {
+		errs = append(errs, errors.New("duplicate window must be positive and within the events max age"))
+	}
+	if l.EventsMaxBytes <= 0 || l.ScoresMaxBytes <= 0 {
+		errs = append(errs, errors.New("stream max bytes must be positive"))
+	}
+	if l.Replicas < 1 || l.Replicas > 5 {
+		errs = append(errs, errors.New("replicas must be 1 to 5"))
+	}
+	return errors.Join(errs...)
+}
+
+// EventsStream holds usage events, one EventBatch per message.
+func (l Limits) EventsStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "Usage events by tenant and partition (lodestar.event.v1.EventBatch)",
+		Subjects:    []string{EventsSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      l.EventsMaxAge,
+		MaxBytes:    l.EventsMaxBytes,
+		MaxMsgSize:  4 << 20,
+		Duplicates:  l.DuplicateWindow,
+		Replicas:    l.Replicas,
+	}
+}
+
+// AccountChangesStream holds every account change (lodestar.account.v1.AccountChange).
+func (l Limits) AccountChangesStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamAccountChanges,
+		Description: "Account changes (lodestar.account.v1.AccountChange)",
+		Subjects:    []string{AccountsSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      l.AccountsMaxAge,
+		Duplicates:  l.DuplicateWindow,
+		Replicas:    l.Replicas,
+	}
+}
+
+// ScoresStream holds score changes (lodestar.scoring.v1.ScoreChangeEvent).
+func (l Limits) ScoresStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamScores,
+		Description: "Health score changes (lodestar.scoring.v1.ScoreChangeEvent)",
+		Subjects:    []string{ScoresSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      l.ScoresMaxAge,
+		MaxBytes:    l.ScoresMaxBytes,
+		Duplicates:  l.DuplicateWindow,
+		Replicas:    l.Replicas,
+	}
+}
+
+// AccountsBucket holds the current account records, key tenant.<account token>.
+func (l Limits) AccountsBucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketAccounts,
+		Description: "Accounts by tenant.<account> (lodestar.account.v1.Account)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// UserAccountsBucket remembers each user's last known account from group
+// calls, key tenant.<user token>, for attributing later events.
+func (l Limits) UserAccountsBucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketUserAccounts,
+		Description: "Last known account of each user, by tenant.<user>",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// EnsureStreams creates or updates streams idempotently.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfgs ...jetstream.StreamConfig) error {
+	for _, cfg := range cfgs {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// EnsureKeyValue creates or updates a KV bucket idempotently.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ensure kv bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// RegisterFlags registers the limits as -nats.* flags.
+func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&l.EventsMaxAge, "nats.events-max-age", l.EventsMaxAge, "How long the EVENTS stream keeps usage events.")
+	fs.Int64Var(&l.EventsMaxBytes, "nats.events-max-bytes", l.EventsMaxBytes, "Size bound of the EVENTS stream; the oldest events go first.")
+	fs.DurationVar(&l.DuplicateWindow, "nats.duplicate-window", l.DuplicateWindow, "How long message ids are remembered for publish deduplication (held in server memory).")
+	fs.DurationVar(&l.AccountsMaxAge, "nats.accounts-max-age", l.AccountsMaxAge, "How long the ACCOUNT_CHANGES stream keeps account changes.")
+	fs.DurationVar(&l.ScoresMaxAge, "nats.scores-max-age", l.ScoresMaxAge, "How long the SCORES stream keeps score history.")
+	fs.Int64Var(&l.ScoresMaxBytes, "nats.scores-max-bytes", l.ScoresMaxBytes, "Size bound of the SCORES stream.")
+	fs.IntVar(&l.Replicas, "nats.replicas", l.Replicas, "Replicas of every stream and bucket (a NATS cluster wants 3).")
+}
