@@ -1,4 +1,4 @@
-module github.com/lodestar-cs/lodestar/tools
+module github.com/lodestar-cs/lodestar/tools/generators
 
 go 1.26.7
 
