@@ -46,7 +46,8 @@ build: ## Build bin/lodestar and the tools.
 	$(GO) build -o $(BIN)/lodestar ./services/allinone/cmd/lodestar
 
 .PHONY: test
-test: ## Run every test (race detector on); needs Redis on 127.0.0.1:6379.
+test: ## Run every test (race detector on); starts (or installs) Redis when it is not up.
+	@scripts/ensure-redis.sh
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: run
