@@ -47,7 +47,7 @@ func RedisAddr() string {
 // integration tests need the real server, not a mock.
 func Redis(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: RedisAddr()})
+	c := RedisClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -57,6 +57,10 @@ func Redis(t testing.TB) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// RedisClient returns a client of the test Redis, for code outside a test
+// (a test's child process).
+func RedisClient() *redis.Client { return redis.NewClient(&redis.Options{Addr: RedisAddr()}) }
 
 // Tenant returns a fresh tenant id, so tests sharing one Redis never see each
 // other's keys.

@@ -1,0 +1,278 @@
+// Package ingest is Lodestar's front door. Product backends send usage
+// events with Segment's HTTP Tracking API (Handler) or IngestService over
+// gRPC; CRM integrations send account facts with AccountService. Events are
+// validated, attributed to customer accounts, packed by partition and stored
+// in the JetStream stream EVENTS; accounts are stored in the KV bucket
+// ACCOUNTS and every change is published on ACCOUNT_CHANGES.
+//
+// A success answer, on either API, means every accepted event is stored
+// (its PubAck received); a retried request is stored once within the
+// duplicate window (see internal/publish for exactly what is deduplicated).
+// The tenant always comes from the credential.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+
+	"github.com/lodestar-cs/lodestar/pkg/auth"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/accounts"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/attribution"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/ingestrpc"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/publish"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/segment"
+)
+
+// instrumentation names the meter and tracer of the service.
+const instrumentation = "github.com/lodestar-cs/lodestar/services/ingest"
+
+// Bounds of the configuration.
+const (
+	maxPartitions = 1024
+	minEventBytes = 1 << 10
+	// maxBatchBytes keeps the packed events of one request (protobuf, up to
+	// ~1.5x their JSON for small fields) below NATS's default 1 MB max_payload.
+	maxBatchBytes = 640 << 10
+)
+
+// Config configures the ingest service.
+type Config struct {
+	// Partitions is the number of partitions of each tenant's events, P in
+	// partition = hash(tenant, account) mod P. Every service reading EVENTS
+	// must agree on it; changing it moves accounts between partitions.
+	Partitions int
+	// MaxEventBytes bounds one event: the body of a single Segment call, one
+	// element of a batch, or one gRPC event. Segment's limit is 32 KB.
+	MaxEventBytes int
+	// MaxBatchBytes bounds a batch request, compressed and decompressed.
+	// Segment's limit is 500 KB; 500 KiB leaves room for the envelope around
+	// the 500,000 bytes of events Segment's libraries put in one batch.
+	MaxBatchBytes int
+	// PublishTimeout bounds the wait for the PubAcks of one request. Keep it
+	// below the clients' own timeout (10 s in Segment's libraries), so a slow
+	// store answers 503 rather than a client giving up unanswered.
+	PublishTimeout time.Duration
+	// AttributionCacheSize bounds the users whose last known account is held
+	// in memory (about 200 bytes each).
+	AttributionCacheSize int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Partitions:           16,
+		MaxEventBytes:        32 << 10,
+		MaxBatchBytes:        500 << 10,
+		PublishTimeout:       5 * time.Second,
+		AttributionCacheSize: 100_000,
+	}
+}
+
+// RegisterFlags registers the configuration as -ingest.* flags, with c's
+// values as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Partitions, "ingest.partitions", c.Partitions, "Partitions of each tenant's events (hash of tenant and account mod this); every reader of EVENTS must agree.")
+	fs.IntVar(&c.MaxEventBytes, "ingest.max-event-bytes", c.MaxEventBytes, "Largest event accepted: a single Segment call's body, a batch element or a gRPC event (Segment's limit is 32 KB).")
+	fs.IntVar(&c.MaxBatchBytes, "ingest.max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
+	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
+	fs.IntVar(&c.AttributionCacheSize, "ingest.attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
+}
+
+// Validate reports every setting that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Partitions < 1 || c.Partitions > maxPartitions {
+		errs = append(errs, fmt.Errorf("-ingest.partitions %d: want 1 to %d", c.Partitions, maxPartitions))
+	}
+	if c.MaxEventBytes < minEventBytes || c.MaxEventBytes > c.MaxBatchBytes {
+		errs = append(errs, fmt.Errorf("-ingest.max-event-bytes %d: want %d to -ingest.max-batch-bytes", c.MaxEventBytes, minEventBytes))
+	}
+	if c.MaxBatchBytes > maxBatchBytes {
+		errs = append(errs, fmt.Errorf("-ingest.max-batch-bytes %d: want at most %d", c.MaxBatchBytes, maxBatchBytes))
+	}
+	if c.PublishTimeout <= 0 {
+		errs = append(errs, errors.New("-ingest.publish-timeout must be positive"))
+	}
+	if c.AttributionCacheSize < 1 {
+		errs = append(errs, errors.New("-ingest.attribution-cache-size must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what the service uses but does not own.
+type Deps struct {
+	// JS must come from natsx.NewJetStream: its bounded async publish window
+	// is what keeps a burst of requests from overrunning the server.
+	JS      jetstream.JetStream
+	Tenants *auth.Registry
+	Limits  natsx.Limits
+	// Logger, MeterProvider, TracerProvider and Propagator are optional.
+	Logger         *slog.Logger
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+}
+
+// Service is the ingest service.
+type Service struct {
+	cfg      Config
+	deps     Deps
+	meter    metric.Meter
+	tracer   trace.Tracer
+	segment  *segment.API
+	ingest   *ingestrpc.Server
+	accounts *accounts.Server
+	// backends is set by Run once the streams and buckets exist.
+	backends atomic.Pointer[backends]
+	ready    atomic.Bool
+}
+
+// backends are the parts that need the streams and buckets.
+type backends struct {
+	pipeline *intake.Pipeline
+	accounts *accounts.Store
+}
+
+// New returns the service; it does no I/O (Run does).
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ingest config: %w", err)
+	}
+	if deps.JS == nil || deps.Tenants == nil {
+		return nil, errors.New("ingest: Deps.JS and Deps.Tenants are required")
+	}
+	if err := deps.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("ingest: nats limits: %w", err)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = metricnoop.NewMeterProvider()
+	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	s := &Service{
+		cfg:    cfg,
+		deps:   deps,
+		meter:  deps.MeterProvider.Meter(instrumentation),
+		tracer: deps.TracerProvider.Tracer(instrumentation),
+	}
+	pipeline := func() *intake.Pipeline {
+		if b := s.backends.Load(); b != nil {
+			return b.pipeline
+		}
+		return nil
+	}
+	var err error
+	s.segment, err = segment.New(segment.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes},
+		deps.Tenants, pipeline, deps.Logger, s.meter, s.tracer, deps.Propagator)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s.ingest = ingestrpc.New(ingestrpc.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes}, pipeline, deps.Logger)
+	s.accounts = accounts.NewServer(func() *accounts.Store {
+		if b := s.backends.Load(); b != nil {
+			return b.accounts
+		}
+		return nil
+	}, deps.Logger)
+	return s, nil
+}
+
+// Register registers IngestService and AccountService. Their callers are
+// authenticated by the auth interceptors the server must install; a call
+// without a tenant in its context fails with Unauthenticated.
+func (s *Service) Register(r grpc.ServiceRegistrar) {
+	ingestv1.RegisterIngestServiceServer(r, s.ingest)
+	accountv1.RegisterAccountServiceServer(r, s.accounts)
+}
+
+// Handler serves Segment's HTTP Tracking API under /v1/. It answers 503
+// until Run has made the service ready.
+func (s *Service) Handler() http.Handler { return s.segment.Handler() }
+
+// Ready reports whether the service stores events and accounts.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Run creates or updates the streams EVENTS and ACCOUNT_CHANGES and the
+// buckets ACCOUNTS and USER_ACCOUNTS with the configured limits, waiting for
+// JetStream while it does not answer, then serves until ctx is done. It
+// returns nil on a clean stop.
+func (s *Service) Run(ctx context.Context) error {
+	users, accountsKV, err := s.ensure(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	resolver := attribution.New(users, s.cfg.AttributionCacheSize)
+	publisher, err := publish.New(s.deps.JS, s.cfg.Partitions, s.cfg.PublishTimeout, s.deps.Propagator, s.meter)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	pipeline, err := intake.NewPipeline(s.deps.Tenants, resolver, publisher, s.meter, s.tracer)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	followChanges, err := resolver.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator)})
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	s.deps.Logger.InfoContext(ctx, "ingest ready", "partitions", s.cfg.Partitions)
+	if err := followChanges(); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	return nil
+}
+
+// ensure creates the streams and buckets, retrying while JetStream does not
+// answer. A refusal from JetStream (an incompatible existing stream, say)
+// is returned at once: waiting will not fix it.
+func (s *Service) ensure(ctx context.Context) (users, accountsKV jetstream.KeyValue, err error) {
+	l := s.deps.Limits
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err = natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream())
+		if err == nil {
+			users, err = natsx.EnsureKeyValue(ctx, s.deps.JS, l.UserAccountsBucket())
+		}
+		if err == nil {
+			accountsKV, err = natsx.EnsureKeyValue(ctx, s.deps.JS, l.AccountsBucket())
+		}
+		if err == nil {
+			return users, accountsKV, nil
+		}
+		if apiErr := new(jetstream.APIError); errors.As(err, &apiErr) {
+			return nil, nil, fmt.Errorf("ingest: %w", err)
+		}
+		s.deps.Logger.WarnContext(ctx, "JetStream not ready; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}

@@ -1,0 +1,252 @@
+// Package intake is the path every usage event takes from a decoded request
+// to JetStream, shared by the Segment HTTP API and the gRPC IngestService:
+// the validation rules, the fields ingest owns (tenant, times, message ids),
+// the tenant's rate limit, account attribution and publishing.
+package intake
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
+)
+
+// MaxIDBytes bounds user, anonymous, group, previous and message ids. Ids
+// become KV keys and subject tokens, and the account API allows no longer
+// account ids; an id longer than this is a sender's bug, not an id.
+const MaxIDBytes = 256
+
+// Field names an event field. Each API reports it in its own naming, so a
+// client reads the name it sent.
+type Field uint8
+
+// The fields a violation can name.
+const (
+	FieldNone Field = iota
+	FieldType
+	FieldMessageID
+	FieldUserID
+	FieldAnonymousID
+	FieldGroupID
+	FieldPreviousID
+	FieldEvent
+	FieldName
+	FieldProperties
+	FieldTraits
+	FieldContext
+	FieldContextGroupID
+	FieldTimestamp
+	FieldSentAt
+	FieldTenant
+)
+
+// fieldNames holds each field's Segment JSON name and eventv1.Event name.
+var fieldNames = [...][2]string{
+	FieldNone:           {"", ""},
+	FieldType:           {"type", "type"},
+	FieldMessageID:      {"messageId", "message_id"},
+	FieldUserID:         {"userId", "user_id"},
+	FieldAnonymousID:    {"anonymousId", "anonymous_id"},
+	FieldGroupID:        {"groupId", "account_id"},
+	FieldPreviousID:     {"previousId", "previous_id"},
+	FieldEvent:          {"event", "event"},
+	FieldName:           {"name", "name"},
+	FieldProperties:     {"properties", "properties"},
+	FieldTraits:         {"traits", "traits"},
+	FieldContext:        {"context", "context"},
+	FieldContextGroupID: {"context.groupId", "context.groupId"},
+	FieldTimestamp:      {"timestamp", "event_time"},
+	FieldSentAt:         {"sentAt", "sent_time"},
+	FieldTenant:         {"tenant", "tenant_id"},
+}
+
+// Segment is the field's name in the Segment HTTP API.
+func (f Field) Segment() string { return fieldNames[f][0] }
+
+// Proto is the field's name in lodestar.event.v1.Event.
+func (f Field) Proto() string { return fieldNames[f][1] }
+
+// FieldBySegmentName returns the field a Segment JSON name denotes.
+func FieldBySegmentName(name string) Field {
+	for f, n := range fieldNames {
+		if n[0] == name {
+			return Field(f)
+		}
+	}
+	return FieldNone
+}
+
+// Violation says why one event of a request was rejected.
+type Violation struct {
+	// Index is the event's position in the request.
+	Index     int
+	MessageID string
+	Field     Field
+	// Code is a stable machine-readable reason, also the metric label.
+	Code   string
+	Reason string
+}
+
+// Violation codes.
+const (
+	CodeInvalid  = "invalid"
+	CodeMissing  = "missing"
+	CodeTooLarge = "too_large"
+	CodeType     = "wrong_type"
+)
+
+// Prepare validates the decoded events of one request and completes the
+// fields ingest owns: tenant, received time, a message id where none was
+// sent, account_id from context.groupId, and the corrected event time. evs
+// holds nil where the decoder already rejected an event. body is the
+// request as the client sent it, hashed only when an event needs a
+// generated message id (it may be nil when none does). Prepare returns the
+// valid events in request order and a violation for each other non-nil
+// event.
+func Prepare(tenant string, received time.Time, evs []*eventv1.Event, body []byte) ([]*eventv1.Event, []Violation) {
+	valid := make([]*eventv1.Event, 0, len(evs))
+	var bad []Violation
+	var ids *idSource
+	for i, ev := range evs {
+		if ev == nil {
+			continue
+		}
+		if v, ok := check(ev); !ok {
+			v.Index, v.MessageID = i, ev.MessageId
+			bad = append(bad, v)
+			continue
+		}
+		if ev.MessageId == "" {
+			if ids == nil {
+				ids = newIDSource(body)
+			}
+			ev.MessageId = ids.id(i)
+		}
+		ev.TenantId = tenant
+		ev.ReceivedTime = timestamppb.New(received)
+		ev.EventTime = timestamppb.New(EventTime(ev.EventTime, ev.SentTime, received))
+		valid = append(valid, ev)
+	}
+	return valid, bad
+}
+
+// check applies the rules of the Segment spec and Lodestar's bounds, and
+// takes account_id from context.groupId when the event names no account
+// (a group call must name its own).
+func check(ev *eventv1.Event) (Violation, bool) {
+	bad := func(f Field, code, format string, args ...any) (Violation, bool) {
+		return Violation{Field: f, Code: code, Reason: fmt.Sprintf(format, args...)}, false
+	}
+	if _, known := eventv1.EventType_name[int32(ev.Type)]; !known || ev.Type == eventv1.EventType_EVENT_TYPE_UNSPECIFIED {
+		return bad(FieldType, CodeInvalid, "unknown event type %d", ev.Type)
+	}
+	if ev.UserId == "" && ev.AnonymousId == "" {
+		return bad(FieldUserID, CodeMissing, "userId or anonymousId is required")
+	}
+	switch ev.Type {
+	case eventv1.EventType_EVENT_TYPE_TRACK:
+		if ev.Event == "" {
+			return bad(FieldEvent, CodeMissing, "track calls need an event name")
+		}
+	case eventv1.EventType_EVENT_TYPE_GROUP:
+		if ev.AccountId == "" {
+			return bad(FieldGroupID, CodeMissing, "group calls need a groupId")
+		}
+	case eventv1.EventType_EVENT_TYPE_ALIAS:
+		if ev.UserId == "" {
+			return bad(FieldUserID, CodeMissing, "alias calls need a userId")
+		}
+		if ev.PreviousId == "" {
+			return bad(FieldPreviousID, CodeMissing, "alias calls need a previousId")
+		}
+	}
+	if v, ok := ev.GetContext().GetFields()["groupId"]; ok {
+		s, isString := v.GetKind().(*structpb.Value_StringValue)
+		if !isString {
+			return bad(FieldContextGroupID, CodeType, "must be a string")
+		}
+		if ev.AccountId == "" {
+			ev.AccountId = s.StringValue
+		}
+	}
+	for _, id := range []struct {
+		f Field
+		v string
+	}{{FieldMessageID, ev.MessageId}, {FieldUserID, ev.UserId}, {FieldAnonymousID, ev.AnonymousId}, {FieldGroupID, ev.AccountId}, {FieldPreviousID, ev.PreviousId}} {
+		if len(id.v) > MaxIDBytes {
+			return bad(id.f, CodeTooLarge, "%d bytes, over the %d-byte limit", len(id.v), MaxIDBytes)
+		}
+	}
+	for _, ts := range []struct {
+		f Field
+		v *timestamppb.Timestamp
+	}{{FieldTimestamp, ev.EventTime}, {FieldSentAt, ev.SentTime}} {
+		if ts.v != nil {
+			if err := ts.v.CheckValid(); err != nil {
+				return bad(ts.f, CodeInvalid, "%v", err)
+			}
+		}
+	}
+	return Violation{}, true
+}
+
+// EventTime applies Segment's clock-skew correction: a client's clock may be
+// off, but the gap between its timestamp and its sentAt is measured on that
+// one clock, so event time = timestamp + (received - sentAt). Without sentAt
+// the timestamp is taken as is; without a timestamp the event is taken to
+// have happened when it was sent, which the correction maps to the received
+// time. An event cannot have happened after it arrived, so the result is
+// capped at the received time: a client clock running fast can never move a
+// tenant's event-time watermark past the wall clock.
+func EventTime(timestamp, sentAt *timestamppb.Timestamp, received time.Time) time.Time {
+	if timestamp == nil {
+		return received
+	}
+	t := timestamp.AsTime()
+	if sentAt != nil {
+		t = t.Add(received.Sub(sentAt.AsTime()))
+	}
+	if t.After(received) {
+		return received
+	}
+	return t
+}
+
+// idSource generates the message ids of events sent without one. The id is
+// derived from the request's bytes and the event's position, not random, so
+// a client retrying the identical request gets the identical ids and its
+// retry is deduplicated like any other.
+type idSource struct {
+	sum [sha256.Size]byte
+}
+
+func newIDSource(body []byte) *idSource { return &idSource{sum: sha256.Sum256(body)} }
+
+// id formats the hash of (request, index) as a UUID of version 8, the
+// RFC 9562 version for custom, here hash-based, UUIDs.
+func (s *idSource) id(index int) string {
+	var b [sha256.Size + 8]byte
+	copy(b[:], s.sum[:])
+	binary.BigEndian.PutUint64(b[sha256.Size:], uint64(index))
+	h := sha256.Sum256(b[:])
+	u := h[:16]
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	var out [36]byte
+	hex.Encode(out[0:8], u[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], u[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], u[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], u[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:36], u[10:16])
+	return string(out[:])
+}
