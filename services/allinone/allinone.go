@@ -1,0 +1,542 @@
+// Package allinone runs any set of Lodestar's services in one process, as
+// Grafana Tempo and Loki do: -target=all (the default) runs every service
+// with an embedded NATS server and an in-process cache unless external ones
+// are given; a comma list runs some of them. The all-in-one and the
+// microservice deployment share this one code path.
+package allinone
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/lodestar-cs/lodestar/pkg/auth"
+	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/config"
+	"github.com/lodestar-cs/lodestar/pkg/grpcserver"
+	"github.com/lodestar-cs/lodestar/pkg/natsembed"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/telemetry"
+	"github.com/lodestar-cs/lodestar/services/ingest"
+	"github.com/lodestar-cs/lodestar/services/renewalforecast"
+	"github.com/lodestar-cs/lodestar/services/scoring"
+)
+
+// Target names, kebab-case as in binaries, NATS durable names and OTel
+// service names.
+const (
+	TargetAll             = "all"
+	TargetIngest          = "ingest"
+	TargetScoring         = scoring.Target
+	TargetRenewalForecast = renewalforecast.Target
+)
+
+// serviceTargets lists the targets "all" expands to, in start order.
+func serviceTargets() []string {
+	return []string{TargetIngest, TargetScoring, TargetRenewalForecast}
+}
+
+// Config is the runner's configuration; every field has a flag and a
+// LODESTAR_* environment twin.
+type Config struct {
+	Targets        config.StringList
+	HTTPListenAddr string
+	GRPCListenAddr string
+	DataDir        string
+	NATSURL        string
+	RedisAddr      string
+	TenantsFile    string
+	DemoKeySeed    string
+	LogLevel       string
+	LogFormat      string
+	ShutdownGrace  time.Duration
+
+	Limits   natsx.Limits
+	Ingest   ingest.Config
+	Scoring  scoring.Config
+	Forecast renewalforecast.Config
+	Cache    cache.Config
+}
+
+// DefaultConfig is the configuration of a local run.
+func DefaultConfig() Config {
+	return Config{
+		Targets:        config.StringList{TargetAll},
+		HTTPListenAddr: "127.0.0.1:8080",
+		GRPCListenAddr: "127.0.0.1:9090",
+		DataDir:        "./data",
+		LogLevel:       "info",
+		LogFormat:      telemetry.FormatText,
+		ShutdownGrace:  15 * time.Second,
+		Limits:         natsx.DefaultLimits(),
+		Ingest:         ingest.DefaultConfig(),
+		Scoring:        scoring.DefaultConfig(),
+		Forecast:       renewalforecast.DefaultConfig(),
+	}
+}
+
+// RegisterFlags registers every flag, the services' included.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var(&c.Targets, "target", `Comma-separated services to run: "all", or any of `+strings.Join(serviceTargets(), ", ")+".")
+	fs.StringVar(&c.HTTPListenAddr, "http.listen-addr", c.HTTPListenAddr, "Address of the HTTP server: the Segment API, /healthz and /metrics.")
+	fs.StringVar(&c.GRPCListenAddr, "grpc.listen-addr", c.GRPCListenAddr, "Address of the gRPC server.")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Directory for local state: the embedded NATS store and scoring snapshots.")
+	fs.StringVar(&c.NATSURL, "nats.url", c.NATSURL, "NATS server URL; empty runs an embedded NATS server with JetStream in the data dir.")
+	fs.StringVar(&c.RedisAddr, "redis.addr", c.RedisAddr, "Redis address for hot scores; empty uses an in-process cache.")
+	fs.StringVar(&c.TenantsFile, "config.file", c.TenantsFile, "YAML file of tenants and their keys; empty runs one demo tenant whose keys are printed at start-up.")
+	fs.StringVar(&c.DemoKeySeed, "auth.demo-key-seed", c.DemoKeySeed, "Without -config.file: derive the demo tenant's keys from this seed instead of random ones, so a restart keeps them.")
+	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "Log level: debug, info, warn or error.")
+	fs.StringVar(&c.LogFormat, "log.format", c.LogFormat, "Log format: text or json.")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown.grace", c.ShutdownGrace, "How long a graceful shutdown may take before the process stops anyway.")
+	c.Limits.RegisterFlags(fs)
+	c.Ingest.RegisterFlags(fs)
+	c.Scoring.RegisterFlags(fs)
+	c.Forecast.RegisterFlags(fs)
+	fs.IntVar(&c.Cache.HistoryLength, "cache.history-length", 100, "Score changes kept per account in the cache; older ones are read from the SCORES stream.")
+}
+
+// Validate reports every problem of the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := c.services(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := telemetry.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("-log.level: %w", err))
+	}
+	if c.LogFormat != telemetry.FormatText && c.LogFormat != telemetry.FormatJSON {
+		errs = append(errs, fmt.Errorf("-log.format %q: want text or json", c.LogFormat))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("-data-dir is required"))
+	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.runs(TargetIngest) {
+		if err := c.Ingest.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.runs(TargetScoring) {
+		if err := c.Scoring.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.runs(TargetRenewalForecast) {
+		if err := c.Forecast.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// services expands the targets into the services to run, in start order.
+func (c *Config) services() ([]string, error) {
+	all := serviceTargets()
+	want := map[string]bool{}
+	for _, t := range c.Targets {
+		switch {
+		case t == TargetAll:
+			for _, s := range all {
+				want[s] = true
+			}
+		case slices.Contains(all, t):
+			want[t] = true
+		default:
+			return nil, fmt.Errorf("-target: unknown target %q (want all or %s)", t, strings.Join(all, ", "))
+		}
+	}
+	if len(want) == 0 {
+		return nil, errors.New("-target: no target")
+	}
+	var out []string
+	for _, s := range all {
+		if want[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (c *Config) runs(target string) bool {
+	s, _ := c.services()
+	return slices.Contains(s, target)
+}
+
+// service is what every target runs.
+type service interface {
+	// Run works until ctx is done, then drains and returns.
+	Run(ctx context.Context) error
+	// Ready reports whether the service's dependencies are up and it serves.
+	Ready() bool
+}
+
+type runningService struct {
+	name     string
+	svc      service
+	grpcSvcs []string // the gRPC services it registered, for health
+}
+
+// App is a running Lodestar process.
+type App struct {
+	cfg    Config
+	logger *slog.Logger
+	stdout io.Writer
+	tel    *telemetry.Telemetry
+
+	embedded *natsembed.Server
+	redis    *redis.Client
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	tenants  *auth.Registry
+	grpc     *grpcserver.Server
+	mux      *http.ServeMux
+	services []runningService
+	// notReady lists the services not ready at the last readiness check, so
+	// /healthz and gRPC health always agree; nil before the first check.
+	notReady atomic.Pointer[[]string]
+}
+
+// Run starts the configured services and blocks until ctx is done or one of
+// them fails; then it shuts everything down in order: health NOT_SERVING,
+// servers stopped, consumers drained, NATS drained, the embedded server
+// stopped, telemetry flushed last.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	a := &App{cfg: cfg, logger: logger, stdout: stdout, mux: http.NewServeMux()}
+	defer func() { err = errors.Join(err, a.close()) }()
+	if err := a.init(ctx); err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+func (a *App) init(ctx context.Context) error {
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: a.otelServiceName(), Logger: a.logger})
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	a.tel = tel
+	if err := a.initTenants(); err != nil {
+		return err
+	}
+	if err := a.initNATS(ctx); err != nil {
+		return err
+	}
+	a.grpc = grpcserver.New(grpcserver.Config{
+		Logger:         a.logger,
+		TracerProvider: tel.TracerProvider(),
+		MeterProvider:  tel.MeterProvider(),
+		Propagator:     tel.Propagator(),
+	},
+		grpcserver.WithUnaryInterceptors(a.tenants.UnaryServerInterceptor(grpcserver.IsInfraMethod)),
+		grpcserver.WithStreamInterceptors(a.tenants.StreamServerInterceptor(grpcserver.IsInfraMethod)),
+	)
+	names, _ := a.cfg.services()
+	for _, name := range names {
+		svc, register, err := a.newService(name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rec := &recordingRegistrar{r: a.grpc.GRPC()}
+		register(rec)
+		a.services = append(a.services, runningService{name: name, svc: svc, grpcSvcs: rec.names})
+	}
+	a.mux.Handle("GET /metrics", tel.MetricsHandler())
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	return nil
+}
+
+// newService builds one target's service and the function registering its
+// gRPC services.
+func (a *App) newService(name string) (service, func(grpc.ServiceRegistrar), error) {
+	switch name {
+	case TargetIngest:
+		s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
+			JS:             a.js,
+			Tenants:        a.tenants,
+			Limits:         a.cfg.Limits,
+			Logger:         a.logger.With("service", TargetIngest),
+			MeterProvider:  a.tel.MeterProvider(),
+			TracerProvider: a.tel.TracerProvider(),
+			Propagator:     a.tel.Propagator(),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		a.mux.Handle("/v1/", s.Handler())
+		return s, s.Register, nil
+	case TargetScoring:
+		s, err := scoring.New(a.cfg.Scoring, scoring.Deps{
+			JS:            a.js,
+			Cache:         a.scoreCache(),
+			Limits:        a.cfg.Limits,
+			Logger:        a.logger.With("service", TargetScoring),
+			MeterProvider: a.tel.MeterProvider(),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Register, nil
+	case TargetRenewalForecast:
+		s, err := renewalforecast.New(a.cfg.Forecast, renewalforecast.Deps{
+			JS:            a.js,
+			Limits:        a.cfg.Limits,
+			Logger:        a.logger.With("service", TargetRenewalForecast),
+			MeterProvider: a.tel.MeterProvider(),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Register, nil
+	}
+	return nil, nil, fmt.Errorf("unknown target %q", name)
+}
+
+// scoreCache is Redis when an address is given, else the in-process cache.
+func (a *App) scoreCache() scoring.Cache {
+	if a.cfg.RedisAddr == "" {
+		return cache.NewMemory(a.cfg.Cache)
+	}
+	a.redis = redis.NewClient(&redis.Options{Addr: a.cfg.RedisAddr})
+	return cache.NewRedis(a.redis, a.cfg.Cache)
+}
+
+func (a *App) otelServiceName() string {
+	if len(a.cfg.Targets) == 1 && a.cfg.Targets[0] != TargetAll {
+		return a.cfg.Targets[0]
+	}
+	return "lodestar"
+}
+
+func (a *App) initTenants() error {
+	if a.cfg.TenantsFile != "" {
+		r, err := auth.Load(a.cfg.TenantsFile)
+		if err != nil {
+			return err
+		}
+		a.tenants = r
+		return nil
+	}
+	r, keys, err := auth.Demo(a.cfg.DemoKeySeed)
+	if err != nil {
+		return fmt.Errorf("demo tenant: %w", err)
+	}
+	a.tenants = r
+	fmt.Fprintf(a.stdout, "No -config.file: running one demo tenant %q.\n  write key (Segment HTTP API): %s\n  API key (gRPC, authorization: Bearer): %s\n",
+		auth.DemoTenant, keys.WriteKey, keys.APIKey)
+	return nil
+}
+
+func (a *App) initNATS(ctx context.Context) error {
+	var err error
+	if a.cfg.NATSURL == "" {
+		a.embedded, err = natsembed.Start(natsembed.Config{
+			StoreDir: filepath.Join(a.cfg.DataDir, "nats"),
+			Logger:   a.logger.With("component", "nats"),
+		})
+		if err != nil {
+			return err
+		}
+		a.nc, err = a.embedded.Connect("lodestar")
+	} else {
+		a.nc, err = natsx.Connect(ctx, a.cfg.NATSURL, "lodestar-"+a.otelServiceName(), a.logger)
+	}
+	if err != nil {
+		return err
+	}
+	a.js, err = natsx.NewJetStream(a.nc)
+	return err
+}
+
+func (a *App) run(ctx context.Context) error {
+	grpcLis, err := net.Listen("tcp", a.cfg.GRPCListenAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", a.cfg.HTTPListenAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("http listen: %w", err)
+	}
+	a.logger.Info("lodestar started", "targets", a.cfg.Targets.String(), "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "nats", a.natsDescription())
+
+	// One service failing stops the process: cancel everything.
+	svcCtx, cancelSvcs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSvcs()
+	g, gctx := errgroup.WithContext(svcCtx)
+	for _, rs := range a.services {
+		g.Go(func() error {
+			if err := rs.svc.Run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", rs.name, err)
+			}
+			return nil
+		})
+	}
+	httpSrv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 2)
+	go func() {
+		if err := a.grpc.Serve(context.WithoutCancel(ctx), grpcLis); err != nil {
+			serveErr <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.watchReadiness(gctx) })
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.logger.Info("shutting down")
+	case <-gctx.Done():
+		runErr = errors.New("a service stopped")
+	case runErr = <-serveErr:
+	}
+	// Stop taking requests first, then let the services drain.
+	a.grpc.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		a.logger.Warn("http shutdown", "err", err)
+	}
+	cancelSvcs()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	wg.Wait()
+	return runErr
+}
+
+// watchReadiness keeps gRPC health in step with the services' readiness.
+func (a *App) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	announced := false
+	for {
+		notReady := []string{}
+		for _, rs := range a.services {
+			r := rs.svc.Ready()
+			if !r {
+				notReady = append(notReady, rs.name)
+			}
+			for _, name := range rs.grpcSvcs {
+				a.grpc.SetServing(name, r)
+			}
+		}
+		a.notReady.Store(&notReady)
+		if len(notReady) == 0 && !announced {
+			a.logger.Info("lodestar ready", "http", a.cfg.HTTPListenAddr, "grpc", a.cfg.GRPCListenAddr)
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// healthz answers 200 only when every started service is ready.
+func (a *App) healthz(w http.ResponseWriter, _ *http.Request) {
+	var notReady []string
+	if p := a.notReady.Load(); p != nil {
+		notReady = *p
+	} else {
+		for _, rs := range a.services {
+			notReady = append(notReady, rs.name)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(notReady) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"status":"starting","not_ready":["%s"]}`+"\n", strings.Join(notReady, `","`))
+		return
+	}
+	fmt.Fprintln(w, `{"status":"ok"}`)
+}
+
+func (a *App) natsDescription() string {
+	if a.embedded != nil {
+		return "embedded (" + filepath.Join(a.cfg.DataDir, "nats") + ")"
+	}
+	return a.cfg.NATSURL
+}
+
+// close releases what init acquired, in reverse: NATS drained (flushing
+// acks), the embedded server stopped, telemetry flushed last.
+func (a *App) close() error {
+	var errs []error
+	if a.redis != nil {
+		if err := a.redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close redis: %w", err))
+		}
+	}
+	if a.nc != nil {
+		if err := drain(a.nc, a.cfg.ShutdownGrace); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.embedded != nil {
+		a.embedded.Shutdown()
+	}
+	if a.tel != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.tel.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry shutdown: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return nil // already closed
+	}
+	select {
+	case <-closed:
+	case <-time.After(timeout):
+		nc.Close()
+		return errors.New("nats drain timed out")
+	}
+	return nil
+}
+
+// recordingRegistrar notes the gRPC services a target registers, so health
+// can follow the target's readiness.
+type recordingRegistrar struct {
+	r     grpc.ServiceRegistrar
+	names []string
+}
+
+func (r *recordingRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	r.names = append(r.names, desc.ServiceName)
+	r.r.RegisterService(desc, impl)
+}

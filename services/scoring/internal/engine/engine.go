@@ -1,0 +1,454 @@
+// Package engine is Lodestar's scoring core: in-memory, event-time health scoring of
+// customer accounts, with no I/O of its own.
+//
+// The engine keeps per account day-bucketed aggregates over a rolling window (90 days
+// by default) in event time: per user the last active day and stakeholder level, the
+// last day and daily counts of the event sets the tenant's scorecard reads, the
+// distinct features used, NPS answers, support tickets and billing signals. Scores are
+// computed at each tenant's watermark, the latest event time seen and never past the
+// wall clock, so replaying last year's events gives last year's scores.
+//
+// Day-granular windows mean a score depends on the watermark's day only: when the
+// watermark enters a new day every account of the tenant is due for scoring, and
+// Flush computes the due accounts and returns the scores that changed.
+//
+// # Memory
+//
+// An account's state is bounded by the configuration and the scorecard, at most
+//
+//	1000 + 57·U + 4·W·C + 32·G + 16·F + 48·M bytes (plus its id and CRM strings)
+//
+// for U stored users (≤ MaxUsersPerAccount), W window days, C event groups with daily
+// counts and G groups in all (the default scorecard has one group for its core
+// events, counted, plus one per onboarding milestone), F features
+// (≤ MaxFeaturesPerAccount) and M measures; tickets (64), billing signals (16), survey
+// days (32) and score history (8 days) have fixed caps. 57 bytes is a user's share of
+// a Go map at its lowest load factor. Measured with the default scorecard
+// (BenchmarkMemoryPerAccount, TestMemoryBound): about 2.1 KB per account with 10
+// users, 4.9 KB with 100 and 56 KB with 1000.
+//
+// An Engine is not safe for concurrent use: one goroutine owns it (a scoring instance
+// owns a set of partitions, hence of accounts).
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
+)
+
+// Config tunes an Engine; zero fields take their defaults.
+type Config struct {
+	// WindowDays is the history kept, in days: 35 (the usage trend's span) to
+	// scorecard.MaxWindowDays, the default. Longer measure windows are cut to it.
+	WindowDays int
+	// MaxUsersPerAccount bounds the users stored per account (default 2000); the
+	// events of further users are counted as overflow.
+	MaxUsersPerAccount int
+	// MaxFeaturesPerAccount bounds the distinct event names kept per account for
+	// breadth (default 64).
+	MaxFeaturesPerAccount int
+	// PublishThreshold is the least score change Flush reports (default 0.5); band,
+	// stage and scorecard changes and first scores are always reported.
+	PublishThreshold float64
+	// LiveLag decides when Tick moves a tenant's watermark to the wall clock: only
+	// when the watermark is within LiveLag of it (default 1h). A live tenant's silent
+	// accounts thus decay in real time, while a replay of old events, further
+	// behind, keeps its event time.
+	LiveLag time.Duration
+	// Scorecard is the scorecard of tenants that have none of their own;
+	// scorecard.Default() when nil.
+	Scorecard *scoringv1.Scorecard
+}
+
+// Stats counts what the engine did with the events it was given.
+type Stats struct {
+	// Events is every event given to Apply.
+	Events uint64
+	// Late counts events older than the window at their tenant's watermark: ignored.
+	Late uint64
+	// Future counts events later than the wall clock: taken as happening now.
+	Future uint64
+	// Invalid counts events with no time, or a time before 1970-01-02: ignored.
+	Invalid uint64
+	// Unattributed counts events with no account: ignored.
+	Unattributed uint64
+	// UserOverflow counts events of users beyond MaxUsersPerAccount: they count as
+	// account events but not per user.
+	UserOverflow uint64
+}
+
+// Engine scores accounts from their events; see the package comment.
+type Engine struct {
+	window      int32
+	maxUsers    int
+	maxFeatures int
+	threshold   float64
+	liveLag     int64 // seconds
+	defaultSC   *scorecard.Compiled
+	defaultWire []byte
+
+	tenants map[string]*tenant
+	// order lists the tenant ids sorted, so that output never depends on map order.
+	order []string
+	stats Stats
+}
+
+// New returns an engine with no state.
+func New(cfg Config) (*Engine, error) {
+	if cfg.WindowDays == 0 {
+		cfg.WindowDays = scorecard.MaxWindowDays
+	}
+	if cfg.WindowDays < scorecard.TrendRecentDays*5 || cfg.WindowDays > scorecard.MaxWindowDays {
+		return nil, fmt.Errorf("engine: window of %d days is outside %d-%d",
+			cfg.WindowDays, scorecard.TrendRecentDays*5, scorecard.MaxWindowDays)
+	}
+	if cfg.MaxUsersPerAccount == 0 {
+		cfg.MaxUsersPerAccount = 2000
+	}
+	if cfg.MaxFeaturesPerAccount == 0 {
+		cfg.MaxFeaturesPerAccount = 64
+	}
+	if cfg.PublishThreshold == 0 {
+		cfg.PublishThreshold = 0.5
+	}
+	if cfg.LiveLag == 0 {
+		cfg.LiveLag = time.Hour
+	}
+	if cfg.MaxUsersPerAccount < 0 || cfg.MaxFeaturesPerAccount < 0 || cfg.PublishThreshold < 0 || cfg.LiveLag < 0 {
+		return nil, errors.New("engine: negative limits in config")
+	}
+	sc := cfg.Scorecard
+	if sc == nil {
+		var err error
+		if sc, err = scorecard.Default(); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
+	compiled, wire, err := compile(sc)
+	if err != nil {
+		return nil, fmt.Errorf("engine: default scorecard: %w", err)
+	}
+	return &Engine{
+		window:      int32(cfg.WindowDays),
+		maxUsers:    cfg.MaxUsersPerAccount,
+		maxFeatures: cfg.MaxFeaturesPerAccount,
+		threshold:   cfg.PublishThreshold,
+		liveLag:     int64(cfg.LiveLag / time.Second),
+		defaultSC:   compiled,
+		defaultWire: wire,
+		tenants:     map[string]*tenant{},
+	}, nil
+}
+
+func compile(sc *scoringv1.Scorecard) (*scorecard.Compiled, []byte, error) {
+	c, err := scorecard.Compile(sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	wire, err := proto.MarshalOptions{Deterministic: true}.Marshal(c.Scorecard)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode scorecard: %w", err)
+	}
+	return c, wire, nil
+}
+
+// SetScorecard gives a tenant a new scorecard. Unless it equals the current one,
+// every account of the tenant is re-scored on the next Flush, and that score is
+// reported and marked scorecard_changed: a version marker, not a change of behaviour.
+// Aggregates carry over wherever the new scorecard tracks the same event sets; event
+// sets it adds are counted from now on.
+func (e *Engine) SetScorecard(tenantID string, sc *scoringv1.Scorecard) error {
+	c, wire, err := compile(sc)
+	if err != nil {
+		return fmt.Errorf("set scorecard of tenant %q: %w", tenantID, err)
+	}
+	t := e.tenant(tenantID)
+	if proto.Equal(t.sc.Scorecard, c.Scorecard) {
+		return nil
+	}
+	t.setScorecard(c, wire)
+	t.Generation++
+	for _, a := range t.Accounts {
+		t.markDirty(a)
+	}
+	return nil
+}
+
+// SetAccount records an account's CRM facts: seats, lifecycle stage, contract start,
+// renewal and the facts every score carries (name, tier, owner, segment, ARR).
+func (e *Engine) SetAccount(acc *accountv1.Account) {
+	t := e.tenant(acc.GetTenantId())
+	a := t.account(acc.GetAccountId())
+	f := facts{
+		Name:       acc.GetName(),
+		Tier:       acc.GetTier(),
+		OwnerCSMID: acc.GetOwner().GetCsmId(),
+		Segment:    acc.GetSegment(),
+		Seats:      acc.GetSeatsPurchased(),
+		Stage:      acc.GetLifecycleStage(),
+	}
+	if arr := acc.GetArr(); arr != nil {
+		f.HasARR, f.ARRCurrency, f.ARRUnits, f.ARRNanos = true, arr.GetCurrencyCode(), arr.GetUnits(), arr.GetNanos()
+	}
+	if ts := acc.GetContractStartTime(); ts != nil {
+		f.ContractStart = ts.GetSeconds()
+	}
+	if ts := acc.GetRenewalTime(); ts != nil {
+		f.Renewal = ts.GetSeconds()
+	}
+	a.Facts = f
+	t.markDirty(a)
+}
+
+// Apply adds one event to its account's aggregates and marks the account due for
+// scoring. The event time (else the receive time) advances the tenant's watermark;
+// a time past wall is taken as wall, and an event older than the window at the
+// watermark is ignored. Apply does not allocate for known accounts, users and names.
+func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
+	e.stats.Events++
+	if ev.GetAccountId() == "" {
+		e.stats.Unattributed++
+		return
+	}
+	sec := ev.GetEventTime().GetSeconds()
+	if ev.GetEventTime() == nil {
+		sec = ev.GetReceivedTime().GetSeconds()
+	}
+	if sec < secondsPerDay {
+		e.stats.Invalid++
+		return
+	}
+	if now := wall.Unix(); sec > now {
+		sec = now
+		e.stats.Future++
+	}
+	t := e.tenant(ev.GetTenantId())
+	t.advance(sec)
+	day, windowStart := dayOf(sec), t.wmDay()-e.window+1
+	if day < windowStart {
+		e.stats.Late++
+		return
+	}
+	a := t.account(ev.GetAccountId())
+	if a.FirstDay == 0 || day < a.FirstDay {
+		a.FirstDay = day
+	}
+
+	var name string
+	typ := ev.GetType()
+	switch typ {
+	case eventv1.EventType_EVENT_TYPE_TRACK:
+		name = ev.GetEvent()
+	case eventv1.EventType_EVENT_TYPE_PAGE, eventv1.EventType_EVENT_TYPE_SCREEN:
+		name = ev.GetName()
+	}
+	id, info := noName, nameInfo{}
+	if name != "" {
+		id, info = t.lookup(name)
+	}
+	usage := typ == eventv1.EventType_EVENT_TYPE_TRACK || typ == eventv1.EventType_EVENT_TYPE_PAGE ||
+		typ == eventv1.EventType_EVENT_TYPE_SCREEN
+	active := usage && (t.sc.ActiveEvents == nil || info.active)
+
+	if uid := ev.GetUserId(); uid != "" {
+		key := hashString(uid)
+		u, known := a.Users[key]
+		switch {
+		case known || a.admitUser(e.maxUsers, windowStart):
+			u.Touch = max(u.Touch, day)
+			if active {
+				u.Active = max(u.Active, day)
+			}
+			if typ == eventv1.EventType_EVENT_TYPE_IDENTIFY {
+				if level := t.sc.UserLevel(ev.GetTraits()); level != 0 {
+					u.Level = level
+				}
+			}
+			a.Users[key] = u
+		default:
+			a.UserOverflow++
+			e.stats.UserOverflow++
+		}
+	}
+
+	if typ == eventv1.EventType_EVENT_TYPE_TRACK {
+		a.useFeature(id, day, e.maxFeatures, windowStart)
+	}
+	for mask := info.groups; mask != 0; mask &= mask - 1 {
+		g := bits.TrailingZeros64(mask)
+		ring := int32(0)
+		if t.sc.Groups[g].Counts {
+			ring = e.window
+		}
+		a.Groups[g].add(day, ring)
+	}
+	if info.special != specialNone {
+		applySpecial(a, ev, info.special, id, sec, day)
+	}
+	t.markDirty(a)
+}
+
+// applySpecial reads the few properties the conventions define (see package
+// scorecard); only these events have their properties walked.
+func applySpecial(a *account, ev *eventv1.Event, s special, name uint32, sec int64, day int32) {
+	props := ev.GetProperties().GetFields()
+	switch s {
+	case specialNPS:
+		if v, ok := numberValue(props[scorecard.PropertyScore]); ok && v >= 0 && v <= 10 {
+			a.surveyAnswer(day, uint32(v+0.5))
+		}
+	case specialTicketOpened, specialTicketClosed:
+		id, ok := ticketID(props[scorecard.PropertyTicketID])
+		if !ok {
+			return
+		}
+		a.ticketEvent(id, sec, s == specialTicketOpened, severe(props[scorecard.PropertySeverity].GetStringValue()))
+	case specialBilling:
+		a.billingSignal(name, sec)
+	}
+}
+
+// Tick lets time pass for live tenants: a tenant whose watermark is within LiveLag
+// of wall has it moved to wall, so that silent accounts decay. Tenants further
+// behind (a replay) keep their event time.
+func (e *Engine) Tick(wall time.Time) {
+	now := wall.Unix()
+	for _, t := range e.tenants {
+		if t.Watermark > 0 && now > t.Watermark && now-t.Watermark <= e.liveLag {
+			t.advance(now)
+		}
+	}
+}
+
+// Scored is one account's score from Flush.
+type Scored struct {
+	Score *scoringv1.HealthScore
+	// Change is set for a change worth recording in history: a first score, a
+	// move of at least PublishThreshold, a band, stage or scorecard change.
+	// Other scores are still the account's current one, for the hot cache.
+	Change bool
+}
+
+// Flush scores every account due for scoring, sorted by tenant and account.
+// Each score carries its explanation and its change against the account's
+// last recorded score. Accounts of a tenant with no event yet wait for its
+// first event.
+//
+// Every due account is returned, changed or not, so that the current score
+// is exactly the score at the watermark: it depends on the events and the
+// watermark's day alone, never on when flushes happened.
+func (e *Engine) Flush() []Scored {
+	var out []Scored
+	for _, id := range e.order {
+		t := e.tenants[id]
+		if t.Watermark == 0 || len(t.dirty) == 0 {
+			continue
+		}
+		slices.SortFunc(t.dirty, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })
+		for _, a := range t.dirty {
+			a.Dirty = false
+			if hs, change := e.evaluate(t, a, true); hs != nil {
+				out = append(out, Scored{Score: hs, Change: change})
+			}
+		}
+		clear(t.dirty)
+		t.dirty = t.dirty[:0]
+	}
+	return out
+}
+
+// Score computes an account's score at its tenant's watermark now, against its last
+// published score; false when the account is unknown, its tenant has no event yet,
+// or no measure has data.
+func (e *Engine) Score(tenantID, accountID string) (*scoringv1.HealthScore, bool) {
+	t, ok := e.tenants[tenantID]
+	if !ok || t.Watermark == 0 {
+		return nil, false
+	}
+	a, ok := t.Accounts[accountID]
+	if !ok {
+		return nil, false
+	}
+	hs, _ := e.evaluate(t, a, false)
+	return hs, hs != nil
+}
+
+// Stats returns the engine's event counters.
+func (e *Engine) Stats() Stats { return e.stats }
+
+func (e *Engine) tenant(id string) *tenant {
+	if t, ok := e.tenants[id]; ok {
+		return t
+	}
+	t := &tenant{
+		ID:       id,
+		Accounts: map[string]*account{},
+		nameIDs:  map[string]uint32{},
+	}
+	t.setScorecard(e.defaultSC, e.defaultWire)
+	e.addTenant(t)
+	return t
+}
+
+func (e *Engine) addTenant(t *tenant) {
+	e.tenants[t.ID] = t
+	i, _ := slices.BinarySearch(e.order, t.ID)
+	e.order = slices.Insert(e.order, i, t.ID)
+}
+
+// ticketID hashes a ticket id given as a string or a number; 42 and "42" are one
+// ticket, as support tools are not consistent about it.
+func ticketID(v *structpb.Value) (uint64, bool) {
+	if s := v.GetStringValue(); s != "" {
+		return hashString(s), true
+	}
+	if _, isNumber := v.GetKind().(*structpb.Value_NumberValue); isNumber {
+		return hashString(strconv.FormatFloat(v.GetNumberValue(), 'f', -1, 64)), true
+	}
+	return 0, false
+}
+
+// numberValue reads a number, or a string holding one.
+func numberValue(v *structpb.Value) (float64, bool) {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return k.NumberValue, true
+	case *structpb.Value_StringValue:
+		n, err := strconv.ParseFloat(strings.TrimSpace(k.StringValue), 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+// severe reads a ticket severity; the support tools' names for their top levels.
+func severe(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "high", "urgent", "critical", "p1", "sev1":
+		return true
+	}
+	return false
+}
+
+// hashString is 64-bit FNV-1a: deterministic across processes, so that snapshots
+// keyed by it restore anywhere, and free of allocation.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"bufio"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+)
+
+// snapshotFormat versions the snapshot encoding.
+const snapshotFormat = 1
+
+// snapshot is the encoded form of an engine: the exported fields of its state.
+type snapshot struct {
+	Format     int
+	WindowDays int32
+	Stats      Stats
+	// Tenants are sorted by id, their scorecards in wire form.
+	Tenants []*tenant
+}
+
+// Snapshot writes the engine's whole state (aggregates, watermarks, last published
+// scores, scorecards, CRM facts, pending work) so that Restore followed by the same
+// further calls gives the same scores as an uninterrupted run.
+func (e *Engine) Snapshot(w io.Writer) error {
+	s := snapshot{Format: snapshotFormat, WindowDays: e.window, Stats: e.stats}
+	for _, id := range e.order {
+		s.Tenants = append(s.Tenants, e.tenants[id])
+	}
+	bw := bufio.NewWriter(w)
+	if err := gob.NewEncoder(bw).Encode(&s); err != nil {
+		return fmt.Errorf("snapshot engine: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("snapshot engine: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the engine's state with a snapshot. The engine must have the
+// window the snapshot was taken with; its other limits apply from now on.
+func (e *Engine) Restore(r io.Reader) error {
+	var s snapshot
+	if err := gob.NewDecoder(bufio.NewReader(r)).Decode(&s); err != nil {
+		return fmt.Errorf("restore engine: %w", err)
+	}
+	if s.Format != snapshotFormat {
+		return fmt.Errorf("restore engine: snapshot format %d, want %d", s.Format, snapshotFormat)
+	}
+	if s.WindowDays != e.window {
+		return fmt.Errorf("restore engine: snapshot window of %d days, engine window of %d", s.WindowDays, e.window)
+	}
+	tenants := map[string]*tenant{}
+	var order []string
+	for _, t := range s.Tenants {
+		if err := e.rebuild(t); err != nil {
+			return fmt.Errorf("restore engine: tenant %q: %w", t.ID, err)
+		}
+		tenants[t.ID] = t
+		order = append(order, t.ID)
+	}
+	slices.Sort(order)
+	e.tenants, e.order, e.stats = tenants, order, s.Stats
+	return nil
+}
+
+// rebuild derives a decoded tenant's unexported state.
+func (e *Engine) rebuild(t *tenant) error {
+	sc := new(scoringv1.Scorecard)
+	if err := proto.Unmarshal(t.Scorecard, sc); err != nil {
+		return fmt.Errorf("decode scorecard: %w", err)
+	}
+	c, wire, err := compile(sc)
+	if err != nil {
+		return err
+	}
+	// Re-interning the names in order gives them their ids back.
+	names := t.Names
+	t.Scorecard, t.sc = wire, c
+	t.Names, t.nameIDs, t.info = nil, map[string]uint32{}, nil
+	for _, n := range names {
+		t.intern(n)
+	}
+	if len(t.Names) != len(names) {
+		return fmt.Errorf("duplicate event names in the snapshot")
+	}
+	if t.Accounts == nil {
+		t.Accounts = map[string]*account{}
+	}
+	for id, a := range t.Accounts {
+		if a.Users == nil {
+			a.Users = map[uint64]user{}
+		}
+		if len(a.Groups) != len(c.Groups) {
+			return fmt.Errorf("account %q has %d event groups, its scorecard %d", id, len(a.Groups), len(c.Groups))
+		}
+		if a.Dirty {
+			t.dirty = append(t.dirty, a)
+		}
+	}
+	slices.SortFunc(t.dirty, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })
+	return nil
+}

@@ -1,0 +1,448 @@
+package engine
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
+)
+
+// The state types below follow one rule: exported fields are the snapshot (gob encodes
+// them), unexported fields are derived and rebuilt by Restore.
+
+const secondsPerDay = 86400
+
+// dayOf numbers UTC days from 1970-01-01; day 0 stands for never, and Apply ignores
+// events on it.
+func dayOf(sec int64) int32 { return int32(sec / secondsPerDay) }
+
+// Bounds of the small per-account and per-tenant tables.
+const (
+	maxTickets    = 64   // open and recently closed tickets
+	maxBilling    = 16   // billing signals
+	maxSurveyDays = 32   // days with NPS answers
+	historyDays   = 8    // daily score maxima, for drop_7d
+	maxNames      = 4096 // interned event names per tenant
+)
+
+const (
+	// noName is the name id of events beyond maxNames.
+	noName = ^uint32(0)
+	// preRenewalDays before the renewal date an account is pre-renewal.
+	preRenewalDays = 120
+	// dropWindowDays is the span of drop_7d.
+	dropWindowDays = 7
+)
+
+// tenant is the state of one tenant.
+type tenant struct {
+	ID string
+	// Scorecard is the wire form of the tenant's scorecard.
+	Scorecard []byte
+	// Generation counts scorecard changes: a score under another generation than
+	// the account's last published one is marked scorecard_changed.
+	Generation uint32
+	// Names are the interned event names, by id.
+	Names []string
+	// Watermark is the latest event time seen (unix seconds), never past the wall
+	// clock; 0 before the first event.
+	Watermark int64
+	Accounts  map[string]*account
+
+	sc      *scorecard.Compiled
+	nameIDs map[string]uint32
+	info    []nameInfo // by name id
+	dirty   []*account
+}
+
+// nameInfo is what the compiled scorecard says about one event name.
+type nameInfo struct {
+	groups  uint64
+	active  bool
+	special special
+}
+
+// special marks the event names of the conventions that carry a signal.
+type special uint8
+
+const (
+	specialNone special = iota
+	specialNPS
+	specialTicketOpened
+	specialTicketClosed
+	specialBilling
+)
+
+func (t *tenant) wmDay() int32 { return dayOf(t.Watermark) }
+
+// lookup interns an event name; names beyond maxNames get noName and the info the
+// scorecard gives them (the scorecard's own names are interned first, so they never
+// overflow).
+func (t *tenant) lookup(name string) (uint32, nameInfo) {
+	if id, ok := t.nameIDs[name]; ok {
+		return id, t.info[id]
+	}
+	if len(t.Names) >= maxNames {
+		return noName, t.describe(name)
+	}
+	return t.intern(name), t.info[len(t.info)-1]
+}
+
+func (t *tenant) intern(name string) uint32 {
+	if id, ok := t.nameIDs[name]; ok {
+		return id
+	}
+	name = strings.Clone(name) // the event's strings may share its buffer
+	id := uint32(len(t.Names))
+	t.Names = append(t.Names, name)
+	t.nameIDs[name] = id
+	t.info = append(t.info, t.describe(name))
+	return id
+}
+
+func (t *tenant) describe(name string) nameInfo {
+	info := nameInfo{groups: t.sc.EventGroups[name], active: t.sc.ActiveEvents[name]}
+	switch {
+	case name == scorecard.EventNPSSubmitted:
+		info.special = specialNPS
+	case name == scorecard.EventTicketOpened:
+		info.special = specialTicketOpened
+	case name == scorecard.EventTicketClosed:
+		info.special = specialTicketClosed
+	case name == scorecard.EventPaymentSucceeded, name == scorecard.EventPaymentFailed, t.sc.BillingEvents[name]:
+		info.special = specialBilling
+	}
+	return info
+}
+
+// setScorecard installs a compiled scorecard: names are described anew and every
+// account's groups are carried over by event set, so history survives a change
+// wherever the new scorecard tracks the same events.
+func (t *tenant) setScorecard(sc *scorecard.Compiled, wire []byte) {
+	old := t.sc
+	t.sc, t.Scorecard = sc, wire
+	for i, name := range t.Names {
+		t.info[i] = t.describe(name)
+	}
+	for _, g := range sc.Groups {
+		for _, e := range g.Events {
+			t.intern(e)
+		}
+	}
+	conventions := []string{
+		scorecard.EventNPSSubmitted, scorecard.EventTicketOpened, scorecard.EventTicketClosed,
+		scorecard.EventPaymentFailed, scorecard.EventPaymentSucceeded,
+	}
+	for _, name := range conventions {
+		t.intern(name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(sc.BillingEvents)) {
+		t.intern(name)
+	}
+	if old == nil {
+		return
+	}
+	for _, a := range t.Accounts {
+		groups := make([]groupState, len(sc.Groups))
+		for i, g := range sc.Groups {
+			if j := slices.IndexFunc(old.Groups, func(o scorecard.Group) bool { return o.Key == g.Key }); j >= 0 {
+				groups[i] = a.Groups[j]
+			}
+			if !g.Counts {
+				groups[i].Counts = nil
+			}
+		}
+		a.Groups = groups
+	}
+}
+
+func (t *tenant) account(id string) *account {
+	if a, ok := t.Accounts[id]; ok {
+		return a
+	}
+	a := &account{
+		ID:     strings.Clone(id),
+		Users:  map[uint64]user{},
+		Groups: make([]groupState, len(t.sc.Groups)),
+	}
+	t.Accounts[a.ID] = a
+	return a
+}
+
+func (t *tenant) markDirty(a *account) {
+	if !a.Dirty {
+		a.Dirty = true
+		t.dirty = append(t.dirty, a)
+	}
+}
+
+// advance moves the watermark on; a new day shifts every window, so every account
+// of the tenant is due for scoring.
+func (t *tenant) advance(sec int64) {
+	if sec <= t.Watermark {
+		return
+	}
+	newDay := dayOf(sec) != t.wmDay()
+	t.Watermark = sec
+	if newDay {
+		for _, a := range t.Accounts {
+			t.markDirty(a)
+		}
+	}
+}
+
+// account is the state of one customer account.
+type account struct {
+	ID    string
+	Facts facts
+	// FirstDay is the day of the account's earliest event.
+	FirstDay int32
+	// Users maps a hash of the user id to the user. A 64-bit hash keeps the table
+	// small; a collision (odds ~n²/2⁶⁵) would merge two users.
+	Users map[uint64]user
+	// UserOverflow counts the events of users beyond MaxUsersPerAccount.
+	UserOverflow uint32
+	// SweepDay is the last day a full user table was swept of stale users.
+	SweepDay int32
+	// Groups is aligned with the compiled scorecard's groups.
+	Groups          []groupState
+	Features        []feature
+	FeatureOverflow uint32
+	Tickets         []ticket
+	Billing         []billingEvent
+	Surveys         []surveyDay
+	// Last is the last published score, the baseline of deltas; nil before one.
+	Last *published
+	// History holds the highest score of each of the last historyDays days.
+	History []dayScore
+	Dirty   bool
+}
+
+// facts are the CRM facts about an account.
+type facts struct {
+	Name          string
+	Tier          accountv1.Tier
+	OwnerCSMID    string
+	Segment       string
+	ARRCurrency   string
+	ARRUnits      int64
+	ARRNanos      int32
+	HasARR        bool
+	Seats         int32
+	ContractStart int64 // unix seconds, 0 unknown
+	Renewal       int64 // unix seconds, 0 unknown
+	Stage         accountv1.LifecycleStage
+}
+
+// user is one known user of an account.
+type user struct {
+	// Active is the user's last active day, Touch the last day of any event.
+	Active, Touch int32
+	Level         scorecard.Level
+}
+
+// groupState tracks one event set for one account: its last day and, for groups
+// that need them, daily counts in a ring indexed by day modulo the window.
+type groupState struct {
+	Last   int32
+	Counts []uint32
+}
+
+// add counts an event of the group. ring is the window in days when the group keeps
+// counts, else 0. The engine drops events older than the window, so day always lies
+// within the ring.
+func (g *groupState) add(day int32, ring int32) {
+	if ring > 0 {
+		if g.Counts == nil {
+			// Counting starts now: days before read as zero, which they are to
+			// this scorecard.
+			g.Counts = make([]uint32, ring)
+		}
+		if day > g.Last {
+			// Recycle the slots of the days between the last event and this one.
+			for d := max(g.Last+1, day-ring+1); d <= day; d++ {
+				g.Counts[d%ring] = 0
+			}
+		}
+		g.Counts[day%ring]++
+	}
+	g.Last = max(g.Last, day)
+}
+
+// sum counts the group's events on days [from, to].
+func (g *groupState) sum(from, to int32) uint64 {
+	ring := int32(len(g.Counts))
+	var n uint64
+	for d := max(from, g.Last-ring+1); d <= min(to, g.Last); d++ {
+		n += uint64(g.Counts[d%ring])
+	}
+	return n
+}
+
+// feature is one distinct track event name used by an account.
+type feature struct {
+	Name uint32
+	Last int32
+}
+
+// ticket is a support ticket. Both times are kept, so that a close arriving before
+// its open (events out of order) still leaves the ticket closed.
+type ticket struct {
+	ID             uint64
+	Opened, Closed int64 // unix seconds, 0 unknown
+	Severe         bool
+}
+
+func (k *ticket) open() bool { return k.Opened > 0 && k.Closed < k.Opened }
+
+type billingEvent struct {
+	Time int64
+	Name uint32
+}
+
+type surveyDay struct {
+	Day        int32
+	Sum, Count uint32
+}
+
+// published is what the engine keeps of an account's last published score.
+type published struct {
+	Generation uint32
+	Version    int32
+	Score      float64
+	Band       scoringv1.Band
+	Stage      accountv1.LifecycleStage
+	Measures   []publishedMeasure
+}
+
+type publishedMeasure struct {
+	Name         string
+	Kind         scoringv1.MeasureKind
+	HasData      bool
+	Raw          float64
+	Contribution float64
+}
+
+type dayScore struct {
+	Day int32
+	Max float64
+}
+
+// admitUser finds room for a new user: when the table is full it is swept, at most
+// once a day, of users with no event in the window.
+func (a *account) admitUser(limit int, windowStart int32) bool {
+	if len(a.Users) < limit {
+		return true
+	}
+	if a.SweepDay == windowStart {
+		return false
+	}
+	a.SweepDay = windowStart
+	for id, u := range a.Users {
+		if u.Touch < windowStart {
+			delete(a.Users, id)
+		}
+	}
+	return len(a.Users) < limit
+}
+
+// useFeature records a track event name; a full table reuses the slot of a name
+// unused over the window, else the name is counted as overflow.
+func (a *account) useFeature(name uint32, day int32, limit int, windowStart int32) {
+	if name == noName {
+		a.FeatureOverflow++
+		return
+	}
+	for i := range a.Features {
+		if f := &a.Features[i]; f.Name == name {
+			f.Last = max(f.Last, day)
+			return
+		}
+	}
+	if len(a.Features) < limit {
+		a.Features = append(a.Features, feature{Name: name, Last: day})
+		return
+	}
+	for i := range a.Features {
+		if f := &a.Features[i]; f.Last < windowStart {
+			*f = feature{Name: name, Last: day}
+			return
+		}
+	}
+	a.FeatureOverflow++
+}
+
+// ticketEvent records a ticket opening or closing. A full table drops the ticket
+// closed longest ago, else the one opened longest ago.
+func (a *account) ticketEvent(id uint64, sec int64, opened, severe bool) {
+	i := slices.IndexFunc(a.Tickets, func(k ticket) bool { return k.ID == id })
+	if i < 0 {
+		if len(a.Tickets) >= maxTickets {
+			j := a.evictableTicket()
+			a.Tickets = slices.Delete(a.Tickets, j, j+1)
+		}
+		a.Tickets = append(a.Tickets, ticket{ID: id})
+		i = len(a.Tickets) - 1
+	}
+	k := &a.Tickets[i]
+	if opened {
+		k.Opened = max(k.Opened, sec)
+		k.Severe = k.Severe || severe
+	} else {
+		k.Closed = max(k.Closed, sec)
+	}
+}
+
+func (a *account) evictableTicket() int {
+	best := 0
+	for i, k := range a.Tickets {
+		b := a.Tickets[best]
+		switch {
+		case !k.open() && b.open():
+			best = i
+		case k.open() == b.open() && min(k.Opened, k.Closed) < min(b.Opened, b.Closed):
+			best = i
+		}
+	}
+	return best
+}
+
+// billingSignal keeps the newest maxBilling billing events, in time order.
+func (a *account) billingSignal(name uint32, sec int64) {
+	i, _ := slices.BinarySearchFunc(a.Billing, sec, func(b billingEvent, t int64) int {
+		return cmp.Compare(b.Time, t+1) // insert after events of the same second
+	})
+	a.Billing = slices.Insert(a.Billing, i, billingEvent{Time: sec, Name: name})
+	if len(a.Billing) > maxBilling {
+		a.Billing = slices.Delete(a.Billing, 0, 1)
+	}
+}
+
+// surveyAnswer adds an NPS answer to its day, keeping the newest maxSurveyDays days.
+func (a *account) surveyAnswer(day int32, score uint32) {
+	i, found := slices.BinarySearchFunc(a.Surveys, day, func(s surveyDay, d int32) int { return cmp.Compare(s.Day, d) })
+	if !found {
+		a.Surveys = slices.Insert(a.Surveys, i, surveyDay{Day: day})
+	}
+	a.Surveys[i].Sum += score
+	a.Surveys[i].Count++
+	if len(a.Surveys) > maxSurveyDays {
+		a.Surveys = slices.Delete(a.Surveys, 0, 1)
+	}
+}
+
+// recordScore keeps the day's highest score for drop_7d.
+func (a *account) recordScore(day int32, score float64) {
+	if n := len(a.History); n > 0 && a.History[n-1].Day == day {
+		a.History[n-1].Max = max(a.History[n-1].Max, score)
+		return
+	}
+	a.History = append(a.History, dayScore{Day: day, Max: score})
+	if len(a.History) > historyDays {
+		a.History = slices.Delete(a.History, 0, 1)
+	}
+}

@@ -1,0 +1,352 @@
+// Package pipeline runs the scoring core against JetStream: it restores the
+// last snapshot, replays the EVENTS stream from the sequence the snapshot
+// reflects, follows account changes and scorecard activations, and flushes
+// score changes to the hot cache and the SCORES stream.
+//
+// Exactly-once: the engine's position in the EVENTS stream is part of its
+// snapshot, and events are read with an ordered consumer from the position
+// after it, so after a crash no event is counted twice or missed. A snapshot
+// is saved only after the score changes it implies are stored, so none is
+// lost; a change computed again after a crash may be published again, with
+// the same Nats-Msg-Id when it is identical.
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/snapshot"
+)
+
+// Store is where scores go for reads: the hot cache.
+type Store interface {
+	PutScores(ctx context.Context, updates []cache.Update) error
+}
+
+// Config tunes the pipeline.
+type Config struct {
+	// Name keys the snapshot; instances owning different partitions need
+	// different names.
+	Name string
+	// Partitions this instance owns; all when empty.
+	Partitions []uint32
+	// FlushInterval bounds how long a score change waits before it is visible.
+	FlushInterval time.Duration
+	// TickInterval is how often time passes for silent accounts.
+	TickInterval time.Duration
+	// SnapshotInterval is how often state is snapshotted.
+	SnapshotInterval time.Duration
+}
+
+// Deps are what the pipeline works with.
+type Deps struct {
+	JS         jetstream.JetStream
+	Engine     *engine.Engine
+	Store      Store
+	Snapshots  *snapshot.Store
+	Scorecards *scorecards.Store
+	Logger     *slog.Logger
+	Meter      metric.Meter
+}
+
+// Pipeline owns the engine: every call into it holds mu.
+type Pipeline struct {
+	cfg  Config
+	deps Deps
+
+	mu      sync.Mutex
+	lastSeq uint64 // last EVENTS stream sequence applied
+
+	pending []cache.Update // flushed but not yet stored: retried first
+
+	eventsCaughtUp   atomic.Bool
+	accountsCaughtUp atomic.Bool
+	scorecardsLoaded atomic.Bool
+	storeHealthy     atomic.Bool
+
+	eventsApplied metric.Int64Counter
+	scoresOut     metric.Int64Counter
+	flushTime     metric.Float64Histogram
+}
+
+// New returns a pipeline; Run starts it.
+func New(cfg Config, deps Deps) *Pipeline {
+	p := &Pipeline{cfg: cfg, deps: deps}
+	p.storeHealthy.Store(true)
+	m := deps.Meter
+	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
+	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
+	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to store one flush of score changes."))
+	return p
+}
+
+// Ready reports whether scores are current: the stored scorecards and
+// account facts are loaded, the EVENTS backlog present at start is replayed,
+// and the cache takes writes.
+func (p *Pipeline) Ready() bool {
+	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() && p.storeHealthy.Load()
+}
+
+// Run works until ctx is done; then it stops consuming, flushes and saves a
+// last snapshot.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.restore(ctx); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		err := p.deps.Scorecards.Watch(ctx, p.setScorecard, func() { p.scorecardsLoaded.Store(true) })
+		if err != nil {
+			errc <- err
+		}
+	}()
+	accounts, err := p.consumeAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	defer accounts.Stop()
+	events, err := p.consumeEvents(ctx)
+	if err != nil {
+		return err
+	}
+	eventsStopped := false
+	stopEvents := func() {
+		if !eventsStopped {
+			events.Drain()
+			<-events.Closed()
+			eventsStopped = true
+		}
+	}
+	defer stopEvents()
+
+	flush := time.NewTicker(p.cfg.FlushInterval)
+	defer flush.Stop()
+	tick := time.NewTicker(p.cfg.TickInterval)
+	defer tick.Stop()
+	lastSnapshot := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			stopEvents()
+			// A last flush and snapshot, so a restart replays nothing.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			return p.flush(fctx, true)
+		case err := <-errc:
+			return err
+		case <-tick.C:
+			p.mu.Lock()
+			p.deps.Engine.Tick(time.Now())
+			p.mu.Unlock()
+		case <-flush.C:
+			snap := time.Since(lastSnapshot) >= p.cfg.SnapshotInterval
+			if err := p.flush(ctx, snap); err != nil {
+				p.deps.Logger.Warn("flush scores", "err", err)
+				continue
+			}
+			if snap {
+				lastSnapshot = time.Now()
+			}
+		}
+	}
+}
+
+func (p *Pipeline) restore(ctx context.Context) error {
+	seq, state, err := p.deps.Snapshots.Load(ctx, p.cfg.Name)
+	if errors.Is(err, snapshot.ErrNone) {
+		p.deps.Logger.Info("no snapshot: replaying EVENTS from the start")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.deps.Engine.Restore(bytes.NewReader(state)); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	p.lastSeq = seq
+	p.deps.Logger.Info("restored snapshot", "events_seq", seq, "bytes", len(state))
+	return nil
+}
+
+func (p *Pipeline) setScorecard(tenant string, sc *scoringv1.Scorecard) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.deps.Engine.SetScorecard(tenant, sc); err != nil {
+		// Stored scorecards were validated before they were stored.
+		p.deps.Logger.Error("apply scorecard", "tenant", tenant, "version", sc.GetVersion(), "err", err)
+	}
+}
+
+func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContext, error) {
+	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamAccountChanges, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("account changes consumer: %w", err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		var ch accountv1.AccountChange
+		if err := proto.Unmarshal(msg.Data(), &ch); err != nil {
+			p.deps.Logger.Error("skip undecodable account change", "subject", msg.Subject(), "err", err)
+		} else if acc := ch.GetAccount(); acc != nil {
+			acc.TenantId = ch.GetTenantId()
+			p.mu.Lock()
+			p.deps.Engine.SetAccount(acc)
+			p.mu.Unlock()
+		}
+		if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
+			p.accountsCaughtUp.Store(true)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume account changes: %w", err)
+	}
+	go p.markCaughtUp(ctx, cons, &p.accountsCaughtUp)
+	return cc, nil
+}
+
+func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if p.lastSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.lastSeq+1
+	}
+	for _, part := range p.cfg.Partitions {
+		cfg.FilterSubjects = append(cfg.FilterSubjects, natsx.EventsSubjectPrefix+".*."+strconv.FormatUint(uint64(part), 10))
+	}
+	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamEvents, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("events consumer: %w", err)
+	}
+	var batch eventv1.EventBatch
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		meta, err := msg.Metadata()
+		if err != nil {
+			p.deps.Logger.Error("event message without metadata", "err", err)
+			return
+		}
+		if err := proto.Unmarshal(msg.Data(), &batch); err != nil {
+			// Ingest only publishes what it encoded; count the message as read.
+			p.deps.Logger.Error("skip undecodable event batch", "seq", meta.Sequence.Stream, "err", err)
+		}
+		now := time.Now()
+		p.mu.Lock()
+		for _, ev := range batch.GetEvents() {
+			p.deps.Engine.Apply(ev, now)
+		}
+		p.lastSeq = meta.Sequence.Stream
+		p.mu.Unlock()
+		p.eventsApplied.Add(context.Background(), int64(len(batch.GetEvents())))
+		if meta.NumPending == 0 {
+			p.eventsCaughtUp.Store(true)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume events: %w", err)
+	}
+	go p.markCaughtUp(ctx, cons, &p.eventsCaughtUp)
+	return cc, nil
+}
+
+// markCaughtUp covers the case where there is nothing to replay: no message
+// arrives to say NumPending is zero.
+func (p *Pipeline) markCaughtUp(ctx context.Context, cons jetstream.Consumer, flag *atomic.Bool) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !flag.Load() {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer == 0 {
+			flag.Store(true)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// flush stores the score changes due and, when snap is set, then saves a
+// snapshot taken together with them.
+func (p *Pipeline) flush(ctx context.Context, snap bool) error {
+	var state bytes.Buffer
+	p.mu.Lock()
+	for _, sc := range p.deps.Engine.Flush() {
+		p.pending = append(p.pending, cache.Update{Score: sc.Score, Record: sc.Change})
+	}
+	seq := p.lastSeq
+	var snapErr error
+	if snap {
+		snapErr = p.deps.Engine.Snapshot(&state)
+	}
+	p.mu.Unlock()
+
+	if len(p.pending) > 0 {
+		start := time.Now()
+		if err := p.store(ctx, p.pending); err != nil {
+			p.storeHealthy.Store(false)
+			return err
+		}
+		p.flushTime.Record(ctx, time.Since(start).Seconds())
+		p.scoresOut.Add(ctx, int64(len(p.pending)))
+		p.pending = p.pending[:0]
+	}
+	p.storeHealthy.Store(true)
+	if !snap {
+		return nil
+	}
+	if snapErr != nil {
+		return fmt.Errorf("snapshot: %w", snapErr)
+	}
+	return p.deps.Snapshots.Save(ctx, p.cfg.Name, seq, state.Bytes())
+}
+
+// store writes current scores to the cache and the changes among them to
+// the SCORES stream.
+func (p *Pipeline) store(ctx context.Context, updates []cache.Update) error {
+	if err := p.deps.Store.PutScores(ctx, updates); err != nil {
+		return fmt.Errorf("cache scores: %w", err)
+	}
+	var msgs []*nats.Msg
+	for _, u := range updates {
+		if !u.Record {
+			continue
+		}
+		hs := u.Score
+		b, err := proto.Marshal(&scoringv1.ScoreChangeEvent{Score: hs})
+		if err != nil {
+			return fmt.Errorf("encode score change: %w", err)
+		}
+		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId()))
+		m.Data = b
+		m.Header.Set(nats.MsgIdHdr, natsx.MsgID(hs.GetTenantId(), hs.GetAccountId(),
+			strconv.FormatInt(hs.GetScoreTime().AsTime().UnixNano(), 10),
+			strconv.Itoa(int(hs.GetScorecardVersion())),
+			strconv.FormatFloat(hs.GetScore(), 'g', -1, 64)))
+		msgs = append(msgs, m)
+	}
+	if err := natsx.PublishAll(ctx, p.deps.JS, msgs); err != nil {
+		return fmt.Errorf("publish score changes: %w", err)
+	}
+	return nil
+}
