@@ -83,8 +83,10 @@ func (r *Replayer) Apply(events []*eventv1.Event, wall time.Time) []*scoringv1.H
 			out = append(out, r.flush()...)
 			r.day = day
 		}
-		r.applyFacts(sec)
+		// The event first: it moves the watermark, so facts dated on a new
+		// day are not scored at the end of the day before.
 		r.eng.Apply(ev, wall)
+		r.applyFacts(sec)
 	}
 	return out
 }

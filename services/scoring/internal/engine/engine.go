@@ -104,6 +104,8 @@ type Engine struct {
 	// order lists the tenant ids sorted, so that output never depends on map order.
 	order []string
 	stats Stats
+	// closed holds the scores of days that ended since the last Flush.
+	closed []Scored
 }
 
 // New returns an engine with no state.
@@ -236,7 +238,7 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 		e.stats.Future++
 	}
 	t := e.tenant(ev.GetTenantId())
-	t.advance(sec)
+	e.advance(t, sec)
 	day, windowStart := dayOf(sec), t.wmDay()-e.window+1
 	if day < windowStart {
 		e.stats.Late++
@@ -328,7 +330,7 @@ func (e *Engine) Tick(wall time.Time) {
 	now := wall.Unix()
 	for _, t := range e.tenants {
 		if t.Watermark > 0 && now > t.Watermark && now-t.Watermark <= e.liveLag {
-			t.advance(now)
+			e.advance(t, now)
 		}
 	}
 }
@@ -342,31 +344,48 @@ type Scored struct {
 	Change bool
 }
 
-// Flush scores every account due for scoring, sorted by tenant and account.
-// Each score carries its explanation and its change against the account's
-// last recorded score. Accounts of a tenant with no event yet wait for its
-// first event.
+// advance moves a tenant's watermark to sec. When that ends a day, the
+// accounts due for scoring are scored at the day's end first, so history
+// has a score for every day an account was due, however rarely Flush is
+// called: a replay of a year yields day-by-day history as live scoring does.
+func (e *Engine) advance(t *tenant, sec int64) {
+	if t.Watermark > 0 && dayOf(sec) > t.wmDay() {
+		e.closed = e.scoreDue(t, e.closed)
+	}
+	t.advance(sec)
+}
+
+// Flush scores every account due for scoring, sorted by tenant and account,
+// after the scores of the days that ended since the last Flush. Each carries
+// its explanation and its change against the account's last recorded score.
+// Accounts of a tenant with no event yet wait for its first event.
 //
 // Every due account is returned, changed or not, so that the current score
 // is exactly the score at the watermark: it depends on the events and the
 // watermark's day alone, never on when flushes happened.
 func (e *Engine) Flush() []Scored {
-	var out []Scored
+	out := e.closed
+	e.closed = nil
 	for _, id := range e.order {
-		t := e.tenants[id]
-		if t.Watermark == 0 || len(t.dirty) == 0 {
-			continue
-		}
-		slices.SortFunc(t.dirty, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })
-		for _, a := range t.dirty {
-			a.Dirty = false
-			if hs, change := e.evaluate(t, a, true); hs != nil {
-				out = append(out, Scored{Score: hs, Change: change})
-			}
-		}
-		clear(t.dirty)
-		t.dirty = t.dirty[:0]
+		out = e.scoreDue(e.tenants[id], out)
 	}
+	return out
+}
+
+// scoreDue scores a tenant's accounts due for scoring and appends them to out.
+func (e *Engine) scoreDue(t *tenant, out []Scored) []Scored {
+	if t.Watermark == 0 || len(t.dirty) == 0 {
+		return out
+	}
+	slices.SortFunc(t.dirty, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })
+	for _, a := range t.dirty {
+		a.Dirty = false
+		if hs, change := e.evaluate(t, a, true); hs != nil {
+			out = append(out, Scored{Score: hs, Change: change})
+		}
+	}
+	clear(t.dirty)
+	t.dirty = t.dirty[:0]
 	return out
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -27,8 +28,12 @@ type snapshot struct {
 
 // Snapshot writes the engine's whole state (aggregates, watermarks, last published
 // scores, scorecards, CRM facts, pending work) so that Restore followed by the same
-// further calls gives the same scores as an uninterrupted run.
+// further calls gives the same scores as an uninterrupted run. Take it right
+// after Flush: the scores of days that ended since are not part of a snapshot.
 func (e *Engine) Snapshot(w io.Writer) error {
+	if len(e.closed) > 0 {
+		return errors.New("snapshot engine: flush first: scores of ended days are pending")
+	}
 	s := snapshot{Format: snapshotFormat, WindowDays: e.window, Stats: e.stats}
 	for _, id := range e.order {
 		s.Tenants = append(s.Tenants, e.tenants[id])
