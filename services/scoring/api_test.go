@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
