@@ -288,11 +288,13 @@ func (a *App) newService(name string) (service, func(grpc.ServiceRegistrar), err
 		return s, s.Register, nil
 	case TargetScoring:
 		s, err := scoring.New(a.cfg.Scoring, scoring.Deps{
-			JS:            a.js,
-			Cache:         a.scoreCache(),
-			Limits:        a.cfg.Limits,
-			Logger:        a.logger.With("service", TargetScoring),
-			MeterProvider: a.tel.MeterProvider(),
+			JS:             a.js,
+			Cache:          a.scoreCache(),
+			Limits:         a.cfg.Limits,
+			Logger:         a.logger.With("service", TargetScoring),
+			MeterProvider:  a.tel.MeterProvider(),
+			TracerProvider: a.tel.TracerProvider(),
+			Propagator:     a.tel.Propagator(),
 		})
 		if err != nil {
 			return nil, nil, err

@@ -17,6 +17,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
@@ -31,6 +34,8 @@ import (
 
 // Target is the service's name as a -target, NATS name and OTel service.
 const Target = "scoring"
+
+const instrumentation = "github.com/lodestar-cs/lodestar/services/scoring"
 
 // Config configures the service.
 type Config struct {
@@ -117,6 +122,9 @@ type Deps struct {
 	Limits        natsx.Limits
 	Logger        *slog.Logger
 	MeterProvider metric.MeterProvider
+	// TracerProvider and Propagator continue ingest's traces; no tracing when nil.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Service is the scoring service.
@@ -186,6 +194,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("ensure object store %s: %w", snapshot.Bucket, err)
 	}
 	store := scorecards.New(kv)
+	tp := s.deps.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
 	s.api.SetScorecards(store)
 	s.pipeline = pipeline.New(pipeline.Config{
 		Name:             s.snapName,
@@ -200,7 +212,9 @@ func (s *Service) Run(ctx context.Context) error {
 		Snapshots:  snapshot.New(obj),
 		Scorecards: store,
 		Logger:     s.deps.Logger,
-		Meter:      s.deps.MeterProvider.Meter("github.com/lodestar-cs/lodestar/services/scoring"),
+		Meter:      s.deps.MeterProvider.Meter(instrumentation),
+		Tracer:     tp.Tracer(instrumentation),
+		Propagator: s.deps.Propagator,
 	})
 	s.started.Store(true)
 	return s.pipeline.Run(ctx)

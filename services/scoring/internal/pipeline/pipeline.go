@@ -24,7 +24,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lodestar-cs/lodestar/pkg/cache"
@@ -66,6 +69,10 @@ type Deps struct {
 	Scorecards *scorecards.Store
 	Logger     *slog.Logger
 	Meter      metric.Meter
+	// Tracer and Propagator continue the traces ingest started, carried in
+	// the event messages' headers.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // Pipeline owns the engine: every call into it holds mu.
@@ -248,6 +255,10 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 			// Ingest only publishes what it encoded; count the message as read.
 			p.deps.Logger.Error("skip undecodable event batch", "seq", meta.Sequence.Stream, "err", err)
 		}
+		_, span := p.deps.Tracer.Start(natsx.ExtractTrace(ctx, p.deps.Propagator, msg.Headers()), "scoring.apply",
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.Int64("lodestar.events.seq", int64(meta.Sequence.Stream)),
+				attribute.Int("lodestar.events.count", len(batch.GetEvents()))))
 		now := time.Now()
 		p.mu.Lock()
 		for _, ev := range batch.GetEvents() {
@@ -255,6 +266,7 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 		}
 		p.lastSeq = meta.Sequence.Stream
 		p.mu.Unlock()
+		span.End()
 		p.eventsApplied.Add(context.Background(), int64(len(batch.GetEvents())))
 		if meta.NumPending == 0 {
 			p.eventsCaughtUp.Store(true)
