@@ -44,6 +44,8 @@ lint: $(GENERATORS) ## buf lint, gofmt and go vet.
 .PHONY: build
 build: ## Build bin/lodestar and the tools.
 	$(GO) build -o $(BIN)/lodestar ./services/allinone/cmd/lodestar
+	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
+	$(GO) build -o $(BIN)/lodestarctl ./tools/lodestarctl
 
 .PHONY: test
 test: ## Run every test (race detector on); starts (or installs) Redis when it is not up.
@@ -51,8 +53,8 @@ test: ## Run every test (race detector on); starts (or installs) Redis when it i
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: run
-run: build ## Run the all-in-one with the demo.
-	$(BIN)/lodestar -demo
+run: ## The demo: the all-in-one fed 300 simulated accounts; prints the worst ones every 10 s until Ctrl-C.
+	scripts/run-demo.sh
 
 .PHONY: bench
 bench: ## Micro-benchmarks of the hot paths.

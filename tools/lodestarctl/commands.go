@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+)
+
+// maxPageSize is the largest page the list calls return.
+const maxPageSize = 1000
+
+// worst lists the worst accounts first, each with its one-line reason, and
+// the tenant's band counts.
+func worst(ctx context.Context, c clients, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("worst", flag.ContinueOnError)
+	n := fs.Int("n", 20, "Accounts to list.")
+	bandName := fs.String("band", "", "Only accounts in this band: red, yellow or green.")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *n < 1 {
+		return usagef("worst: -n %d: want at least 1", *n)
+	}
+	band := scoringv1.Band_BAND_UNSPECIFIED
+	if *bandName != "" {
+		v, ok := scoringv1.Band_value["BAND_"+strings.ToUpper(*bandName)]
+		if !ok || v == 0 {
+			return usagef("worst: -band %q: want red, yellow or green", *bandName)
+		}
+		band = scoringv1.Band(v)
+	}
+	var (
+		scores []*scoringv1.HealthScore
+		counts *scoringv1.BandCounts
+		token  string
+	)
+	for len(scores) < *n {
+		resp, err := c.scoring.ListHealthScores(ctx, &scoringv1.ListHealthScoresRequest{
+			PageSize:  int32(min(*n-len(scores), maxPageSize)),
+			PageToken: token,
+			Band:      band,
+			OrderBy:   scoringv1.ListHealthScoresOrder_LIST_HEALTH_SCORES_ORDER_SCORE_ASCENDING,
+		})
+		if err != nil {
+			return failed("list health scores", err)
+		}
+		scores, counts, token = append(scores, resp.Scores...), resp.BandCounts, resp.NextPageToken
+		if token == "" {
+			break
+		}
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tSCORE\tBAND\tDELTA\tSUMMARY")
+	for _, s := range scores[:min(len(scores), *n)] {
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%+.1f\t%s\n", s.AccountId, orDash(s.AccountName), s.Score, enumName(s.Band, "BAND_"), s.Delta, s.Summary)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	total := counts.GetRed() + counts.GetYellow() + counts.GetGreen()
+	_, err := fmt.Fprintf(out, "\nbands: %d red, %d yellow, %d green (%d accounts scored)\n", counts.GetRed(), counts.GetYellow(), counts.GetGreen(), total)
+	return err
+}
+
+// score prints an account's score with its full explanation.
+func score(ctx context.Context, c clients, args []string, out io.Writer) error {
+	pos, err := parseArgs(flag.NewFlagSet("score", flag.ContinueOnError), args, "ACCOUNT")
+	if err != nil {
+		return err
+	}
+	resp, err := c.scoring.GetHealthScore(ctx, &scoringv1.GetHealthScoreRequest{AccountId: pos[0]})
+	if err != nil {
+		return failed("get health score", err)
+	}
+	s := resp.Score
+	tw := newTable(out)
+	fmt.Fprintf(tw, "Account:\t%s  %s\n", s.AccountId, s.AccountName)
+	fmt.Fprintf(tw, "Score:\t%.1f %s (%+.1f from %.1f)\n", s.Score, enumName(s.Band, "BAND_"), s.Delta, s.PreviousScore)
+	fmt.Fprintf(tw, "Summary:\t%s\n", s.Summary)
+	fmt.Fprintf(tw, "Stage:\t%s\n", enumName(s.LifecycleStage, "LIFECYCLE_STAGE_"))
+	fmt.Fprintf(tw, "Tier:\t%s\n", enumName(s.Tier, "TIER_"))
+	fmt.Fprintf(tw, "Owner:\t%s\n", orDash(s.OwnerCsmId))
+	fmt.Fprintf(tw, "Segment:\t%s\n", orDash(s.Segment))
+	fmt.Fprintf(tw, "ARR:\t%s\n", money(s.Arr))
+	fmt.Fprintf(tw, "Renewal:\t%s\n", date(s.RenewalTime))
+	fmt.Fprintf(tw, "Scored at:\t%s (event time), scorecard version %d\n", timeOf(s.ScoreTime), s.ScorecardVersion)
+	fmt.Fprintf(tw, "Largest 7-day drop:\t%.1f\n", s.Drop_7D)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(out)
+	tw = newTable(out)
+	fmt.Fprintln(tw, "MEASURE\tRAW\tDETAIL\tSUB-SCORE\tWEIGHT\tEFFECTIVE\tCONTRIBUTION")
+	for _, m := range s.Measures {
+		if !m.HasData {
+			fmt.Fprintf(tw, "%s\t-\tno data\t-\t%s\t-\t-\n", m.Name, number(m.Weight))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%.0f%%\t%.1f\n",
+			m.Name, number(m.RawValue), orDash(m.Detail), m.SubScore, number(m.Weight), 100*m.EffectiveWeight, m.Contribution)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(s.Attributions) > 0 {
+		parts := make([]string, len(s.Attributions))
+		for i, a := range s.Attributions {
+			parts[i] = fmt.Sprintf("%s %+.1f", a.Measure, a.Points)
+		}
+		fmt.Fprintf(out, "\nMoved by: %s\n", strings.Join(parts, ", "))
+	}
+	if s.ScorecardChanged {
+		fmt.Fprintln(out, "\nFirst score under a new scorecard version: its change is not behaviour.")
+	}
+	if len(s.Notes) > 0 {
+		fmt.Fprintln(out, "\nNotes:")
+		for _, n := range s.Notes {
+			fmt.Fprintln(out, "  - "+n)
+		}
+	}
+	return nil
+}
+
+// history lists an account's score changes, newest first.
+func history(ctx context.Context, c clients, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("history", flag.ContinueOnError)
+	n := fs.Int("n", 20, "Score changes to list.")
+	pos, err := parseArgs(fs, args, "ACCOUNT")
+	if err != nil {
+		return err
+	}
+	if *n < 1 || *n > maxPageSize {
+		return usagef("history: -n %d: want 1 to %d", *n, maxPageSize)
+	}
+	resp, err := c.scoring.GetScoreHistory(ctx, &scoringv1.GetScoreHistoryRequest{AccountId: pos[0], PageSize: int32(*n)})
+	if err != nil {
+		return failed("get score history", err)
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "SCORE TIME\tSCORE\tBAND\tDELTA\tSUMMARY")
+	for _, s := range resp.Scores {
+		summary := s.Summary
+		if s.ScorecardChanged {
+			summary = fmt.Sprintf("[scorecard v%d] %s", s.ScorecardVersion, summary)
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%+.1f\t%s\n", timeOf(s.ScoreTime), s.Score, enumName(s.Band, "BAND_"), s.Delta, summary)
+	}
+	return tw.Flush()
+}
+
+// accounts lists the accounts with their CRM facts.
+func accounts(ctx context.Context, c clients, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("accounts", flag.ContinueOnError)
+	n := fs.Int("n", 100, "Accounts to list.")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *n < 1 {
+		return usagef("accounts: -n %d: want at least 1", *n)
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tTIER\tSTAGE\tSEATS\tARR\tOWNER\tRENEWAL")
+	listed, token := 0, ""
+	for listed < *n {
+		resp, err := c.accounts.ListAccounts(ctx, &accountv1.ListAccountsRequest{PageSize: int32(min(*n-listed, maxPageSize)), PageToken: token})
+		if err != nil {
+			return failed("list accounts", err)
+		}
+		for _, a := range resp.Accounts[:min(len(resp.Accounts), *n-listed)] {
+			owner := a.GetOwner().GetName()
+			if owner == "" {
+				owner = a.GetOwner().GetCsmId()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.AccountId, orDash(a.Name), enumName(a.Tier, "TIER_"),
+				enumName(a.LifecycleStage, "LIFECYCLE_STAGE_"), a.SeatsPurchased, money(a.Arr), orDash(owner), date(a.RenewalTime))
+			listed++
+		}
+		if token = resp.NextPageToken; token == "" {
+			break
+		}
+	}
+	return tw.Flush()
+}
+
+// failed describes a failed call by its gRPC code and message, which read
+// better than the status error's own text.
+func failed(op string, err error) error {
+	st := status.Convert(err)
+	return fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
+}
+
+func newTable(out io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(out, 0, 0, 2, ' ', 0) }
+
+// enumName turns an enum value into a short lower-case name:
+// LIFECYCLE_STAGE_PRE_RENEWAL becomes pre-renewal, an unspecified value -.
+func enumName(v fmt.Stringer, prefix string) string {
+	name := strings.TrimPrefix(v.String(), prefix)
+	if name == "UNSPECIFIED" {
+		return "-"
+	}
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// number prints whole numbers without decimals and others with two.
+func number(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// money prints an amount in whole units with thousands separators:
+// "USD 48,000". Amounts here (ARR) are never negative.
+func money(m *accountv1.Money) string {
+	if m == nil {
+		return "-"
+	}
+	digits := strconv.FormatInt(m.Units, 10)
+	for i := len(digits) - 3; i > 0; i -= 3 {
+		digits = digits[:i] + "," + digits[i:]
+	}
+	return m.CurrencyCode + " " + digits
+}
+
+func date(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format(time.DateOnly)
+}
+
+func timeOf(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format("2006-01-02 15:04:05")
+}
