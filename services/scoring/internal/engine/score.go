@@ -331,6 +331,10 @@ func attributions(prev *published, cur []*scoringv1.MeasureResult) []*scoringv1.
 
 // summary answers in one line why the score moved or, for a first score or one with
 // no change worth telling, what holds it back.
+// smallMove is the largest score change whose summary also names what holds
+// a red or yellow account back.
+const smallMove = 5
+
 func summary(hs *scoringv1.HealthScore, prev *published, seats int32) string {
 	const parts = 3
 	band := strings.ToLower(strings.TrimPrefix(hs.GetBand().String(), "BAND_"))
@@ -386,6 +390,11 @@ func summary(hs *scoringv1.HealthScore, prev *published, seats int32) string {
 		default:
 			fmt.Fprintf(&b, "; %s has no data now", r.GetName())
 		}
+	}
+	// A small move does not say why an account is at risk: what holds it
+	// back does.
+	if hs.GetBand() != scoringv1.Band_BAND_GREEN && math.Abs(hs.GetDelta()) < smallMove {
+		b.WriteString(heldBack(hs, seats))
 	}
 	return b.String()
 }
