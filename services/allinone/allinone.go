@@ -34,6 +34,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/natsembed"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/telemetry"
+	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/services/ingest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
 	"github.com/lodestar-cs/lodestar/services/scoring"
@@ -45,12 +46,13 @@ const (
 	TargetAll             = "all"
 	TargetIngest          = "ingest"
 	TargetScoring         = scoring.Target
+	TargetChurnAlert      = churnalert.Target
 	TargetRenewalForecast = renewalforecast.Target
 )
 
 // serviceTargets lists the targets "all" expands to, in start order.
 func serviceTargets() []string {
-	return []string{TargetIngest, TargetScoring, TargetRenewalForecast}
+	return []string{TargetIngest, TargetScoring, TargetChurnAlert, TargetRenewalForecast}
 }
 
 // Config is the runner's configuration; every field has a flag and a
@@ -68,11 +70,12 @@ type Config struct {
 	LogFormat      string
 	ShutdownGrace  time.Duration
 
-	Limits   natsx.Limits
-	Ingest   ingest.Config
-	Scoring  scoring.Config
-	Forecast renewalforecast.Config
-	Cache    cache.Config
+	Limits     natsx.Limits
+	Ingest     ingest.Config
+	Scoring    scoring.Config
+	ChurnAlert churnalert.Config
+	Forecast   renewalforecast.Config
+	Cache      cache.Config
 }
 
 // DefaultConfig is the configuration of a local run.
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		Limits:         natsx.DefaultLimits(),
 		Ingest:         ingest.DefaultConfig(),
 		Scoring:        scoring.DefaultConfig(),
+		ChurnAlert:     churnalert.DefaultConfig(),
 		Forecast:       renewalforecast.DefaultConfig(),
 	}
 }
@@ -108,6 +112,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Limits.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.Scoring.RegisterFlags(fs)
+	c.ChurnAlert.RegisterFlags(fs)
 	c.Forecast.RegisterFlags(fs)
 	fs.IntVar(&c.Cache.HistoryLength, "cache.history-length", 100, "Score changes kept per account in the cache; older ones are read from the SCORES stream.")
 }
@@ -137,6 +142,11 @@ func (c *Config) Validate() error {
 	}
 	if c.runs(TargetScoring) {
 		if err := c.Scoring.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.runs(TargetChurnAlert) {
+		if err := c.ChurnAlert.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -295,6 +305,20 @@ func (a *App) newService(name string) (service, func(grpc.ServiceRegistrar), err
 			MeterProvider:  a.tel.MeterProvider(),
 			TracerProvider: a.tel.TracerProvider(),
 			Propagator:     a.tel.Propagator(),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Register, nil
+	case TargetChurnAlert:
+		s, err := churnalert.New(a.cfg.ChurnAlert, churnalert.Deps{
+			JS:             a.js,
+			Limits:         a.cfg.Limits,
+			Logger:         a.logger.With("service", TargetChurnAlert),
+			MeterProvider:  a.tel.MeterProvider(),
+			TracerProvider: a.tel.TracerProvider(),
+			Propagator:     a.tel.Propagator(),
+			Stopping:       a.grpc.Stopping(),
 		})
 		if err != nil {
 			return nil, nil, err

@@ -1,0 +1,354 @@
+// Package churnalert is Lodestar's churn-alert service. It follows score
+// changes (SCORES) and account changes (ACCOUNT_CHANGES), evaluates each
+// tenant's rules, keeps one alert per (account, rule) through its life
+// (open, acknowledged, snoozed, resolved) in the KV bucket ALERT_STATE,
+// publishes every transition on the ALERTS stream, routes alerts to the
+// account owner or the on-call CSM (escalating unacknowledged ones), and
+// delivers them through the DELIVERIES work queue to Slack, PagerDuty,
+// signed webhooks and e-mail. It serves lodestar.alert.v1.AlertService.
+//
+// A restart neither loses nor repeats an alert: changes are read in stream
+// order from a stored position that only passes a change once the state it
+// leads to is stored (see internal/pipeline); that state carries the events
+// and deliveries it implies in an outbox published under deterministic
+// message ids (see internal/alertstate); and each delivery id is sent once
+// (see internal/delivery).
+package churnalert
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/pipeline"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/view"
+)
+
+// Target is the service's name as a -target, NATS durable name and OTel
+// service name.
+const Target = "churn-alert"
+
+const instrumentation = "github.com/lodestar-cs/lodestar/services/churnalert"
+
+// Config configures the service.
+type Config struct {
+	// Workers apply score and account changes in parallel.
+	Workers int
+	// DeliveryWorkers send deliveries in parallel.
+	DeliveryWorkers int
+	// DeliveryAttempts is how often a delivery is tried before it goes to
+	// the dead letters.
+	DeliveryAttempts int
+	// DeliveryBackoff is the first retry's delay; it doubles per retry.
+	DeliveryBackoff time.Duration
+	// DeliveryTimeout bounds one send.
+	DeliveryTimeout time.Duration
+	// Shard and Shards split accounts between replicas: this one applies
+	// the changes of the accounts in shard Shard of Shards.
+	Shard, Shards int
+	// CheckpointInterval is how often the position in SCORES and
+	// ACCOUNT_CHANGES is stored; a restart resumes from it.
+	CheckpointInterval time.Duration
+	// DigestCheckInterval is how often ended digest windows are sent.
+	DigestCheckInterval time.Duration
+	// SweepInterval is how often due escalations and snoozes are handled.
+	SweepInterval time.Duration
+	// RescanInterval is how often every account is read again for
+	// conditions that depend on the date.
+	RescanInterval time.Duration
+	// MaxPageAge: changes published longer ago update alerts without paging.
+	MaxPageAge time.Duration
+	// Retention of the ALERTS, DELIVERIES and DELIVERIES_DEAD streams.
+	AlertsMaxAge      time.Duration
+	DeliveriesMaxAge  time.Duration
+	DeadLettersMaxAge time.Duration
+	// AccountURL links an alert to the account, with {tenant} and {account}.
+	AccountURL string
+	// PagerDutyURL is the Events API v2 endpoint.
+	PagerDutyURL string
+	// SMTP relay for e-mail; e-mail channels need SMTPAddr.
+	SMTPAddr     string
+	SMTPFrom     string
+	SMTPUsername string
+	SMTPPassword string
+	// AllowHTTPEndpoints accepts plain http webhook URLs (local runs, tests).
+	AllowHTTPEndpoints bool
+}
+
+// DefaultConfig is the configuration of a local run.
+func DefaultConfig() Config {
+	return Config{
+		Workers:             4,
+		DeliveryWorkers:     8,
+		DeliveryAttempts:    8,
+		DeliveryBackoff:     2 * time.Second,
+		DeliveryTimeout:     10 * time.Second,
+		Shards:              1,
+		CheckpointInterval:  time.Second,
+		DigestCheckInterval: time.Second,
+		SweepInterval:       5 * time.Second,
+		RescanInterval:      time.Hour,
+		MaxPageAge:          time.Hour,
+		AlertsMaxAge:        365 * 24 * time.Hour,
+		DeliveriesMaxAge:    7 * 24 * time.Hour,
+		DeadLettersMaxAge:   30 * 24 * time.Hour,
+		AccountURL:          "http://127.0.0.1:8080/accounts/{tenant}/{account}",
+		PagerDutyURL:        channel.DefaultPagerDutyURL,
+		SMTPFrom:            "Lodestar <alerts@localhost>",
+	}
+}
+
+// RegisterFlags registers the -alert.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Workers, "alert.workers", c.Workers, "Workers applying score and account changes (each owns a share of accounts).")
+	fs.IntVar(&c.DeliveryWorkers, "alert.delivery-workers", c.DeliveryWorkers, "Deliveries sent in parallel.")
+	fs.IntVar(&c.DeliveryAttempts, "alert.delivery-attempts", c.DeliveryAttempts, "Tries of a delivery before it goes to the dead letters (lodestar.deliveries.dead.<channel>).")
+	fs.DurationVar(&c.DeliveryBackoff, "alert.delivery-backoff", c.DeliveryBackoff, "Delay before a failed delivery's first retry; doubles per retry, up to 10m.")
+	fs.DurationVar(&c.DeliveryTimeout, "alert.delivery-timeout", c.DeliveryTimeout, "Time limit of one send to Slack, PagerDuty, a webhook or the SMTP relay.")
+	fs.IntVar(&c.Shard, "alert.shard", c.Shard, "The shard of accounts this replica applies changes for, 0 to -alert.shards - 1.")
+	fs.IntVar(&c.Shards, "alert.shards", c.Shards, "Replicas the accounts are split between; run one replica per shard.")
+	fs.DurationVar(&c.CheckpointInterval, "alert.checkpoint-interval", c.CheckpointInterval, "How often the position in SCORES and ACCOUNT_CHANGES is stored (a restart re-reads what came after).")
+	fs.DurationVar(&c.DigestCheckInterval, "alert.digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
+	fs.DurationVar(&c.SweepInterval, "alert.sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
+	fs.DurationVar(&c.RescanInterval, "alert.rescan-interval", c.RescanInterval, "How often every account is read again for date-driven conditions (renewal near, onboarding overdue).")
+	fs.DurationVar(&c.MaxPageAge, "alert.max-page-age", c.MaxPageAge, "Changes published longer ago update alerts but page nobody (replays, long outages).")
+	fs.DurationVar(&c.AlertsMaxAge, "alert.alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
+	fs.DurationVar(&c.DeliveriesMaxAge, "alert.deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
+	fs.DurationVar(&c.DeadLettersMaxAge, "alert.dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
+	fs.StringVar(&c.AccountURL, "alert.account-url", c.AccountURL, "Link to an account in alerts; {tenant} and {account} are replaced.")
+	fs.StringVar(&c.PagerDutyURL, "alert.pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
+	fs.StringVar(&c.SMTPAddr, "alert.smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
+	fs.StringVar(&c.SMTPFrom, "alert.smtp-from", c.SMTPFrom, "From address of alert e-mails.")
+	fs.StringVar(&c.SMTPUsername, "alert.smtp-username", c.SMTPUsername, "SMTP AUTH PLAIN user; empty sends without AUTH.")
+	fs.StringVar(&c.SMTPPassword, "alert.smtp-password", c.SMTPPassword, "SMTP AUTH PLAIN password (prefer LODESTAR_ALERT_SMTP_PASSWORD).")
+	fs.BoolVar(&c.AllowHTTPEndpoints, "alert.allow-http-endpoints", c.AllowHTTPEndpoints, "Accept plain http Slack and webhook URLs (local runs only).")
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 1 || c.Workers > 256 || c.DeliveryWorkers < 1 || c.DeliveryWorkers > 256 {
+		errs = append(errs, errors.New("-alert.workers and -alert.delivery-workers: want 1 to 256"))
+	}
+	if c.Shards < 1 || c.Shards > 1024 || c.Shard < 0 || c.Shard >= c.Shards {
+		errs = append(errs, fmt.Errorf("-alert.shard %d of -alert.shards %d: want 0 <= shard < shards <= 1024", c.Shard, c.Shards))
+	}
+	if c.DeliveryAttempts < 1 || c.DeliveryAttempts > 100 {
+		errs = append(errs, fmt.Errorf("-alert.delivery-attempts %d: want 1 to 100", c.DeliveryAttempts))
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"delivery-backoff", c.DeliveryBackoff}, {"delivery-timeout", c.DeliveryTimeout}, {"checkpoint-interval", c.CheckpointInterval},
+		{"digest-check-interval", c.DigestCheckInterval}, {"sweep-interval", c.SweepInterval}, {"rescan-interval", c.RescanInterval},
+		{"max-page-age", c.MaxPageAge}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
+		{"dead-letters-max-age", c.DeadLettersMaxAge},
+	} {
+		if d.d <= 0 {
+			errs = append(errs, fmt.Errorf("-alert.%s must be positive", d.name))
+		}
+	}
+	if u, err := url.Parse(c.PagerDutyURL); err != nil || u.Host == "" {
+		errs = append(errs, fmt.Errorf("-alert.pagerduty-url %q: not an absolute URL", c.PagerDutyURL))
+	}
+	if c.SMTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("-alert.smtp-addr %q: want host:port", c.SMTPAddr))
+		}
+		if _, err := mail.ParseAddress(c.SMTPFrom); err != nil {
+			errs = append(errs, fmt.Errorf("-alert.smtp-from %q: %w", c.SMTPFrom, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what the service uses but does not own.
+type Deps struct {
+	JS jetstream.JetStream
+	// Limits give the replicas and duplicate window of the streams.
+	Limits natsx.Limits
+	// Logger, MeterProvider, TracerProvider and Propagator are optional.
+	Logger         *slog.Logger
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// Stopping, closed when the gRPC server begins to stop, ends WatchAlerts
+	// streams (grpcserver.Server.Stopping). Optional.
+	Stopping <-chan struct{}
+	// Now is the wall clock; time.Now when nil. Tests move it.
+	Now func() time.Time
+}
+
+// Service is the churn-alert service.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	sender *channel.Sender
+	api    *api.Server
+	ready  atomic.Pointer[func() bool]
+}
+
+// New builds the service; Run starts it.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.JS == nil {
+		return nil, errors.New("churnalert: Deps.JS is required")
+	}
+	// The limits also configure SCORES and ACCOUNT_CHANGES, which Run
+	// ensures: zero values would change those streams.
+	if err := deps.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("churnalert: Deps.Limits: %w", err)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = metricnoop.NewMeterProvider()
+	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	sender := &channel.Sender{
+		Client:       channel.NewHTTPClient(cfg.DeliveryTimeout),
+		PagerDutyURL: cfg.PagerDutyURL,
+		SMTP:         channel.SMTP{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
+		Now:          deps.Now,
+	}
+	return &Service{
+		cfg:    cfg,
+		deps:   deps,
+		sender: sender,
+		api: api.New(api.Options{
+			Sender:   sender,
+			Channels: channel.ValidateOptions{AllowHTTP: cfg.AllowHTTPEndpoints, SMTPConfigured: cfg.SMTPAddr != ""},
+			Now:      deps.Now,
+			Stopping: deps.Stopping,
+			Logger:   deps.Logger,
+		}),
+	}, nil
+}
+
+// Register registers AlertService; it answers UNAVAILABLE until Run has
+// loaded the settings and alerts.
+func (s *Service) Register(r grpc.ServiceRegistrar) { alertv1.RegisterAlertServiceServer(r, s.api) }
+
+// Ready reports whether the service consumes changes, sends deliveries and
+// serves.
+func (s *Service) Ready() bool {
+	ready := s.ready.Load()
+	return ready != nil && (*ready)()
+}
+
+// Run ensures the streams and buckets, loads settings and alerts, then
+// evaluates and delivers until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	l := streams.Limits{
+		AlertsMaxAge:      s.cfg.AlertsMaxAge,
+		DeliveriesMaxAge:  s.cfg.DeliveriesMaxAge,
+		DeadLettersMaxAge: s.cfg.DeadLettersMaxAge,
+		DuplicateWindow:   s.deps.Limits.DuplicateWindow,
+		Replicas:          s.deps.Limits.Replicas,
+	}
+	js := s.deps.JS
+	// SCORES and ACCOUNT_CHANGES belong to scoring and ingest; ensuring them
+	// (with the same configuration) lets this service start first.
+	if err := natsx.EnsureStreams(ctx, js, s.deps.Limits.AccountChangesStream(), s.deps.Limits.ScoresStream(),
+		l.AlertsStream(), l.DeliveriesStream(), l.DeadLettersStream()); err != nil {
+		return err
+	}
+	var kvs [3]jetstream.KeyValue
+	for i, cfg := range []jetstream.KeyValueConfig{l.StateBucket(), l.SettingsBucket(), l.DeliveriesBucket()} {
+		kv, err := natsx.EnsureKeyValue(ctx, js, cfg)
+		if err != nil {
+			return err
+		}
+		kvs[i] = kv
+	}
+	meter := s.deps.MeterProvider.Meter(instrumentation)
+	tracer := s.deps.TracerProvider.Tracer(instrumentation)
+	logger := s.deps.Logger
+	set := settings.New(kvs[1])
+	alerts := view.New(logger)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return set.Run(gctx) })
+	g.Go(func() error { return alerts.Run(gctx, js) })
+	// Rules must be known before any change is judged, and open alerts
+	// before any is escalated.
+	for !set.Ready() || !alerts.Ready() {
+		select {
+		case <-gctx.Done():
+			return g.Wait()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p := pipeline.New(pipeline.Config{
+		Workers:            s.cfg.Workers,
+		Shard:              s.cfg.Shard,
+		Shards:             s.cfg.Shards,
+		CheckpointInterval: s.cfg.CheckpointInterval,
+		SweepInterval:      s.cfg.SweepInterval,
+		RescanInterval:     s.cfg.RescanInterval,
+		MaxPageAge:         s.cfg.MaxPageAge,
+		AccountURL:         s.cfg.AccountURL,
+		AlertsMaxAge:       s.cfg.AlertsMaxAge,
+	}, pipeline.Deps{
+		JS: js, State: alertstate.New(js, kvs[0]), Settings: set, View: alerts, Now: s.deps.Now,
+		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
+	})
+	w := delivery.New(delivery.Config{
+		Workers:     s.cfg.DeliveryWorkers,
+		MaxAttempts: s.cfg.DeliveryAttempts,
+		Backoff:     s.cfg.DeliveryBackoff,
+		Timeout:     s.cfg.DeliveryTimeout,
+		AckWait:     2 * s.cfg.DeliveryTimeout,
+		DigestCheck: s.cfg.DigestCheckInterval,
+	}, delivery.Deps{
+		JS: js, KV: kvs[2], Settings: set, Sender: s.sender, Now: s.deps.Now,
+		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
+	})
+	s.api.Start(&api.Backends{JS: js, Settings: set, View: alerts, Pipeline: p})
+	ready := func() bool { return set.Ready() && alerts.Ready() && p.Ready() && w.Ready() }
+	s.ready.Store(&ready)
+	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error { return w.Run(gctx) })
+	return g.Wait()
+}
+
+// VerifyWebhook checks a generic webhook's Lodestar-Signature header against
+// the raw request body, for receivers written in Go: the HMAC-SHA256 must
+// match and the signed timestamp lie within tolerance of now (five minutes
+// is usual). Deduplicate on Lodestar-Delivery-Id as well.
+func VerifyWebhook(secret []byte, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+	return channel.Verify(secret, signature, body, now, tolerance)
+}

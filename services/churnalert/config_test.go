@@ -1,0 +1,42 @@
+package churnalert_test
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lodestar-cs/lodestar/pkg/config"
+	"github.com/lodestar-cs/lodestar/services/churnalert"
+)
+
+func TestConfig(t *testing.T) {
+	if err := churnalert.DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	cfg := churnalert.DefaultConfig()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	env := map[string]string{"LODESTAR_ALERT_SMTP_PASSWORD": "from-env"}
+	err := config.Parse(fs, []string{"-alert.shard=1", "-alert.shards=2", "-alert.sweep-interval=2s", "-alert.smtp-addr=mail.local:25"},
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Shard != 1 || cfg.Shards != 2 || cfg.SweepInterval != 2*time.Second || cfg.SMTPPassword != "from-env" || cfg.SMTPAddr != "mail.local:25" {
+		t.Fatalf("flags not applied: %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	bad := churnalert.DefaultConfig()
+	bad.Workers, bad.Shard, bad.DeliveryAttempts, bad.SweepInterval = 0, 3, 0, 0
+	bad.PagerDutyURL, bad.SMTPAddr, bad.SMTPFrom = "nowhere", "no-port", "not an address"
+	err = bad.Validate()
+	for _, want := range []string{"-alert.workers", "-alert.shard 3", "-alert.delivery-attempts", "-alert.sweep-interval", "-alert.pagerduty-url", "-alert.smtp-addr", "-alert.smtp-from"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("no problem reported for %s: %v", want, err)
+		}
+	}
+}

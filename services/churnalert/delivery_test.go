@@ -1,0 +1,145 @@
+package churnalert_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/lodestar-cs/lodestar/internal/testenv"
+	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/receivers"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
+)
+
+// TestRetriesAndDeadLetters: a failing endpoint is retried with growing
+// delays and gets the delivery once it answers; a permanent failure and the
+// last failed try land in the dead letters, with the error.
+func TestRetriesAndDeadLetters(t *testing.T) {
+	tenant := testenv.Tenant(t)
+	cfg := testConfig() // 3 attempts, 50 ms first backoff
+	e := newEnv(t, cfg, tenant)
+	e.only(tenant, "red-band", nil)
+	flaky, secret := e.webhook(tenant, "flaky", func(n int, _ []byte) int {
+		if n < 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusNoContent
+	})
+	broken, _ := e.webhook(tenant, "broken", func(int, []byte) int { return http.StatusBadRequest })
+	down, _ := e.webhook(tenant, "down", func(int, []byte) int { return http.StatusServiceUnavailable })
+	publish(t, e.js, tenant, scored("acct", time.Now(), 30))
+
+	reqs := flaky.Wait(t, 3, 20*time.Second)
+	down.Wait(t, 3, 20*time.Second)
+	e.drained()
+	time.Sleep(200 * time.Millisecond) // longer than any backoff left: nothing more may come
+	if n := len(flaky.Requests()); n != 3 {
+		t.Fatalf("flaky endpoint got %d requests, want 2 failures and 1 success", n)
+	}
+	ds := e.received(flaky, secret)
+	if ds[0].GetDeliveryId() != ds[2].GetDeliveryId() {
+		t.Fatal("a retry must carry the same delivery id")
+	}
+	// Backoff: 50 ms, then 100 ms at least (NakWithDelay is a lower bound).
+	if d1, d2 := reqs[1].At.Sub(reqs[0].At), reqs[2].At.Sub(reqs[1].At); d1 < 45*time.Millisecond || d2 < 95*time.Millisecond {
+		t.Errorf("retry delays %s, %s; want at least 50ms, 100ms", d1, d2)
+	}
+	if n := len(broken.Requests()); n != 1 {
+		t.Errorf("a 400 answer was retried: %d requests", n)
+	}
+	if n := len(down.Requests()); n != cfg.DeliveryAttempts {
+		t.Errorf("down endpoint got %d tries, want %d", n, cfg.DeliveryAttempts)
+	}
+
+	ctx := context.Background()
+	cons, err := e.js.OrderedConsumer(ctx, streams.DeadLetters, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := map[string]jetstream.Msg{}
+	for m := range batch.Messages() {
+		if m.Subject() != streams.DeadSubject(channel.KindWebhook) {
+			t.Errorf("dead letter on %s", m.Subject())
+		}
+		var d alertv1.Delivery
+		if err := proto.Unmarshal(m.Data(), &d); err != nil {
+			t.Fatal(err)
+		}
+		dead[d.GetChannelId()] = m
+	}
+	if len(dead) != 2 {
+		t.Fatalf("dead letters for %d channels, want broken and down", len(dead))
+	}
+	for ch, want := range map[string]struct{ attempts, err string }{"broken": {"1", "400"}, "down": {"3", "503"}} {
+		h := dead[ch].Headers()
+		if h.Get(delivery.HeaderAttempts) != want.attempts || !strings.Contains(h.Get(delivery.HeaderError), want.err) {
+			t.Errorf("%s dead letter: attempts %q error %q", ch, h.Get(delivery.HeaderAttempts), h.Get(delivery.HeaderError))
+		}
+	}
+}
+
+// TestRateLimitAndDigest: nobody gets five pages at once. Slack with a
+// digest gets the first page, then one digest of the rest; a webhook
+// without one gets the first page only. Follow-ups are never limited.
+func TestRateLimitAndDigest(t *testing.T) {
+	tenant := testenv.Tenant(t)
+	e := newEnv(t, testConfig(), tenant)
+	ctx := e.as(tenant)
+	e.only(tenant, "red-band", nil)
+	slack := receivers.NewHTTP(t, func(int, []byte) int { return http.StatusOK })
+	limit := &alertv1.RateLimit{MaxPerHour: 1, Burst: 1, DigestInterval: durationpb.New(time.Second)}
+	if _, err := e.client.CreateChannel(ctx, &alertv1.CreateChannelRequest{Channel: &alertv1.Channel{ChannelId: "slack", RateLimit: limit,
+		Config: &alertv1.Channel_Slack{Slack: &alertv1.SlackChannel{WebhookUrl: slack.URL}}}}); err != nil {
+		t.Fatal(err)
+	}
+	hook := receivers.NewHTTP(t, nil)
+	if _, err := e.client.CreateChannel(ctx, &alertv1.CreateChannelRequest{Channel: &alertv1.Channel{ChannelId: "hook",
+		RateLimit: &alertv1.RateLimit{MaxPerHour: 1},
+		Config:    &alertv1.Channel_Webhook{Webhook: &alertv1.WebhookChannel{Url: hook.URL, Secret: "0123456789abcdef"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var steps []step
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		steps = append(steps, scored(id, now, 30))
+	}
+	publish(t, e.js, tenant, steps...)
+	msgs := slack.Wait(t, 2, 20*time.Second)
+	settle(t, e.js)
+	e.drained()
+
+	var first, digest channel.SlackMessage
+	if err := json.Unmarshal(msgs[0].Body, &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(msgs[1].Body, &digest); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(first.Text, ":red_circle: New alert") || digest.Text != "4 churn alerts held back by the rate limit" {
+		t.Fatalf("slack got %q then %q", first.Text, digest.Text)
+	}
+	if n := len(hook.Requests()); n != 1 {
+		t.Fatalf("rate-limited webhook got %d pages, want 1", n)
+	}
+
+	// A resolution goes through although the limit is used up.
+	alerts := e.alerts(tenant)
+	if _, err := e.client.ResolveAlert(ctx, &alertv1.ResolveAlertRequest{AlertId: alerts[0].GetAlertId(), Actor: "dana"}); err != nil {
+		t.Fatal(err)
+	}
+	slack.Wait(t, 3, 20*time.Second)
+	hook.Wait(t, 2, 20*time.Second)
+}

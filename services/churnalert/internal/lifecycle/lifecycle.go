@@ -1,0 +1,456 @@
+// Package lifecycle is the alert state machine of one account: it applies
+// score changes, account changes, the passing of time and people's actions
+// to an AccountAlertState, and writes the events and deliveries each
+// transition implies into the state's outbox.
+//
+// Everything here is a pure function of the state and its inputs, so the
+// caller can store the state and its outbox in one compare-and-set write:
+// a transition is either stored with all its messages or not at all.
+//
+// Two clocks: rule conditions, recovery and cooldowns run in event time (the
+// score's time), so that replaying a stream decides as the live run did;
+// escalation and snoozes are about people and run on the wall clock.
+package lifecycle
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/rules"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
+)
+
+// Actor names the service in the audit trail of automatic transitions.
+const Actor = "churn-alert"
+
+// materialScoreChange is how far the score must move for an active alert to
+// publish an update: smaller moves would fill the audit trail with noise.
+const materialScoreChange = 5
+
+// Errors of people's actions.
+var (
+	ErrNotFound = errors.New("no such alert")
+	ErrResolved = errors.New("the alert is resolved")
+)
+
+// Env is what a transition needs besides the account's state.
+type Env struct {
+	// Rules are the tenant's rules; disabled ones resolve their alerts.
+	Rules    []*alertv1.Rule
+	Channels []*alertv1.Channel
+	// OnCall returns who is on call on a schedule ("" for the tenant's
+	// first) at a time, or nil.
+	OnCall func(scheduleID string, t time.Time) *alertv1.Person
+	Now    time.Time
+	// Page is false while old messages are caught up on: transitions are
+	// recorded, but nobody is paged about the past.
+	Page bool
+	// Link is where to see the account in Lodestar.
+	Link string
+	// Headers go on every outbox message (trace context).
+	Headers map[string]string
+}
+
+// tx is one change of a state; the first error sticks.
+type tx struct {
+	st  *alertv1.AccountAlertState
+	env Env
+	err error
+}
+
+// ApplyScore applies a score change that was message seq of the SCORES
+// stream. It reports false for a message already applied.
+func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq uint64, env Env) (bool, error) {
+	if seq <= st.GetScoresSeq() {
+		return false, nil
+	}
+	st.ScoresSeq, st.Score = seq, hs
+	at := advance(st, hs.GetScoreTime().AsTime())
+	if hs.GetScorecardChanged() {
+		// Scores of different scorecard versions do not compare.
+		st.History = nil
+	}
+	record(st, at, hs.GetScore(), rules.MaxDropWindow(env.Rules))
+	t := &tx{st: st, env: env}
+	t.evaluate(at)
+	return true, t.err
+}
+
+// ApplyAccount applies an account change that was message seq of the
+// ACCOUNT_CHANGES stream. It reports false for a message already applied.
+func ApplyAccount(st *alertv1.AccountAlertState, ch *accountv1.AccountChange, seq uint64, env Env) (bool, error) {
+	if seq <= st.GetAccountChangesSeq() {
+		return false, nil
+	}
+	st.AccountChangesSeq, st.Account = seq, ch.GetAccount()
+	t := &tx{st: st, env: env}
+	t.evaluate(advance(st, ch.GetChangeTime().AsTime()))
+	return true, t.err
+}
+
+// Tick lets time pass: escalations and snoozes fall due, and conditions that
+// depend on the date (renewal near, onboarding overdue, recovery sustained)
+// are read again. It reports whether the state changed.
+func Tick(st *alertv1.AccountAlertState, env Env) (bool, error) {
+	before := proto.Clone(st)
+	t := &tx{st: st, env: env}
+	for _, id := range ruleIDs(st) {
+		a := st.Rules[id].GetAlert()
+		r := t.rule(id)
+		switch {
+		case a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && !env.Now.Before(a.GetSnoozeEndTime().AsTime()):
+			a.State, a.SnoozeEndTime, a.SnoozeReason = alertv1.AlertState_ALERT_STATE_OPEN, nil, ""
+			if a.GetEscalationLevel() == 0 {
+				a.EscalateTime = escalateTime(r, env.Now)
+			}
+			t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_UNSNOOZED, a, 0)
+		case a.GetState() == alertv1.AlertState_ALERT_STATE_OPEN && a.EscalateTime != nil && !env.Now.Before(a.GetEscalateTime().AsTime()):
+			a.EscalationLevel++
+			a.EscalateTime = nil
+			if p := env.OnCall(r.GetEscalationScheduleId(), env.Now); p != nil {
+				a.Assignee = p
+			}
+			t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_ESCALATED, a, 0)
+		}
+	}
+	at := st.GetEventTime().AsTime()
+	if env.Now.After(at) {
+		at = env.Now
+	}
+	t.evaluate(at)
+	return !proto.Equal(before, st), t.err
+}
+
+// Acknowledge stops an alert's escalation; acknowledging twice changes
+// nothing.
+func Acknowledge(st *alertv1.AccountAlertState, alertID, actor, note string, env Env) (*alertv1.Alert, error) {
+	t := &tx{st: st, env: env}
+	a, err := t.find(alertID)
+	switch {
+	case err != nil:
+		return nil, err
+	case a.GetState() == alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED:
+		return a, nil
+	}
+	a.State, a.AcknowledgeTime = alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED, timestamppb.New(env.Now)
+	a.EscalateTime, a.SnoozeEndTime, a.SnoozeReason = nil, nil, ""
+	a.Actor, a.Note = clean(actor), clean(note)
+	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_ACKNOWLEDGED, a, 0)
+	return a, t.err
+}
+
+// Snooze silences an alert until a time.
+func Snooze(st *alertv1.AccountAlertState, alertID string, until time.Time, reason, actor string, env Env) (*alertv1.Alert, error) {
+	t := &tx{st: st, env: env}
+	a, err := t.find(alertID)
+	if err != nil {
+		return nil, err
+	}
+	a.State, a.SnoozeEndTime, a.SnoozeReason = alertv1.AlertState_ALERT_STATE_SNOOZED, timestamppb.New(until), clean(reason)
+	a.EscalateTime = nil
+	a.Actor, a.Note = clean(actor), ""
+	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_SNOOZED, a, 0)
+	return a, t.err
+}
+
+// Resolve closes an alert; resolving twice changes nothing.
+func Resolve(st *alertv1.AccountAlertState, alertID, actor, note string, env Env) (*alertv1.Alert, error) {
+	t := &tx{st: st, env: env}
+	a, err := t.find(alertID)
+	switch {
+	case errors.Is(err, ErrResolved):
+		return a, nil
+	case err != nil:
+		return nil, err
+	}
+	at := st.GetEventTime().AsTime()
+	if st.EventTime == nil {
+		at = env.Now
+	}
+	t.resolve(st.Rules[a.GetRuleId()], at, clean(actor), clean(note))
+	return a, t.err
+}
+
+// find returns an alert of the state; ErrResolved comes with the alert.
+func (t *tx) find(alertID string) (*alertv1.Alert, error) {
+	for _, rs := range t.st.GetRules() {
+		if a := rs.GetAlert(); a.GetAlertId() == alertID {
+			if a.GetState() == alertv1.AlertState_ALERT_STATE_RESOLVED {
+				return a, ErrResolved
+			}
+			return a, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+func (t *tx) rule(id string) *alertv1.Rule {
+	for _, r := range t.env.Rules {
+		if r.GetRuleId() == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// advance moves the state's event time forward and returns it: messages
+// out of order never move it back.
+func advance(st *alertv1.AccountAlertState, at time.Time) time.Time {
+	if st.EventTime != nil && st.GetEventTime().AsTime().After(at) {
+		return st.GetEventTime().AsTime()
+	}
+	st.EventTime = timestamppb.New(at)
+	return at
+}
+
+// record keeps the highest score per hour for the longest drop window.
+func record(st *alertv1.AccountAlertState, at time.Time, score float64, keep time.Duration) {
+	if keep <= 0 {
+		st.History = nil
+		return
+	}
+	bucket := at.Truncate(time.Hour)
+	if n := len(st.History); n > 0 && st.History[n-1].GetTime().AsTime().Equal(bucket) {
+		st.History[n-1].Score = max(st.History[n-1].GetScore(), score)
+	} else {
+		st.History = append(st.History, &alertv1.ScorePoint{Time: timestamppb.New(bucket), Score: score})
+	}
+	cut := 0
+	for cut < len(st.History) && st.History[cut].GetTime().AsTime().Before(at.Add(-keep)) {
+		cut++
+	}
+	st.History = st.History[cut:]
+}
+
+func ruleIDs(st *alertv1.AccountAlertState) []string {
+	ids := make([]string, 0, len(st.GetRules()))
+	for id := range st.GetRules() {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func active(a *alertv1.Alert) bool {
+	return a != nil && a.GetState() != alertv1.AlertState_ALERT_STATE_RESOLVED
+}
+
+// evaluate reads every rule at event time at and moves the alerts.
+func (t *tx) evaluate(at time.Time) {
+	st := t.st
+	if st.Rules == nil {
+		st.Rules = map[string]*alertv1.RuleState{}
+	}
+	facts := rules.Facts{At: at, Account: st.GetAccount(), Score: st.GetScore(), History: st.GetHistory()}
+	enabled := map[string]bool{}
+	for _, r := range t.env.Rules {
+		if r.GetDisabled() {
+			continue
+		}
+		enabled[r.GetRuleId()] = true
+		rs := st.Rules[r.GetRuleId()]
+		if rs == nil {
+			rs = &alertv1.RuleState{}
+		}
+		t.step(r, rs, rules.Evaluate(r, facts, rs), at)
+		if !proto.Equal(rs, &alertv1.RuleState{}) {
+			st.Rules[r.GetRuleId()] = rs
+		}
+	}
+	for _, id := range ruleIDs(st) {
+		if rs := st.Rules[id]; !enabled[id] && active(rs.GetAlert()) {
+			t.resolve(rs, at, Actor, "the rule was disabled or deleted")
+		}
+	}
+}
+
+// step moves one rule's alert on a verdict.
+func (t *tx) step(r *alertv1.Rule, rs *alertv1.RuleState, v rules.Verdict, at time.Time) {
+	a := rs.GetAlert()
+	switch {
+	case v.Firing:
+		rs.RecoveryTime = nil
+		switch {
+		case a == nil || (!active(a) && !at.Before(rs.GetResolveEventTime().AsTime().Add(r.GetCooldown().AsDuration()))):
+			t.open(r, rs, v.Reason)
+		case !active(a):
+			t.reopen(r, a, v.Reason)
+		default:
+			t.refresh(r, a, v.Reason)
+		}
+	case active(a):
+		if r.GetAutoResolve() != nil && v.Recovered {
+			if rs.RecoveryTime == nil {
+				rs.RecoveryTime = timestamppb.New(at)
+			}
+			if sustain := r.GetAutoResolve().GetSustain().AsDuration(); at.Sub(rs.GetRecoveryTime().AsTime()) >= sustain {
+				t.resolve(rs, at, Actor, "recovered")
+				return
+			}
+		} else if !v.Recovered {
+			rs.RecoveryTime = nil
+		}
+		t.refresh(r, a, "")
+	}
+}
+
+// alertID numbers a (tenant, account, rule)'s alerts, stably: the same
+// history gives the same ids.
+func alertID(st *alertv1.AccountAlertState, rule string, n int32) string {
+	h := sha256.New()
+	for _, s := range []string{st.GetTenantId(), st.GetAccountId(), rule, strconv.Itoa(int(n))} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "al-" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func escalateTime(r *alertv1.Rule, now time.Time) *timestamppb.Timestamp {
+	if d := r.GetEscalateAfter().AsDuration(); d > 0 {
+		return timestamppb.New(now.Add(d))
+	}
+	return nil
+}
+
+func (t *tx) open(r *alertv1.Rule, rs *alertv1.RuleState, reason string) {
+	rs.Opened++
+	now := t.env.Now
+	a := &alertv1.Alert{
+		AlertId:    alertID(t.st, r.GetRuleId(), rs.GetOpened()),
+		TenantId:   t.st.GetTenantId(),
+		AccountId:  t.st.GetAccountId(),
+		RuleId:     r.GetRuleId(),
+		RuleKind:   r.GetKind(),
+		State:      alertv1.AlertState_ALERT_STATE_OPEN,
+		Reason:     clean(reason),
+		CreateTime: timestamppb.New(now),
+		Actor:      Actor,
+	}
+	t.fill(r, a)
+	a.Assignee = a.GetOwner()
+	if a.Assignee == nil {
+		a.Assignee = t.env.OnCall(r.GetEscalationScheduleId(), now)
+	}
+	a.EscalateTime = escalateTime(r, now)
+	rs.Alert, rs.RecoveryTime = a, nil
+	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED, a, 0)
+}
+
+// reopen brings back an alert resolved within the cooldown, without paging.
+func (t *tx) reopen(r *alertv1.Rule, a *alertv1.Alert, reason string) {
+	a.State, a.ReopenCount = alertv1.AlertState_ALERT_STATE_OPEN, a.GetReopenCount()+1
+	a.ResolveTime, a.AcknowledgeTime = nil, nil
+	a.Reason, a.Actor, a.Note = clean(reason), Actor, "fired again within the cooldown"
+	t.fill(r, a)
+	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED, a, 0)
+}
+
+func (t *tx) resolve(rs *alertv1.RuleState, at time.Time, actor, note string) {
+	a := rs.GetAlert()
+	a.State, a.ResolveTime = alertv1.AlertState_ALERT_STATE_RESOLVED, timestamppb.New(t.env.Now)
+	a.EscalateTime, a.SnoozeEndTime, a.SnoozeReason = nil, nil, ""
+	a.Actor, a.Note = actor, note
+	rs.ResolveEventTime, rs.RecoveryTime = timestamppb.New(at), nil
+	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED, a, 0)
+}
+
+// refresh brings an active alert's facts up to date, publishing an update
+// only when something material changed.
+func (t *tx) refresh(r *alertv1.Rule, a *alertv1.Alert, reason string) {
+	next := proto.CloneOf(a)
+	t.fill(r, next)
+	if reason != "" {
+		next.Reason = clean(reason)
+	}
+	if next.GetEscalationLevel() == 0 && next.GetOwner() != nil {
+		next.Assignee = next.GetOwner()
+	}
+	if next.GetSeverity() == a.GetSeverity() && next.GetBand() == a.GetBand() &&
+		math.Abs(next.GetScore()-a.GetScore()) < materialScoreChange &&
+		next.GetLifecycleStage() == a.GetLifecycleStage() &&
+		proto.Equal(next.GetOwner(), a.GetOwner()) && proto.Equal(next.GetRenewalTime(), a.GetRenewalTime()) {
+		return
+	}
+	prev := alertv1.Severity_SEVERITY_UNSPECIFIED
+	if next.GetSeverity() != a.GetSeverity() {
+		prev = a.GetSeverity()
+	}
+	proto.Reset(a)
+	proto.Merge(a, next)
+	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_UPDATED, a, prev)
+}
+
+// fill copies the account's current facts and severity into an alert.
+func (t *tx) fill(r *alertv1.Rule, a *alertv1.Alert) {
+	st := t.st
+	acc, hs := st.GetAccount(), st.GetScore()
+	a.AccountName = clean(acc.GetName())
+	if a.AccountName == "" {
+		a.AccountName = clean(hs.GetAccountName())
+	}
+	a.Score, a.Delta, a.Band = hs.GetScore(), hs.GetDelta(), hs.GetBand()
+	a.ScoreSummary, a.ScoreTime = clean(hs.GetSummary()), hs.GetScoreTime()
+	a.Tier, a.Arr, a.RenewalTime = hs.GetTier(), hs.GetArr(), hs.GetRenewalTime()
+	if acc != nil {
+		a.Tier, a.Arr, a.RenewalTime = acc.GetTier(), acc.GetArr(), acc.GetRenewalTime()
+	}
+	a.LifecycleStage = rules.Facts{Account: acc, Score: hs}.Stage()
+	a.Owner = nil
+	if o := acc.GetOwner(); o.GetCsmId() != "" {
+		a.Owner = &alertv1.Person{PersonId: clean(o.GetCsmId()), Name: clean(o.GetName()), Email: clean(o.GetEmail()), ChatHandle: clean(o.GetChatHandle())}
+	} else if id := hs.GetOwnerCsmId(); id != "" {
+		a.Owner = &alertv1.Person{PersonId: clean(id)}
+	}
+	a.Severity = rules.Severity(r, a.GetTier(), a.GetArr())
+	a.Link = t.env.Link
+}
+
+// clean makes text safe to marshal: proto3 strings must be UTF-8.
+func clean(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// emit records a transition: the alert's new version on ALERTS, and a
+// delivery for each channel that carries it, all in the outbox.
+func (t *tx) emit(typ alertv1.AlertEventType, a *alertv1.Alert, prev alertv1.Severity) {
+	now := timestamppb.New(t.env.Now)
+	a.Version++
+	a.UpdateTime = now
+	ev := &alertv1.AlertEvent{Type: typ, Alert: proto.CloneOf(a), EventTime: now, PreviousSeverity: prev}
+	tenant := t.st.GetTenantId()
+	t.push(streams.AlertSubject(tenant, t.st.GetAccountId()), natsx.MsgID(tenant, a.GetAlertId(), strconv.FormatInt(a.GetVersion(), 10)), ev)
+	if !t.env.Page || (a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && channel.IsPage(ev)) {
+		return
+	}
+	for _, c := range t.env.Channels {
+		if !channel.Wants(c, ev, a.GetAssignee()) {
+			continue
+		}
+		id := fmt.Sprintf("%s-%d-%s", a.GetAlertId(), a.GetVersion(), c.GetChannelId())
+		t.push(streams.DeliverySubject(channel.Kind(c)), natsx.MsgID(tenant, id), &alertv1.Delivery{
+			DeliveryId: id, TenantId: tenant, ChannelId: c.GetChannelId(), Recipient: a.GetAssignee(), Event: ev,
+		})
+	}
+}
+
+func (t *tx) push(subject, msgID string, m proto.Message) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		t.err = errors.Join(t.err, fmt.Errorf("encode %s: %w", subject, err))
+		return
+	}
+	t.st.Outbox = append(t.st.Outbox, &alertv1.OutboxMessage{Subject: subject, MsgId: msgID, Data: data, Headers: t.env.Headers})
+}

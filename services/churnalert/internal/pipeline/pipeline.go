@@ -1,0 +1,421 @@
+// Package pipeline feeds the alert state machine: it consumes score changes
+// and account changes, lets time pass for due escalations and snoozes,
+// rescans every account for date-driven conditions, and applies people's
+// actions, each as one compare-and-set update of the account's state.
+//
+// Ordered consumers and a stored position, not durable consumers: rules
+// must see an account's changes in order. A durable consumer redelivers what
+// a crashed worker held only after its ack wait, while newer changes of the
+// same account flow on; the older change would then be skipped, and a brief
+// red dip between two healthy scores lost. Here changes are read in stream
+// order and spread over workers by account, a failed update is retried in
+// place, and the position up to which every change is applied is stored in
+// ALERT_STATE. A restart resumes after it; changes applied past it are
+// recognised by the stream sequence each account's state records and
+// skipped, after their outbox is published.
+//
+// Replicas split the accounts by shard (-alert.shard of -alert.shards);
+// each reads both streams and applies its own accounts' changes.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/lifecycle"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/view"
+)
+
+// retryMax caps the wait between tries of an update that fails.
+const retryMax = 5 * time.Second
+
+// Config tunes the pipeline.
+type Config struct {
+	// Workers apply messages in parallel, each owning a share of accounts.
+	Workers int
+	// Shard and Shards: this instance applies the accounts whose hash falls
+	// in shard Shard of Shards.
+	Shard, Shards int
+	// CheckpointInterval is how often the position is stored.
+	CheckpointInterval time.Duration
+	// SweepInterval is how often due escalations and snoozes are looked for.
+	SweepInterval time.Duration
+	// RescanInterval is how often every account is read again for
+	// conditions that depend on the date.
+	RescanInterval time.Duration
+	// MaxPageAge: messages published longer ago than this change the state
+	// but page nobody (a first start replaying history, a long outage).
+	MaxPageAge time.Duration
+	// AccountURL is the link to an account, with {tenant} and {account}.
+	AccountURL string
+	// AlertsMaxAge is the ALERTS stream's retention: resolved alerts older
+	// than it leave the view.
+	AlertsMaxAge time.Duration
+}
+
+// Deps are what the pipeline works with.
+type Deps struct {
+	JS         jetstream.JetStream
+	State      *alertstate.Store
+	Settings   *settings.Store
+	View       *view.View
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Meter      metric.Meter
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+}
+
+// Pipeline runs the consumers and sweeps.
+type Pipeline struct {
+	cfg     Config
+	deps    Deps
+	running atomic.Bool
+	saved   map[string]uint64 // positions stored, by consumer; Run's own
+
+	applied  metric.Int64Counter
+	failed   metric.Int64Counter
+	duration metric.Float64Histogram
+}
+
+// New returns a pipeline; Run starts it.
+func New(cfg Config, deps Deps) *Pipeline {
+	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{}}
+	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
+	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
+	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to apply one change: state read, rules, state write, events published."))
+	return p
+}
+
+// Ready reports whether the consumers run.
+func (p *Pipeline) Ready() bool { return p.running.Load() }
+
+// env is the environment of a transition of an account now.
+func (p *Pipeline) env(tenant, account string, page bool, headers map[string]string) lifecycle.Env {
+	s := p.deps.Settings
+	return lifecycle.Env{
+		Rules:    s.Rules(tenant),
+		Channels: s.Channels(tenant),
+		OnCall:   func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
+		Now:      p.deps.Now(),
+		Page:     page,
+		Link:     strings.NewReplacer("{tenant}", url.PathEscape(tenant), "{account}", url.PathEscape(account)).Replace(p.cfg.AccountURL),
+		Headers:  headers,
+	}
+}
+
+// Update applies fn to an account's state in a fresh environment (rebuilt on
+// every compare-and-set retry) and publishes what it implies. It returns the
+// ALERTS sequence of its last event, 0 when none.
+func (p *Pipeline) Update(ctx context.Context, tenant, account string, page bool, headers map[string]string,
+	fn func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)) (uint64, error) {
+	return p.deps.State.Update(ctx, tenant, account, func(st *alertv1.AccountAlertState) (bool, error) {
+		return fn(st, p.env(tenant, account, page, headers))
+	})
+}
+
+// job is one change for a worker.
+type job struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+	pos  *tracker
+}
+
+// tracker follows which changes of a stream are applied, in the order they
+// were dispatched, to know the position up to which all are.
+type tracker struct {
+	name string
+	mu   sync.Mutex
+	pos  uint64
+	open []uint64 // dispatched, not yet passed by pos
+	done map[uint64]bool
+}
+
+func (t *tracker) dispatched(seq uint64) {
+	t.mu.Lock()
+	t.open = append(t.open, seq)
+	t.mu.Unlock()
+}
+
+func (t *tracker) finished(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done[seq] = true
+	for len(t.open) > 0 && t.done[t.open[0]] {
+		t.pos = t.open[0]
+		delete(t.done, t.pos)
+		t.open = t.open[1:]
+	}
+}
+
+func (t *tracker) position() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pos
+}
+
+// hash places an account (tenant.<account token>) in a shard and a worker.
+func (p *Pipeline) hash(key string) (shard, worker int) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	sum := int(h.Sum32() & 0x7fffffff)
+	return sum % p.cfg.Shards, sum / p.cfg.Shards % p.cfg.Workers
+}
+
+func (p *Pipeline) mine(tenant, account string) bool {
+	shard, _ := p.hash(tenant + "." + natsx.Token(account))
+	return shard == p.cfg.Shard
+}
+
+// Run consumes and sweeps until ctx is done; then it stops reading, lets the
+// workers end, and stores the position.
+func (p *Pipeline) Run(ctx context.Context) error {
+	// Once ctx ends, workers and the consume callbacks stop taking changes;
+	// what is left in the queues lies after the stored position, so the next
+	// run applies it.
+	queues := make([]chan job, p.cfg.Workers)
+	var workers sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan job, 64)
+		workers.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-queues[i]:
+					p.handle(ctx, j)
+				}
+			}
+		})
+	}
+	var trackers []*tracker
+	var consumers []jetstream.ConsumeContext
+	stop := func() {
+		for _, cc := range consumers {
+			cc.Stop()
+		}
+		workers.Wait()
+		p.checkpoint(context.WithoutCancel(ctx), trackers)
+	}
+	for _, c := range []struct{ stream, filter string }{
+		{natsx.StreamAccountChanges, natsx.AccountsSubjectPrefix + ".>"},
+		{natsx.StreamScores, natsx.ScoresSubjectPrefix + ".>"},
+	} {
+		t := &tracker{name: fmt.Sprintf("%s.%dof%d", c.stream, p.cfg.Shard, p.cfg.Shards), done: map[uint64]bool{}}
+		cc, err := p.consume(ctx, c.stream, c.filter, t, queues)
+		if err != nil {
+			stop()
+			return err
+		}
+		trackers, consumers = append(trackers, t), append(consumers, cc)
+	}
+	p.running.Store(true)
+	defer p.running.Store(false)
+
+	checkpoint := time.NewTicker(p.cfg.CheckpointInterval)
+	defer checkpoint.Stop()
+	sweep := time.NewTicker(p.cfg.SweepInterval)
+	defer sweep.Stop()
+	rescan := time.NewTimer(0) // once at start: publish outboxes a crash left behind
+	defer rescan.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil
+		case <-checkpoint.C:
+			p.checkpoint(ctx, trackers)
+		case <-sweep.C:
+			p.sweep(ctx)
+		case <-rescan.C:
+			p.rescan(ctx)
+			rescan.Reset(p.cfg.RescanInterval)
+		}
+	}
+}
+
+// consume reads a stream in order from after its stored position.
+func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracker, queues []chan job) (jetstream.ConsumeContext, error) {
+	pos, err := p.deps.State.Position(ctx, t.name)
+	if err != nil {
+		return nil, err
+	}
+	t.pos = pos
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if pos > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, pos+1
+	}
+	cons, err := p.deps.JS.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s consumer: %w", stream, err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		meta, err := msg.Metadata()
+		if err != nil {
+			p.deps.Logger.Error("change without metadata", "stream", stream, "err", err)
+			return
+		}
+		t.dispatched(meta.Sequence.Stream)
+		shard, worker := p.hash(accountOf(msg.Subject()))
+		if shard != p.cfg.Shard {
+			t.finished(meta.Sequence.Stream)
+			return
+		}
+		select {
+		case queues[worker] <- job{msg: msg, meta: meta, pos: t}:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", stream, err)
+	}
+	return cc, nil
+}
+
+// checkpoint stores the positions that moved.
+func (p *Pipeline) checkpoint(ctx context.Context, ts []*tracker) {
+	for _, t := range ts {
+		pos := t.position()
+		if pos == 0 || pos == p.saved[t.name] {
+			continue
+		}
+		if err := p.deps.State.SetPosition(ctx, t.name, pos); err != nil {
+			p.deps.Logger.Warn("store position", "consumer", t.name, "err", err)
+			continue
+		}
+		p.saved[t.name] = pos
+	}
+}
+
+// accountOf is the tenant.<account token> part of a change's subject.
+func accountOf(subject string) string {
+	parts := strings.SplitN(subject, ".", 3)
+	if len(parts) < 3 {
+		return subject
+	}
+	return parts[2]
+}
+
+// handle applies one change, retrying in place until it is applied or ctx
+// ends: skipping ahead would apply the account's next change first.
+func (p *Pipeline) handle(ctx context.Context, j job) {
+	start := time.Now()
+	stream, seq := j.meta.Stream, j.meta.Sequence.Stream
+	tenant, account, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
+	if err != nil {
+		p.deps.Logger.Error("skip undecodable change", "stream", stream, "seq", seq, "err", err)
+		j.pos.finished(seq)
+		return
+	}
+	ctx = natsx.ExtractTrace(ctx, p.deps.Propagator, j.msg.Headers())
+	ctx, span := p.deps.Tracer.Start(ctx, "churn-alert apply "+stream, trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	headers := propagation.MapCarrier{}
+	if p.deps.Propagator != nil {
+		p.deps.Propagator.Inject(ctx, headers)
+	}
+	page := p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.MaxPageAge
+	attrs := metric.WithAttributes(attribute.String("stream", stream))
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, retryMax) {
+		if _, err = p.Update(ctx, tenant, account, page, headers, fn); err == nil {
+			break
+		}
+		p.failed.Add(ctx, 1, attrs)
+		span.RecordError(err)
+		p.deps.Logger.Warn("apply change; retrying", "stream", stream, "seq", seq, "tenant", tenant, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return // not finished: the next run applies it
+		case <-time.After(wait):
+		}
+	}
+	j.pos.finished(seq)
+	p.applied.Add(ctx, 1, attrs)
+	p.duration.Record(ctx, time.Since(start).Seconds(), attrs)
+}
+
+type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)
+
+// decode reads a change into the update that applies it.
+func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, fn applyFn, err error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 {
+		return "", "", nil, fmt.Errorf("subject %q: want prefix.<tenant>.<account>", subject)
+	}
+	tenant = parts[2]
+	if account, err = natsx.ParseToken(parts[3]); err != nil {
+		return "", "", nil, err
+	}
+	switch stream {
+	case natsx.StreamScores:
+		var ev scoringv1.ScoreChangeEvent
+		if err := proto.Unmarshal(data, &ev); err != nil || ev.GetScore() == nil {
+			return "", "", nil, errors.Join(errors.New("score change without a score"), err)
+		}
+		return tenant, account, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
+			return lifecycle.ApplyScore(st, ev.GetScore(), seq, env)
+		}, nil
+	case natsx.StreamAccountChanges:
+		var ch accountv1.AccountChange
+		if err := proto.Unmarshal(data, &ch); err != nil || ch.GetAccount() == nil {
+			return "", "", nil, errors.Join(errors.New("account change without an account"), err)
+		}
+		return tenant, account, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
+			return lifecycle.ApplyAccount(st, &ch, seq, env)
+		}, nil
+	}
+	return "", "", nil, fmt.Errorf("unexpected stream %s", stream)
+}
+
+// sweep escalates and wakes the shard's alerts that are due.
+func (p *Pipeline) sweep(ctx context.Context) {
+	for _, a := range p.deps.View.Due(p.deps.Now()) {
+		if !p.mine(a.GetTenantId(), a.GetAccountId()) {
+			continue
+		}
+		if _, err := p.Update(ctx, a.GetTenantId(), a.GetAccountId(), true, nil, lifecycle.Tick); err != nil {
+			p.deps.Logger.Warn("sweep alert", "tenant", a.GetTenantId(), "alert", a.GetAlertId(), "err", err)
+		}
+	}
+}
+
+// rescan lets time pass for every account of the shard, and publishes what
+// a crash left in an outbox.
+func (p *Pipeline) rescan(ctx context.Context) {
+	err := p.deps.State.Keys(ctx, func(tenant, account string) error {
+		if !p.mine(tenant, account) {
+			return nil
+		}
+		_, err := p.Update(ctx, tenant, account, true, nil, lifecycle.Tick)
+		if err != nil && ctx.Err() == nil {
+			p.deps.Logger.Warn("rescan account", "tenant", tenant, "err", err)
+		}
+		return ctx.Err()
+	})
+	if err != nil && ctx.Err() == nil {
+		p.deps.Logger.Warn("rescan", "err", err)
+	}
+	p.deps.View.Prune(p.deps.Now().Add(-p.cfg.AlertsMaxAge))
+}
