@@ -27,7 +27,7 @@ import (
 	"github.com/lodestar-cs/lodestar/services/allinone"
 )
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,7 +45,7 @@ type instance struct {
 
 // start runs the all-in-one for one fresh tenant and waits until /healthz
 // says every service is ready.
-func start(t *testing.T, redisAddr string) instance {
+func start(t testing.TB, redisAddr string, configure ...func(*allinone.Config)) instance {
 	t.Helper()
 	tenant := testenv.Tenant(t)
 	writeKey, apiKey := "wk_test_"+tenant+"_0123456789", "ak_test_"+tenant+"_0123456789"
@@ -58,6 +58,9 @@ func start(t *testing.T, redisAddr string) instance {
 	cfg.HTTPListenAddr, cfg.GRPCListenAddr = freeAddr(t), freeAddr(t)
 	cfg.DataDir, cfg.TenantsFile, cfg.RedisAddr = t.TempDir(), tenants, redisAddr
 	cfg.Targets = config.StringList{allinone.TargetAll}
+	for _, c := range configure {
+		c(&cfg)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
