@@ -22,7 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/lodestar-cs/lodestar/pkg/auth"
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/lifecycle"
@@ -75,9 +75,9 @@ func (s *Server) Start(b *Backends) { s.backends.Store(b) }
 
 // begin returns the caller's tenant and the backends.
 func (s *Server) begin(ctx context.Context) (string, *Backends, error) {
-	tenant, ok := auth.TenantFrom(ctx)
-	if !ok {
-		return "", nil, status.Error(codes.Unauthenticated, "no authenticated tenant")
+	tenant, err := grpcerr.Tenant(ctx)
+	if err != nil {
+		return "", nil, err
 	}
 	b := s.backends.Load()
 	if b == nil {
@@ -88,22 +88,15 @@ func (s *Server) begin(ctx context.Context) (string, *Backends, error) {
 
 // invalid is INVALID_ARGUMENT listing every problem.
 func invalid(what string, problems []*errdetails.BadRequest_FieldViolation) error {
-	st := status.New(codes.InvalidArgument, fmt.Sprintf("invalid %s: %d problems, first: %s: %s", what, len(problems), problems[0].GetField(), problems[0].GetDescription()))
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: problems}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-func violation(field, description string) *errdetails.BadRequest_FieldViolation {
-	return &errdetails.BadRequest_FieldViolation{Field: field, Description: description}
+	return grpcerr.Error(codes.InvalidArgument, fmt.Sprintf("invalid %s: %d problems, first: %s: %s",
+		what, len(problems), problems[0].GetField(), problems[0].GetDescription()), problems...)
 }
 
 // problems collects violations.
 type problems []*errdetails.BadRequest_FieldViolation
 
 func (p *problems) add(field, format string, args ...any) {
-	*p = append(*p, violation(field, fmt.Sprintf(format, args...)))
+	*p = append(*p, grpcerr.Violation(field, fmt.Sprintf(format, args...)))
 }
 
 func (p *problems) text(field, v string, required bool) {
@@ -209,7 +202,7 @@ func parsePageToken(tok string) (*alertv1.Alert, error) {
 
 func (s *Server) alert(tenant string, b *Backends, id string) (*alertv1.Alert, error) {
 	if id == "" {
-		return nil, invalid("request", problems{violation("alert_id", "required")})
+		return nil, invalid("request", problems{grpcerr.Violation("alert_id", "required")})
 	}
 	a := b.View.Get(tenant, id)
 	if a == nil {

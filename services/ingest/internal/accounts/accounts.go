@@ -25,9 +25,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
-	"github.com/lodestar-cs/lodestar/services/ingest/internal/rpc"
 )
 
 // Request bounds.
@@ -53,13 +53,13 @@ func NewServer(store func() *Store, logger *slog.Logger) *Server {
 
 // begin returns the caller's tenant and the store.
 func (s *Server) begin(ctx context.Context) (string, *Store, error) {
-	tenant, err := rpc.Tenant(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return "", nil, err
 	}
 	st := s.store()
 	if st == nil {
-		return "", nil, rpc.Error(codes.Unavailable, "accounts are starting")
+		return "", nil, grpcerr.Error(codes.Unavailable, "accounts are starting")
 	}
 	return tenant, st, nil
 }
@@ -71,7 +71,7 @@ func (s *Server) failed(ctx context.Context, what string, err error) error {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	s.logger.WarnContext(ctx, what+" failed", "err", err)
-	return rpc.Error(codes.Unavailable, what+" failed; retry")
+	return grpcerr.Error(codes.Unavailable, what+" failed; retry")
 }
 
 // UpsertAccounts creates or replaces up to MaxUpsert accounts. Every account
@@ -86,7 +86,7 @@ func (s *Server) UpsertAccounts(ctx context.Context, req *accountv1.UpsertAccoun
 		return nil, err
 	}
 	if n := len(req.Accounts); n == 0 || n > MaxUpsert {
-		return nil, rpc.Error(codes.InvalidArgument, "bad account count", rpc.Violation("accounts", fmt.Sprintf("%d accounts: want 1 to %d", n, MaxUpsert)))
+		return nil, grpcerr.Error(codes.InvalidArgument, "bad account count", grpcerr.Violation("accounts", fmt.Sprintf("%d accounts: want 1 to %d", n, MaxUpsert)))
 	}
 	var bad, denied violations
 	seen := make(map[string]int, len(req.Accounts))
@@ -105,10 +105,10 @@ func (s *Server) UpsertAccounts(ctx context.Context, req *accountv1.UpsertAccoun
 		seen[a.AccountId] = i
 	}
 	if len(denied) > 0 {
-		return nil, rpc.Error(codes.PermissionDenied, "accounts name another tenant than the API key's", denied...)
+		return nil, grpcerr.Error(codes.PermissionDenied, "accounts name another tenant than the API key's", denied...)
 	}
 	if len(bad) > 0 {
-		return nil, rpc.Error(codes.InvalidArgument, "invalid accounts", bad...)
+		return nil, grpcerr.Error(codes.InvalidArgument, "invalid accounts", bad...)
 	}
 	now := time.Now()
 	resp := &accountv1.UpsertAccountsResponse{Accounts: make([]*accountv1.Account, len(req.Accounts))}
@@ -146,7 +146,7 @@ func (s *Server) GetAccount(ctx context.Context, req *accountv1.GetAccountReques
 	}
 	var bad violations
 	if bad.id("account_id", req.AccountId); len(bad) > 0 {
-		return nil, rpc.Error(codes.InvalidArgument, "invalid account id", bad...)
+		return nil, grpcerr.Error(codes.InvalidArgument, "invalid account id", bad...)
 	}
 	a, err := st.get(ctx, tenant, req.AccountId)
 	if errors.Is(err, errNotFound) {
@@ -194,7 +194,7 @@ func (s *Server) ListAccounts(ctx context.Context, req *accountv1.ListAccountsRe
 		bad.add("renewal_end_time", "must be after renewal_start_time")
 	}
 	if len(bad) > 0 {
-		return nil, rpc.Error(codes.InvalidArgument, "invalid list request", bad...)
+		return nil, grpcerr.Error(codes.InvalidArgument, "invalid list request", bad...)
 	}
 	all, err := st.list(ctx, tenant)
 	if err != nil {
@@ -243,7 +243,7 @@ func (s *Server) RecordOutcome(ctx context.Context, req *accountv1.RecordOutcome
 	}
 	var bad violations
 	if bad.outcome("outcome", req.Outcome); len(bad) > 0 {
-		return nil, rpc.Error(codes.InvalidArgument, "invalid outcome", bad...)
+		return nil, grpcerr.Error(codes.InvalidArgument, "invalid outcome", bad...)
 	}
 	o := req.Outcome
 	now := time.Now()
@@ -273,7 +273,7 @@ func (s *Server) RecordOutcome(ctx context.Context, req *accountv1.RecordOutcome
 	}
 	id, err := proto.MarshalOptions{Deterministic: true}.Marshal(o)
 	if err != nil {
-		return nil, rpc.Error(codes.InvalidArgument, fmt.Sprintf("marshal outcome: %v", err))
+		return nil, grpcerr.Error(codes.InvalidArgument, fmt.Sprintf("marshal outcome: %v", err))
 	}
 	c := change{
 		msg:   &accountv1.AccountChange{TenantId: tenant, Account: stored, Outcome: o, ChangeTime: timestamppb.New(now)},

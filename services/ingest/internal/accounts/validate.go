@@ -9,8 +9,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
-	"github.com/lodestar-cs/lodestar/services/ingest/internal/rpc"
 )
 
 // maxIDBytes bounds account ids: they become KV keys and subject tokens.
@@ -22,7 +22,7 @@ var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
 type violations []*errdetails.BadRequest_FieldViolation
 
 func (v *violations) add(field, format string, args ...any) {
-	*v = append(*v, rpc.Violation(field, fmt.Sprintf(format, args...)))
+	*v = append(*v, grpcerr.Violation(field, fmt.Sprintf(format, args...)))
 }
 
 func (v *violations) id(field, id string) {

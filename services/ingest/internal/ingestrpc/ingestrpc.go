@@ -17,10 +17,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
-	"github.com/lodestar-cs/lodestar/services/ingest/internal/rpc"
 )
 
 // api labels this API's metrics.
@@ -50,7 +50,7 @@ func New(cfg Config, pipeline func() *intake.Pipeline, logger *slog.Logger) *Ser
 // BadRequest detail naming the field.
 func (s *Server) Track(ctx context.Context, req *ingestv1.TrackRequest) (*ingestv1.TrackResponse, error) {
 	if n := proto.Size(req.GetEvent()); n > s.cfg.MaxEventBytes {
-		return nil, rpc.Error(codes.ResourceExhausted, fmt.Sprintf("event is %d bytes, over the %d-byte limit", n, s.cfg.MaxEventBytes))
+		return nil, grpcerr.Error(codes.ResourceExhausted, fmt.Sprintf("event is %d bytes, over the %d-byte limit", n, s.cfg.MaxEventBytes))
 	}
 	if _, _, err := s.store(ctx, req, []*eventv1.Event{req.GetEvent()}, func(int) string { return "event" }); err != nil {
 		return nil, err
@@ -62,10 +62,10 @@ func (s *Server) Track(ctx context.Context, req *ingestv1.TrackRequest) (*ingest
 // It fails with InvalidArgument when no event is valid.
 func (s *Server) Batch(ctx context.Context, req *ingestv1.BatchRequest) (*ingestv1.BatchResponse, error) {
 	if n := proto.Size(req); n > s.cfg.MaxBatchBytes {
-		return nil, rpc.Error(codes.ResourceExhausted, fmt.Sprintf("batch is %d bytes, over the %d-byte limit", n, s.cfg.MaxBatchBytes))
+		return nil, grpcerr.Error(codes.ResourceExhausted, fmt.Sprintf("batch is %d bytes, over the %d-byte limit", n, s.cfg.MaxBatchBytes))
 	}
 	if len(req.Events) == 0 {
-		return nil, rpc.Error(codes.InvalidArgument, "no events", rpc.Violation("events", "at least one event is required"))
+		return nil, grpcerr.Error(codes.InvalidArgument, "no events", grpcerr.Violation("events", "at least one event is required"))
 	}
 	valid, bad, err := s.store(ctx, req, req.Events, func(i int) string { return fmt.Sprintf("events[%d]", i) })
 	if err != nil {
@@ -84,20 +84,20 @@ func (s *Server) Batch(ctx context.Context, req *ingestv1.BatchRequest) (*ingest
 // store validates and stores the events of req, naming event i by path(i)
 // in errors, and returns the stored events and the violations of the others.
 func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Event, path func(int) string) ([]*eventv1.Event, []intake.Violation, error) {
-	tenant, err := rpc.Tenant(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	p := s.pipeline()
 	if p == nil {
-		return nil, nil, rpc.Error(codes.Unavailable, "ingest is starting")
+		return nil, nil, grpcerr.Error(codes.Unavailable, "ingest is starting")
 	}
 	// The bytes identifying the request for generated message ids are taken
 	// before Prepare fills in the events, and only when one is needed.
 	var body []byte
 	if slices.ContainsFunc(evs, func(ev *eventv1.Event) bool { return ev.GetMessageId() == "" }) {
 		if body, err = (proto.MarshalOptions{Deterministic: true}).Marshal(req); err != nil {
-			return nil, nil, rpc.Error(codes.InvalidArgument, fmt.Sprintf("marshal request: %v", err))
+			return nil, nil, grpcerr.Error(codes.InvalidArgument, fmt.Sprintf("marshal request: %v", err))
 		}
 	}
 	var (
@@ -113,13 +113,13 @@ func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Ev
 			bad = append(bad, intake.Violation{Index: i, MessageID: ev.MessageId, Code: intake.CodeTooLarge,
 				Reason: fmt.Sprintf("event is %d bytes, over the %d-byte limit", proto.Size(ev), s.cfg.MaxEventBytes)})
 		case ev.TenantId != "" && ev.TenantId != tenant:
-			denied = append(denied, rpc.Violation(path(i)+".tenant_id", fmt.Sprintf("%q is not the tenant of the API key; leave it empty", ev.TenantId)))
+			denied = append(denied, grpcerr.Violation(path(i)+".tenant_id", fmt.Sprintf("%q is not the tenant of the API key; leave it empty", ev.TenantId)))
 		default:
 			checked[i] = ev
 		}
 	}
 	if len(denied) > 0 {
-		return nil, nil, rpc.Error(codes.PermissionDenied, "events name another tenant than the API key's", denied...)
+		return nil, nil, grpcerr.Error(codes.PermissionDenied, "events name another tenant than the API key's", denied...)
 	}
 	valid, invalid := intake.Prepare(tenant, time.Now(), checked, body)
 	bad = append(bad, invalid...)
@@ -132,17 +132,17 @@ func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Ev
 			if f := v.Field.Proto(); f != "" {
 				field += "." + f
 			}
-			vs[i] = rpc.Violation(field, v.Reason)
+			vs[i] = grpcerr.Violation(field, v.Reason)
 		}
-		return nil, nil, rpc.Error(codes.InvalidArgument, "no valid event", vs...)
+		return nil, nil, grpcerr.Error(codes.InvalidArgument, "no valid event", vs...)
 	}
 	if err := p.Store(ctx, api, tenant, valid); err != nil {
 		var rl *intake.RateLimitError
 		if errors.As(err, &rl) {
-			return nil, nil, rpc.WithDetails(codes.ResourceExhausted, rl.Error(), &errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)})
+			return nil, nil, grpcerr.WithDetails(codes.ResourceExhausted, rl.Error(), &errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)})
 		}
 		s.logger.WarnContext(ctx, "storing events failed", "tenant", tenant, "events", len(valid), "err", err)
-		return nil, nil, rpc.Error(codes.Unavailable, "events could not be stored; retry")
+		return nil, nil, grpcerr.Error(codes.Unavailable, "events could not be stored; retry")
 	}
 	return valid, bad, nil
 }

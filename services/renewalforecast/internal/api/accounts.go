@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -80,7 +81,7 @@ func (s *Server) forecastOf(acc *accountv1.Account, scores history.Scores, m *mo
 
 // GetAccountForecast forecasts one account's next renewal.
 func (s *Server) GetAccountForecast(ctx context.Context, req *forecastv1.GetAccountForecastRequest) (*forecastv1.GetAccountForecastResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func (s *Server) GetAccountForecast(ctx context.Context, req *forecastv1.GetAcco
 
 // ListRenewals lists the renewals due in a window with their forecasts.
 func (s *Server) ListRenewals(ctx context.Context, req *forecastv1.ListRenewalsRequest) (*forecastv1.ListRenewalsResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}

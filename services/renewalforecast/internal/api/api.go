@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/lodestar-cs/lodestar/pkg/auth"
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -105,19 +105,11 @@ func New(cfg Config, store *history.Store, js jetstream.JetStream, logger *slog.
 	}
 }
 
-func tenantOf(ctx context.Context) (string, error) {
-	t, ok := auth.TenantFrom(ctx)
-	if !ok {
-		return "", status.Error(codes.Unauthenticated, "no tenant: missing API key")
-	}
-	return t, nil
-}
-
 // violations collects the invalid fields of a request.
 type violations []*errdetails.BadRequest_FieldViolation
 
 func (v *violations) add(field, format string, args ...any) {
-	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+	*v = append(*v, grpcerr.Violation(field, fmt.Sprintf(format, args...)))
 }
 
 // err is an InvalidArgument status with the violations as BadRequest, or nil.
@@ -125,11 +117,7 @@ func (v violations) err(msg string) error {
 	if len(v) == 0 {
 		return nil
 	}
-	st := status.New(codes.InvalidArgument, msg)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
-		st = d
-	}
-	return st.Err()
+	return grpcerr.Error(codes.InvalidArgument, msg, v...)
 }
 
 func (v *violations) timestamp(field string, t *timestamppb.Timestamp) {

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/backtest"
@@ -23,7 +24,7 @@ const leadLookback = 365 * day
 // EvaluateScorecard backtests the active scorecard and, when given, a
 // candidate replayed over the stored events.
 func (s *Server) EvaluateScorecard(ctx context.Context, req *forecastv1.EvaluateScorecardRequest) (*forecastv1.EvaluateScorecardResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"time"
 
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/history"
@@ -15,7 +16,7 @@ import (
 
 // GetPortfolioForecast forecasts one period of the tenant's book.
 func (s *Server) GetPortfolioForecast(ctx context.Context, req *forecastv1.GetPortfolioForecastRequest) (*forecastv1.GetPortfolioForecastResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +105,7 @@ func streamOf(tenant string, p retention.Period) uint64 {
 
 // GetRetentionMetrics reports the retention realised per period.
 func (s *Server) GetRetentionMetrics(ctx context.Context, req *forecastv1.GetRetentionMetricsRequest) (*forecastv1.GetRetentionMetricsResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
@@ -74,25 +74,9 @@ func (s *Server) scorecardStore() (*scorecards.Store, error) {
 	return st, nil
 }
 
-func tenantOf(ctx context.Context) (string, error) {
-	t, ok := auth.TenantFrom(ctx)
-	if !ok {
-		return "", status.Error(codes.Unauthenticated, "no tenant: missing API key")
-	}
-	return t, nil
-}
-
 // badRequest is an InvalidArgument status listing field violations.
 func badRequest(msg string, violations ...*errdetails.BadRequest_FieldViolation) error {
-	st := status.New(codes.InvalidArgument, msg)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: violations}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-func violation(field, desc string) *errdetails.BadRequest_FieldViolation {
-	return &errdetails.BadRequest_FieldViolation{Field: field, Description: desc}
+	return grpcerr.Error(codes.InvalidArgument, msg, violations...)
 }
 
 func (s *Server) internal(op string, err error) error {
@@ -100,7 +84,7 @@ func (s *Server) internal(op string, err error) error {
 		return status.FromContextError(err).Err()
 	}
 	if errors.Is(err, cache.ErrBadPageToken) {
-		return badRequest("bad page token", violation("page_token", err.Error()))
+		return badRequest("bad page token", grpcerr.Violation("page_token", err.Error()))
 	}
 	s.logger.Error(op, "err", err)
 	return status.Errorf(codes.Unavailable, "%s: %v", op, err)
@@ -108,12 +92,12 @@ func (s *Server) internal(op string, err error) error {
 
 // GetHealthScore returns an account's current score.
 func (s *Server) GetHealthScore(ctx context.Context, req *scoringv1.GetHealthScoreRequest) (*scoringv1.GetHealthScoreResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if req.GetAccountId() == "" {
-		return nil, badRequest("account_id is required", violation("account_id", "required"))
+		return nil, badRequest("account_id is required", grpcerr.Violation("account_id", "required"))
 	}
 	hs, err := s.cache.GetScore(ctx, tenant, req.GetAccountId())
 	if errors.Is(err, cache.ErrNotFound) {
@@ -127,17 +111,17 @@ func (s *Server) GetHealthScore(ctx context.Context, req *scoringv1.GetHealthSco
 
 // BatchGetHealthScores returns several accounts' scores in one call.
 func (s *Server) BatchGetHealthScores(ctx context.Context, req *scoringv1.BatchGetHealthScoresRequest) (*scoringv1.BatchGetHealthScoresResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ids := req.GetAccountIds()
 	if len(ids) > MaxBatchGet {
-		return nil, badRequest("too many account ids", violation("account_ids", fmt.Sprintf("at most %d, got %d", MaxBatchGet, len(ids))))
+		return nil, badRequest("too many account ids", grpcerr.Violation("account_ids", fmt.Sprintf("at most %d, got %d", MaxBatchGet, len(ids))))
 	}
 	for i, id := range ids {
 		if id == "" {
-			return nil, badRequest("empty account id", violation(fmt.Sprintf("account_ids[%d]", i), "must not be empty"))
+			return nil, badRequest("empty account id", grpcerr.Violation(fmt.Sprintf("account_ids[%d]", i), "must not be empty"))
 		}
 	}
 	scores, err := s.cache.GetScores(ctx, tenant, ids)
@@ -157,7 +141,7 @@ func (s *Server) BatchGetHealthScores(ctx context.Context, req *scoringv1.BatchG
 
 // ListHealthScores lists the tenant's scores, worst first by default.
 func (s *Server) ListHealthScores(ctx context.Context, req *scoringv1.ListHealthScoresRequest) (*scoringv1.ListHealthScoresResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +170,7 @@ func (s *Server) ListHealthScores(ctx context.Context, req *scoringv1.ListHealth
 
 func checkPageSize(n int32) error {
 	if n < 0 || n > 1000 {
-		return badRequest("bad page size", violation("page_size", "must be 0 to 1000"))
+		return badRequest("bad page size", grpcerr.Violation("page_size", "must be 0 to 1000"))
 	}
 	return nil
 }
@@ -201,12 +185,12 @@ const (
 // GetScoreHistory lists an account's score changes, newest first: from the
 // cache while it has them, then from the durable SCORES stream.
 func (s *Server) GetScoreHistory(ctx context.Context, req *scoringv1.GetScoreHistoryRequest) (*scoringv1.GetScoreHistoryResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if req.GetAccountId() == "" {
-		return nil, badRequest("account_id is required", violation("account_id", "required"))
+		return nil, badRequest("account_id is required", grpcerr.Violation("account_id", "required"))
 	}
 	if err := checkPageSize(req.GetPageSize()); err != nil {
 		return nil, err
@@ -243,7 +227,7 @@ func (s *Server) GetScoreHistory(ctx context.Context, req *scoringv1.GetScoreHis
 	} else {
 		ns, err := strconv.ParseInt(strings.TrimPrefix(tok, streamToken), 10, 64)
 		if !strings.HasPrefix(tok, streamToken) || err != nil {
-			return nil, badRequest("bad page token", violation("page_token", "not a token of this call"))
+			return nil, badRequest("bad page token", grpcerr.Violation("page_token", "not a token of this call"))
 		}
 		before = time.Unix(0, ns)
 	}
@@ -316,7 +300,7 @@ func (s *Server) streamHistory(ctx context.Context, tenant, account string, star
 
 // GetScorecard returns the tenant's active scorecard or one version of it.
 func (s *Server) GetScorecard(ctx context.Context, req *scoringv1.GetScorecardRequest) (*scoringv1.GetScorecardResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +312,7 @@ func (s *Server) GetScorecard(ctx context.Context, req *scoringv1.GetScorecardRe
 	var sc *scoringv1.Scorecard
 	switch {
 	case v < 0:
-		return nil, badRequest("bad version", violation("version", "must not be negative"))
+		return nil, badRequest("bad version", grpcerr.Violation("version", "must not be negative"))
 	case v == 0:
 		sc, err = store.Active(ctx, tenant)
 	default:
@@ -349,7 +333,7 @@ func (s *Server) GetScorecard(ctx context.Context, req *scoringv1.GetScorecardRe
 // UpdateScorecard validates a scorecard and stores it as the tenant's next,
 // active version; scoring applies it within moments.
 func (s *Server) UpdateScorecard(ctx context.Context, req *scoringv1.UpdateScorecardRequest) (*scoringv1.UpdateScorecardResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +353,7 @@ func (s *Server) UpdateScorecard(ctx context.Context, req *scoringv1.UpdateScore
 
 func rejectInvalid(sc *scoringv1.Scorecard) error {
 	if sc == nil {
-		return badRequest("scorecard is required", violation("scorecard", "required"))
+		return badRequest("scorecard is required", grpcerr.Violation("scorecard", "required"))
 	}
 	problems := scorecard.Validate(sc)
 	if len(problems) == 0 {
@@ -378,7 +362,7 @@ func rejectInvalid(sc *scoringv1.Scorecard) error {
 	vs := make([]*errdetails.BadRequest_FieldViolation, len(problems))
 	msgs := make([]string, len(problems))
 	for i, p := range problems {
-		vs[i] = violation("scorecard."+p.GetField(), p.GetDescription())
+		vs[i] = grpcerr.Violation("scorecard."+p.GetField(), p.GetDescription())
 		msgs[i] = p.GetField() + ": " + p.GetDescription()
 	}
 	return badRequest(fmt.Sprintf("invalid scorecard: %d problems: %s", len(problems), strings.Join(msgs, "; ")), vs...)
@@ -386,11 +370,11 @@ func rejectInvalid(sc *scoringv1.Scorecard) error {
 
 // ValidateScorecard lists every problem of a scorecard without storing it.
 func (s *Server) ValidateScorecard(ctx context.Context, req *scoringv1.ValidateScorecardRequest) (*scoringv1.ValidateScorecardResponse, error) {
-	if _, err := tenantOf(ctx); err != nil {
+	if _, err := grpcerr.Tenant(ctx); err != nil {
 		return nil, err
 	}
 	if req.GetScorecard() == nil {
-		return nil, badRequest("scorecard is required", violation("scorecard", "required"))
+		return nil, badRequest("scorecard is required", grpcerr.Violation("scorecard", "required"))
 	}
 	problems := scorecard.Validate(req.GetScorecard())
 	return &scoringv1.ValidateScorecardResponse{Valid: len(problems) == 0, Problems: problems}, nil

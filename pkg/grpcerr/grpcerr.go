@@ -1,6 +1,7 @@
-// Package rpc holds what ingest's gRPC services share: the caller's tenant
-// and status errors that carry machine-readable details.
-package rpc
+// Package grpcerr builds the gRPC status errors Lodestar's services answer
+// with: machine-readable details on every bad request, and the caller's
+// tenant or Unauthenticated.
+package grpcerr
 
 import (
 	"context"
@@ -19,7 +20,7 @@ import (
 func Tenant(ctx context.Context) (string, error) {
 	t, ok := auth.TenantFrom(ctx)
 	if !ok {
-		return "", status.Error(codes.Unauthenticated, "no authenticated tenant")
+		return "", status.Error(codes.Unauthenticated, "no authenticated tenant: send authorization: Bearer <api key>")
 	}
 	return t, nil
 }
