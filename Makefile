@@ -60,6 +60,11 @@ run: ## The demo: the all-in-one fed 300 simulated accounts; prints the worst on
 bench: ## Micro-benchmarks of the hot paths.
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: bench-report
+bench-report: ## The benchmark report: docs/benchmarks.md and .json (starts what it measures itself).
+	@scripts/ensure-redis.sh
+	$(GO) run ./tools/bench -out docs/benchmarks.md -json docs/benchmarks.json -profile
+
 .PHONY: clean
 clean:
 	rm -rf $(BIN) data

@@ -696,3 +696,37 @@ func TestRedisReloadsScript(t *testing.T) {
 		t.Fatalf("get = %v, %v", got, err)
 	}
 }
+
+// TestRedisPutsInChunks puts more updates than one pipeline carries: every
+// one is stored, across the chunks' boundaries.
+func TestRedisPutsInChunks(t *testing.T) {
+	client, tenant := testenv.Redis(t), testenv.Tenant(t)
+	cleanupKeys(t, client, "lodestar:{"+tenant+"}:*")
+	c := NewRedis(client, Config{HistoryLength: 2})
+	n := 2*putChunk + 1
+	ids := make([]string, n)
+	var updates []Update
+	for i := range n {
+		ids[i] = fmt.Sprintf("acct-%05d", i)
+		updates = append(updates, Update{Score: score(tenant, ids[i], float64(i%100)), Record: true})
+	}
+	if err := c.PutScores(t.Context(), updates); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetScores(t.Context(), tenant, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range got {
+		if s.GetAccountId() != ids[i] {
+			t.Fatalf("score %d: got %v", i, s)
+		}
+	}
+	counts, err := c.BandCounts(t.Context(), tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total := counts.Red + counts.Yellow + counts.Green; total != int64(n) {
+		t.Errorf("band counts %v: %d accounts ranked, want %d", counts, total, n)
+	}
+}

@@ -44,7 +44,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
@@ -111,7 +110,7 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, evs []*eventv1.E
 	}
 	msgs := make([]*nats.Msg, len(packs))
 	for i, pk := range packs {
-		data, err := proto.Marshal(&pk.batch)
+		data, err := marshalBatch(pk.batch.Events)
 		if err != nil {
 			return fmt.Errorf("marshal event batch: %w", err)
 		}

@@ -85,8 +85,9 @@ func parseTime(s string) (*timestamppb.Timestamp, error) {
 
 // event converts w into an event of type typ: the path's type, or
 // UNSPECIFIED to take it from the body. sentAt and ctx are the batch's, used
-// where the event has none.
-func (w *wireEvent) event(typ eventv1.EventType, sentAt *timestamppb.Timestamp, ctx map[string]any) (*eventv1.Event, *intake.Violation) {
+// where the event has none; ctx's values are shared by the events, not
+// copied, so they must not be changed.
+func (w *wireEvent) event(typ eventv1.EventType, sentAt *timestamppb.Timestamp, ctx map[string]*structpb.Value) (*eventv1.Event, *intake.Violation) {
 	bad := func(f intake.Field, code, format string, args ...any) (*eventv1.Event, *intake.Violation) {
 		return nil, &intake.Violation{MessageID: w.MessageID, Field: f, Code: code, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -123,16 +124,6 @@ func (w *wireEvent) event(typ eventv1.EventType, sentAt *timestamppb.Timestamp, 
 			return bad(intake.FieldSentAt, intake.CodeInvalid, "%v", err)
 		}
 	}
-	if ctx != nil {
-		if w.Context == nil {
-			w.Context = make(map[string]any, len(ctx))
-		}
-		for k, v := range ctx {
-			if _, own := w.Context[k]; !own {
-				w.Context[k] = v
-			}
-		}
-	}
 	for _, o := range []struct {
 		f   intake.Field
 		m   map[string]any
@@ -143,6 +134,16 @@ func (w *wireEvent) event(typ eventv1.EventType, sentAt *timestamppb.Timestamp, 
 		}
 		if *o.dst, err = structpb.NewStruct(o.m); err != nil {
 			return bad(o.f, intake.CodeInvalid, "%v", err)
+		}
+	}
+	if ctx != nil { // a batch context, even an empty one, gives every event one
+		if ev.Context == nil {
+			ev.Context = &structpb.Struct{Fields: make(map[string]*structpb.Value, len(ctx))}
+		}
+		for k, v := range ctx {
+			if _, own := ev.Context.Fields[k]; !own {
+				ev.Context.Fields[k] = v
+			}
 		}
 	}
 	return ev, nil
@@ -234,6 +235,16 @@ func decodeBatch(body []byte, maxEventBytes int) (request, *apiError) {
 	if err != nil {
 		return invalid("sentAt: %v", err)
 	}
+	// The batch's context is converted once, and its values shared by the
+	// events that have none of their own, not converted again for each.
+	var shared map[string]*structpb.Value
+	if ctx != nil {
+		s, err := structpb.NewStruct(ctx)
+		if err != nil {
+			return invalid("context: %v", err)
+		}
+		shared = s.Fields
+	}
 	if len(wires) == 0 {
 		return request{}, &apiError{status: http.StatusBadRequest, code: "empty_batch", message: `"batch" holds no events`}
 	}
@@ -242,7 +253,7 @@ func decodeBatch(body []byte, maxEventBytes int) (request, *apiError) {
 		if w == nil {
 			continue // rejected by decodeEvents
 		}
-		ev, v := w.event(eventv1.EventType_EVENT_TYPE_UNSPECIFIED, at, ctx)
+		ev, v := w.event(eventv1.EventType_EVENT_TYPE_UNSPECIFIED, at, shared)
 		if v != nil {
 			v.Index = i
 			r.violations = append(r.violations, *v)

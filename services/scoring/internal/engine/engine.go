@@ -249,14 +249,8 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 		a.FirstDay = day
 	}
 
-	var name string
 	typ := ev.GetType()
-	switch typ {
-	case eventv1.EventType_EVENT_TYPE_TRACK:
-		name = ev.GetEvent()
-	case eventv1.EventType_EVENT_TYPE_PAGE, eventv1.EventType_EVENT_TYPE_SCREEN:
-		name = ev.GetName()
-	}
+	name := eventName(typ, ev.GetEvent(), ev.GetName())
 	id, info := noName, nameInfo{}
 	if name != "" {
 		id, info = t.lookup(name)
@@ -303,8 +297,35 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 	t.markDirty(a)
 }
 
+// eventName is the name Apply files an event under: a track call's event, a page or
+// screen call's name, none for the other calls.
+func eventName(typ eventv1.EventType, event, name string) string {
+	switch typ {
+	case eventv1.EventType_EVENT_TYPE_TRACK:
+		return event
+	case eventv1.EventType_EVENT_TYPE_PAGE, eventv1.EventType_EVENT_TYPE_SCREEN:
+		return name
+	}
+	return ""
+}
+
+// Reads reports which of an event's free-form Struct fields Apply reads, given the
+// event's type, event and name fields: the properties of the few events the
+// conventions give a meaning (NPS answers and tickets, see applySpecial) and the
+// traits of identify calls; never the context. Decoding those Structs is most of the
+// cost of decoding a stored event, so a caller may leave out the others: Apply gives
+// the same result.
+func Reads(typ eventv1.EventType, event, name string) (properties, traits bool) {
+	switch eventName(typ, event, name) {
+	case scorecard.EventNPSSubmitted, scorecard.EventTicketOpened, scorecard.EventTicketClosed:
+		properties = true
+	}
+	return properties, typ == eventv1.EventType_EVENT_TYPE_IDENTIFY
+}
+
 // applySpecial reads the few properties the conventions define (see package
-// scorecard); only these events have their properties walked.
+// scorecard); only these events have their properties walked. Reads must name every
+// event whose properties it reads.
 func applySpecial(a *account, ev *eventv1.Event, s special, name uint32, sec int64, day int32) {
 	props := ev.GetProperties().GetFields()
 	switch s {

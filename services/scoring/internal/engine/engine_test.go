@@ -524,3 +524,72 @@ func TestCurrentScoreIgnoresFlushTiming(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsCoversApply checks that Apply gives the same scores and state when every
+// Struct field Reads does not name is left out, as the pipeline's decoder does: the
+// scenario (NPS answers, tickets, billing, identify calls) plus calls whose
+// properties or traits would be misread if Reads missed them.
+func TestReadsCoversApply(t *testing.T) {
+	tricky := func(d int) []*eventv1.Event {
+		at := timestamppb.New(dayTime(d, 12, 0))
+		ctx := mustStruct(map[string]any{"groupId": "acme", "library": map[string]any{"name": "analytics-go"}})
+		return []*eventv1.Event{
+			// A page or screen filed under a convention's name reads its properties too.
+			{TenantId: tenantID, Type: eventv1.EventType_EVENT_TYPE_PAGE, UserId: userID("acme", 1), AccountId: "acme",
+				Name: scorecard.EventNPSSubmitted, Properties: mustStruct(map[string]any{"score": 2}), EventTime: at, Context: ctx},
+			{TenantId: tenantID, Type: eventv1.EventType_EVENT_TYPE_SCREEN, AnonymousId: "support", AccountId: "acme",
+				Name: scorecard.EventTicketOpened, Properties: mustStruct(map[string]any{"ticket_id": d, "severity": "urgent"}), EventTime: at},
+			// Traits of calls other than identify, and properties of other events, are never read.
+			{TenantId: tenantID, Type: eventv1.EventType_EVENT_TYPE_GROUP, UserId: userID("acme", 2), AccountId: "acme",
+				Traits: mustStruct(map[string]any{"role": "CEO", "stakeholder_level": "S"}), EventTime: at, Context: ctx},
+			{TenantId: tenantID, Type: eventv1.EventType_EVENT_TYPE_TRACK, UserId: userID("acme", 3), AccountId: "acme",
+				Event: coreEvents[0], Properties: mustStruct(map[string]any{"score": 9, "ticket_id": "x"}), EventTime: at, Context: ctx},
+		}
+	}
+	lean := func(ev *eventv1.Event) *eventv1.Event {
+		ev = proto.CloneOf(ev)
+		props, traits := Reads(ev.GetType(), ev.GetEvent(), ev.GetName())
+		if !props {
+			ev.Properties = nil
+		}
+		if !traits {
+			ev.Traits = nil
+		}
+		ev.Context = nil
+		return ev
+	}
+	full, trimmed := scenarioEngine(t), scenarioEngine(t)
+	for d := range scenarioDays {
+		for _, ev := range append(scenarioEvents(d), tricky(d)...) {
+			full.Apply(ev, replayWall)
+			trimmed.Apply(lean(ev), replayWall)
+		}
+		if !bytes.Equal(wire(t, changes(full.Flush())...), wire(t, changes(trimmed.Flush())...)) {
+			t.Fatalf("day %d: scores differ without the Structs Reads leaves out", d)
+		}
+	}
+	state := func(e *Engine) []byte {
+		var scores []*scoringv1.HealthScore
+		for _, a := range append(scenarioAccounts(), &accountv1.Account{AccountId: "acme"}) {
+			hs, _ := e.Score(tenantID, a.GetAccountId())
+			scores = append(scores, hs)
+		}
+		return append(wire(t, scores...), fmt.Sprintf("%+v", e.Stats())...)
+	}
+	if !bytes.Equal(state(full), state(trimmed)) {
+		t.Error("state differs without the Structs Reads leaves out")
+	}
+	// And the test has teeth: without any properties the tickets and NPS answers go.
+	bare := scenarioEngine(t)
+	for d := range scenarioDays {
+		for _, ev := range append(scenarioEvents(d), tricky(d)...) {
+			ev = proto.CloneOf(ev)
+			ev.Properties = nil
+			bare.Apply(ev, replayWall)
+		}
+		bare.Flush()
+	}
+	if bytes.Equal(state(full), state(bare)) {
+		t.Error("the scenario reads no properties: the test proves nothing")
+	}
+}

@@ -33,7 +33,6 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
-	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
@@ -244,30 +243,31 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 	if err != nil {
 		return nil, fmt.Errorf("events consumer: %w", err)
 	}
-	var batch eventv1.EventBatch
+	var dec decoder // only this callback's goroutine uses it
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {
 			p.deps.Logger.Error("event message without metadata", "err", err)
 			return
 		}
-		if err := proto.Unmarshal(msg.Data(), &batch); err != nil {
+		events, err := dec.decode(msg.Data())
+		if err != nil {
 			// Ingest only publishes what it encoded; count the message as read.
 			p.deps.Logger.Error("skip undecodable event batch", "seq", meta.Sequence.Stream, "err", err)
 		}
 		_, span := p.deps.Tracer.Start(natsx.ExtractTrace(ctx, p.deps.Propagator, msg.Headers()), "scoring.apply",
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.Int64("lodestar.events.seq", int64(meta.Sequence.Stream)),
-				attribute.Int("lodestar.events.count", len(batch.GetEvents()))))
+				attribute.Int("lodestar.events.count", len(events))))
 		now := time.Now()
 		p.mu.Lock()
-		for _, ev := range batch.GetEvents() {
+		for _, ev := range events {
 			p.deps.Engine.Apply(ev, now)
 		}
 		p.lastSeq = meta.Sequence.Stream
 		p.mu.Unlock()
 		span.End()
-		p.eventsApplied.Add(context.Background(), int64(len(batch.GetEvents())))
+		p.eventsApplied.Add(context.Background(), int64(len(events)))
 		if meta.NumPending == 0 {
 			p.eventsCaughtUp.Store(true)
 		}
