@@ -417,8 +417,8 @@ func (b *bench) setup(ctx context.Context) error {
 			return fmt.Errorf("clear old bench keys: %w", err)
 		}
 	}
-	if !b.cfg.runs(phaseBaseline) && !b.cfg.runs(phaseE2E) && !b.cfg.runs(phaseLatency) && !b.cfg.runs(phaseReads) && !b.cfg.runs(phaseMemory) {
-		return nil // restart alone brings its own
+	if !slices.ContainsFunc(b.cfg.phases, func(p string) bool { return p != phaseRestart }) {
+		return nil // the restart phase brings its own NATS and all-in-one
 	}
 	if b.lcfg.NATSURL == "" {
 		srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(b.dir, "nats"), Port: -1})

@@ -321,6 +321,9 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 		}
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
 		p.scoresOut.Add(ctx, int64(len(p.pending)))
+		// Cleared, not only cut: the array would otherwise keep the last
+		// big flush's scores alive, tens of megabytes for the GC to mark.
+		clear(p.pending)
 		p.pending = p.pending[:0]
 	}
 	p.storeHealthy.Store(true)
