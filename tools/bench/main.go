@@ -340,6 +340,7 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 func (b *bench) run(ctx context.Context, args []string) (err error) {
 	start := time.Now()
 	b.now = start.UTC().Truncate(time.Hour)
+	b.sustained = b.cfg.e2eRate // the e2e phase searches for it when not given
 	b.runID = strconv.FormatInt(start.UnixNano(), 36)
 	if b.dir, err = os.MkdirTemp("", "lodestar-bench-"); err != nil {
 		return err
