@@ -23,6 +23,8 @@ import (
 // service declares it.
 type cache interface {
 	PutScores(ctx context.Context, updates []Update) error
+	SetScores(ctx context.Context, updates []Update) error
+	IndexScores(ctx context.Context, updates []Update) error
 	GetScore(ctx context.Context, tenant, accountID string) (*scoringv1.HealthScore, error)
 	GetScores(ctx context.Context, tenant string, accountIDs []string) ([]*scoringv1.HealthScore, error)
 	ListScores(ctx context.Context, tenant string, q ListQuery) ([]*scoringv1.HealthScore, string, error)
@@ -90,6 +92,7 @@ func TestConformance(t *testing.T) {
 		{"history", Config{}, testHistory},
 		{"history cap", Config{HistoryLength: 3}, testHistoryCap},
 		{"updates not recorded", Config{}, testUnrecorded},
+		{"set now, index later", Config{}, testSetThenIndex},
 		{"tenant isolation", Config{}, testTenantIsolation},
 		{"ping", Config{}, func(t *testing.T, c cache, _ string) {
 			if err := c.Ping(t.Context()); err != nil {
@@ -620,6 +623,49 @@ func testUnrecorded(t *testing.T, c cache, tenant string) {
 	}
 	if !slices.Equal(minutes, []int{3, 1}) {
 		t.Fatalf("history has minutes %v, want [3 1]", minutes)
+	}
+}
+
+// testSetThenIndex checks the scoring service's two steps: SetScores makes
+// a score current at once without recording it, and IndexScores then ranks
+// and records it, never moving the current score back to an older one.
+func testSetThenIndex(t *testing.T, c cache, tenant string) {
+	ctx := t.Context()
+	older, newer := recorded(changeAt(tenant, 1, 10)), recorded(changeAt(tenant, 2, 80))
+	if err := c.SetScores(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetScores(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetScore(ctx, tenant, "acct"); err != nil || got.Score != 80 {
+		t.Fatalf("current score after set = %v, %v; want 80", got, err)
+	}
+	if h := history(t, c, tenant, HistoryQuery{}, nil); len(h) != 0 {
+		t.Fatalf("history after set = %v, want none", h)
+	}
+	// The older update indexed late, as the index step lags the set step.
+	if err := c.IndexScores(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetScore(ctx, tenant, "acct"); err != nil || got.Score != 80 {
+		t.Fatalf("current score after indexing an older one = %v, %v; want 80", got, err)
+	}
+	if err := c.IndexScores(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	if got := listAll(t, c, tenant, ListQuery{Band: scoringv1.Band_BAND_GREEN}, nil); !slices.Equal(got, []string{"acct"}) {
+		t.Fatalf("green list = %v", got)
+	}
+	if counts, err := c.BandCounts(ctx, tenant); err != nil || counts.Red != 0 || counts.Green != 1 {
+		t.Fatalf("band counts = %v, %v", counts, err)
+	}
+	var scores []float64
+	for _, s := range history(t, c, tenant, HistoryQuery{}, nil) {
+		scores = append(scores, s.Score)
+	}
+	if !slices.Equal(scores, []float64{80, 10}) {
+		t.Fatalf("history = %v, want [80 10]", scores)
 	}
 }
 

@@ -40,11 +40,36 @@ func NewMemory(cfg Config) *Memory {
 // records those marked so in history. Putting the same updates again
 // changes nothing.
 func (m *Memory) PutScores(_ context.Context, updates []Update) error {
+	return m.putAll("put scores", updates, true)
+}
+
+// SetScores stores current scores; Record is ignored. Rankings move with
+// them at once: in memory that is as cheap as the store itself.
+func (m *Memory) SetScores(_ context.Context, updates []Update) error {
+	return m.putAll("set scores", updates, false)
+}
+
+func (m *Memory) putAll(op string, updates []Update, record bool) error {
 	if err := validate(updates); err != nil {
-		return fmt.Errorf("put scores: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	for _, u := range updates {
-		m.put(proto.Clone(u.Score).(*scoringv1.HealthScore), u.Record)
+		m.put(proto.Clone(u.Score).(*scoringv1.HealthScore), record && u.Record)
+	}
+	return nil
+}
+
+// IndexScores records the updates marked so in history. Rankings already
+// follow the current scores (SetScores moves them), and an update indexed
+// after a newer score was set must not move its account back.
+func (m *Memory) IndexScores(_ context.Context, updates []Update) error {
+	if err := validate(updates); err != nil {
+		return fmt.Errorf("index scores: %w", err)
+	}
+	for _, u := range updates {
+		if u.Record {
+			m.record(proto.Clone(u.Score).(*scoringv1.HealthScore))
+		}
 	}
 	return nil
 }
@@ -54,15 +79,7 @@ func (m *Memory) PutScores(_ context.Context, updates []Update) error {
 func (m *Memory) put(s *scoringv1.HealthScore, record bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.tenants[s.GetTenantId()]
-	if t == nil {
-		t = &memTenant{
-			scores:   map[string]*scoringv1.HealthScore{},
-			rankings: map[string]*btree.BTreeG[cursor]{},
-			history:  map[string][]change{},
-		}
-		m.tenants[s.GetTenantId()] = t
-	}
+	t := m.tenant(s.GetTenantId())
 	if old := t.scores[s.GetAccountId()]; old != nil {
 		t.rank(old, false)
 	}
@@ -71,6 +88,27 @@ func (m *Memory) put(s *scoringv1.HealthScore, record bool) {
 	if record {
 		t.record(s, m.historyLength)
 	}
+}
+
+// record adds one change, which the cache owns from now on, to history.
+func (m *Memory) record(s *scoringv1.HealthScore) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tenant(s.GetTenantId()).record(s, m.historyLength)
+}
+
+// tenant returns a tenant's data, made when missing; m.mu is held.
+func (m *Memory) tenant(id string) *memTenant {
+	t := m.tenants[id]
+	if t == nil {
+		t = &memTenant{
+			scores:   map[string]*scoringv1.HealthScore{},
+			rankings: map[string]*btree.BTreeG[cursor]{},
+			history:  map[string][]change{},
+		}
+		m.tenants[id] = t
+	}
+	return t
 }
 
 // rank adds a score to, or removes it from, every ranking it belongs in.

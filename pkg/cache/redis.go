@@ -50,19 +50,20 @@ func NewRedis(client redis.UniversalClient, cfg Config) *Redis {
 	}
 }
 
-// putScript stores one score and moves its account in the rankings, in one
-// step so that readers never see an account in two bands. It reads the
-// account's previous indexes from its hash; every key it derives carries the
-// tenant's hash tag, so it stays in the slot of its declared keys.
+// putScript moves one account in the rankings and records its score in
+// history, in one step so that readers never see an account in two bands.
+// It reads the account's previous indexes from its hash; every key it
+// derives carries the tenant's hash tag, so it stays in the slot of its
+// declared keys. The current score is not its business: a plain SET is.
 //
-// KEYS: score, acct, hist. ARGV: the encoded score, the tenant's ranking key
-// prefix, the account id, its score and drop, the change time (absent from
-// history when ""), the history length, then a (dimension, index suffix) pair
-// per dimension, the suffix "" when the account is in no index of that
-// dimension.
+// KEYS: acct, hist. ARGV: the encoded score ("" when not recorded), the
+// tenant's ranking key prefix, the account id, its score and drop, the
+// change time (absent from history when ""), the history length, then a
+// (dimension, index suffix) pair per dimension, the suffix "" when the
+// account is in no index of that dimension.
 const putScript = `
 local prev = {}
-local h = redis.call('HGETALL', KEYS[2])
+local h = redis.call('HGETALL', KEYS[1])
 for i = 1, #h, 2 do prev[h[i]] = h[i + 1] end
 local rank, id = ARGV[2], ARGV[3]
 local orders = {{'score', ARGV[4]}, {'drop', ARGV[5]}}
@@ -84,11 +85,10 @@ for i = 8, #ARGV, 2 do
     moved[#moved + 1] = to
   end
 end
-if #moved > 0 then redis.call('HSET', KEYS[2], unpack(moved)) end
-redis.call('SET', KEYS[1], ARGV[1])
+if #moved > 0 then redis.call('HSET', KEYS[1], unpack(moved)) end
 if ARGV[6] ~= '' then
-  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[7]))
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -1 - tonumber(ARGV[7]))
 end
 return 0
 `
@@ -146,6 +146,35 @@ func (r *Redis) scoreKey(tenant, account string) string {
 
 func (r *Redis) rankingKey(tenant, name string) string { return r.tenantKey(tenant) + "rank:" + name }
 
+// SetScores makes scores their accounts' current ones, for GetScore and
+// GetScores, in pipelines of plain SETs of at most putChunk scores; Record
+// is ignored. It is the half of PutScores that read latency depends on: a
+// SET costs Redis a microsecond or two, where indexing a score costs tens
+// (a dozen sorted-set updates), so the scoring service sets scores at
+// once and indexes them in batches, a moment later.
+func (r *Redis) SetScores(ctx context.Context, updates []Update) error {
+	return r.putAll(ctx, "set scores", updates, true, false)
+}
+
+// IndexScores moves accounts in the rankings to their scores and records
+// those marked so in history, in pipelines of script calls of at most
+// putChunk updates; current scores stay as they are. Until an account's
+// update is indexed its rankings lag its current score; ListScores checks
+// each score against the filters it was found by, since a reader can always
+// see rankings and scores a moment apart.
+func (r *Redis) IndexScores(ctx context.Context, updates []Update) error {
+	return r.putAll(ctx, "index scores", updates, false, true)
+}
+
+// PutScores stores current scores, each the latest of its account, and
+// indexes them: SetScores and IndexScores in one pipeline per chunk, the
+// SETs first so that each score is visible as soon as Redis reaches it.
+// Putting the same updates again changes nothing, so a failure part way is
+// mended by putting them all again; the same holds for the other two.
+func (r *Redis) PutScores(ctx context.Context, updates []Update) error {
+	return r.putAll(ctx, "put scores", updates, true, true)
+}
+
 // putChunk bounds the updates of one pipeline. Each costs Redis tens of
 // microseconds of script time, and a pipeline must be written and answered
 // within the client's write and read timeouts (go-redis: 3 s by default):
@@ -153,43 +182,33 @@ func (r *Redis) rankingKey(tenant, name string) string { return r.tenantKey(tena
 // 500 keep a pipeline to tens of milliseconds of Redis time.
 const putChunk = 500
 
-// PutScores stores current scores, each the latest of its account, and
-// records those marked so in history, in pipelines of script calls of at
-// most putChunk updates. Putting the same updates again changes nothing,
-// so a failure part way is mended by putting them all again.
-//
-// The pipeline starts with a plain SET of every score, so that each is
-// visible to GetScore as soon as Redis reaches it, not only after the
-// scripts before it: a script costs tens of microseconds of Redis time (a
-// dozen sorted-set updates), a SET one or two, and GetScore is the read
-// that latency matters to. Until its script has run, an account's rankings
-// and history lag its score by that moment; ListScores already checks each
-// score against the filters it was found by, for a reader can always see
-// rankings and scores a moment apart.
-func (r *Redis) PutScores(ctx context.Context, updates []Update) error {
+func (r *Redis) putAll(ctx context.Context, op string, updates []Update, set, index bool) error {
 	if err := validate(updates); err != nil {
-		return fmt.Errorf("put scores: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	for chunk := range slices.Chunk(updates, putChunk) {
-		err := r.putPipelined(ctx, chunk)
-		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		err := r.putPipelined(ctx, chunk, set, index)
+		if index && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// The server lost its script cache (restart, failover, SCRIPT
 			// FLUSH): load the script on every node and redo the batch,
 			// which is safe since puts are idempotent.
 			if err = r.put.Load(ctx, r.client).Err(); err == nil {
-				err = r.putPipelined(ctx, chunk)
+				err = r.putPipelined(ctx, chunk, set, index)
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("put scores: %w", err)
+			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	return nil
 }
 
-func (r *Redis) putPipelined(ctx context.Context, updates []Update) error {
+func (r *Redis) putPipelined(ctx context.Context, updates []Update, set, index bool) error {
 	values := make([][]byte, len(updates))
 	for i, u := range updates {
+		if !set && !u.Record {
+			continue // neither stored nor recorded: only its sort keys are
+		}
 		v, err := marshal(u.Score)
 		if err != nil {
 			return fmt.Errorf("encode score of %q: %w", u.Score.GetAccountId(), err)
@@ -197,14 +216,19 @@ func (r *Redis) putPipelined(ctx context.Context, updates []Update) error {
 		values[i] = v
 	}
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, u := range updates {
-			p.Set(ctx, r.scoreKey(u.Score.GetTenantId(), u.Score.GetAccountId()), values[i], 0)
+		if set {
+			for i, u := range updates {
+				p.Set(ctx, r.scoreKey(u.Score.GetTenantId(), u.Score.GetAccountId()), values[i], 0)
+			}
+		}
+		if !index {
+			return nil
 		}
 		for i, u := range updates {
-			s, v := u.Score, values[i]
-			var at any = ""
+			s := u.Score
+			var v, at any = "", ""
 			if u.Record {
-				at = changeTime(s)
+				v, at = values[i], changeTime(s)
 			}
 			tk, id := r.tenantKey(s.GetTenantId()), escape(s.GetAccountId())
 			ix := indexesOf(s)
@@ -213,7 +237,7 @@ func (r *Redis) putPipelined(ctx context.Context, updates []Update) error {
 			for _, x := range ix {
 				args = append(args, x.dim, x.suffix)
 			}
-			r.put.EvalSha(ctx, p, []string{tk + "score:" + id, tk + "acct:" + id, tk + "hist:" + id}, args...)
+			r.put.EvalSha(ctx, p, []string{tk + "acct:" + id, tk + "hist:" + id}, args...)
 		}
 		return nil
 	})

@@ -51,6 +51,7 @@ func startAPI(t *testing.T, accounts int) apiFixture {
 
 	cfg := scoring.DefaultConfig()
 	cfg.FlushInterval = 20 * time.Millisecond
+	cfg.IndexInterval = 50 * time.Millisecond
 	svc, err := scoring.New(cfg, scoring.Deps{
 		JS: js, Cache: cache.NewMemory(cache.Config{HistoryLength: 3}), Limits: natsx.DefaultLimits(),
 		Logger: slog.New(slog.DiscardHandler), MeterProvider: noop.NewMeterProvider(),

@@ -48,9 +48,13 @@ type Config struct {
 	Partitions string
 	// MaxUsersPerAccount bounds memory per account.
 	MaxUsersPerAccount int
-	FlushInterval      time.Duration
-	TickInterval       time.Duration
-	SnapshotInterval   time.Duration
+	// FlushInterval is how often the accounts due are scored, their scores
+	// set in the cache and their changes published; IndexInterval how often
+	// the rankings and history catch up with them.
+	FlushInterval    time.Duration
+	IndexInterval    time.Duration
+	TickInterval     time.Duration
+	SnapshotInterval time.Duration
 }
 
 // DefaultConfig is the configuration of a local run.
@@ -58,7 +62,8 @@ func DefaultConfig() Config {
 	return Config{
 		WindowDays:         90,
 		MaxUsersPerAccount: 2000,
-		FlushInterval:      200 * time.Millisecond,
+		FlushInterval:      50 * time.Millisecond,
+		IndexInterval:      250 * time.Millisecond,
 		TickInterval:       10 * time.Second,
 		SnapshotInterval:   time.Minute,
 	}
@@ -70,7 +75,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ScorecardFile, "scoring.scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in generic B2B SaaS scorecard.")
 	fs.StringVar(&c.Partitions, "scoring.partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
 	fs.IntVar(&c.MaxUsersPerAccount, "scoring.max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
-	fs.DurationVar(&c.FlushInterval, "scoring.flush-interval", c.FlushInterval, "How often score changes are written to the cache and the SCORES stream.")
+	fs.DurationVar(&c.FlushInterval, "scoring.flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")
+	fs.DurationVar(&c.IndexInterval, "scoring.index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
 	fs.DurationVar(&c.TickInterval, "scoring.tick-interval", c.TickInterval, "How often time passes for silent accounts of live tenants.")
 	fs.DurationVar(&c.SnapshotInterval, "scoring.snapshot-interval", c.SnapshotInterval, "How often scoring state is snapshotted (restarts replay only what came after).")
 }
@@ -87,7 +93,7 @@ func (c Config) Validate() error {
 	if c.MaxUsersPerAccount < 1 {
 		errs = append(errs, errors.New("-scoring.max-users-per-account must be positive"))
 	}
-	if c.FlushInterval <= 0 || c.TickInterval <= 0 || c.SnapshotInterval <= 0 {
+	if c.FlushInterval <= 0 || c.IndexInterval <= 0 || c.TickInterval <= 0 || c.SnapshotInterval <= 0 {
 		errs = append(errs, errors.New("-scoring intervals must be positive"))
 	}
 	return errors.Join(errs...)
@@ -203,6 +209,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Name:             s.snapName,
 		Partitions:       s.parts,
 		FlushInterval:    s.cfg.FlushInterval,
+		IndexInterval:    s.cfg.IndexInterval,
 		TickInterval:     s.cfg.TickInterval,
 		SnapshotInterval: s.cfg.SnapshotInterval,
 	}, pipeline.Deps{

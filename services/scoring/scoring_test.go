@@ -61,6 +61,7 @@ func runChild() int {
 func newService(js jetstream.JetStream, c scoring.Cache) (*scoring.Service, error) {
 	cfg := scoring.DefaultConfig()
 	cfg.FlushInterval = 20 * time.Millisecond
+	cfg.IndexInterval = 50 * time.Millisecond
 	cfg.SnapshotInterval = 100 * time.Millisecond
 	return scoring.New(cfg, scoring.Deps{
 		JS:            js,

@@ -3,6 +3,14 @@
 // reflects, follows account changes and scorecard activations, and flushes
 // score changes to the hot cache and the SCORES stream.
 //
+// Flushing has two steps at two paces. Every FlushInterval the accounts due
+// are scored, their scores set as current in the cache and their changes
+// published on SCORES: what event-to-score and event-to-alert latency wait
+// for, and cheap. Every IndexInterval, on a goroutine of its own, the
+// accumulated updates are indexed (rankings, band counts, history: a dozen
+// sorted-set updates each, coalesced per account meanwhile) and then a due
+// snapshot is saved.
+//
 // Exactly-once: the engine's position in the EVENTS stream is part of its
 // snapshot, and events are read with an ordered consumer from the position
 // after it, so after a crash no event is counted twice or missed. A snapshot
@@ -41,7 +49,9 @@ import (
 
 // Store is where scores go for reads: the hot cache.
 type Store interface {
-	PutScores(ctx context.Context, updates []cache.Update) error
+	// SetScores makes scores current; IndexScores ranks and records them.
+	SetScores(ctx context.Context, updates []cache.Update) error
+	IndexScores(ctx context.Context, updates []cache.Update) error
 }
 
 // Config tunes the pipeline.
@@ -51,8 +61,12 @@ type Config struct {
 	Name string
 	// Partitions this instance owns; all when empty.
 	Partitions []uint32
-	// FlushInterval bounds how long a score change waits before it is visible.
+	// FlushInterval bounds how long a score change waits before it is
+	// visible and published.
 	FlushInterval time.Duration
+	// IndexInterval bounds how long rankings and history lag the current
+	// scores.
+	IndexInterval time.Duration
 	// TickInterval is how often time passes for silent accounts.
 	TickInterval time.Duration
 	// SnapshotInterval is how often state is snapshotted.
@@ -82,27 +96,44 @@ type Pipeline struct {
 	mu      sync.Mutex
 	lastSeq uint64 // last EVENTS stream sequence applied
 
-	pending []cache.Update // flushed but not yet stored: retried first
+	pending batch // flushed but not yet set and published: retried first
+
+	ixMu   sync.Mutex
+	ix     *batch     // set and published, not yet indexed
+	ixSnap *snapState // to save once everything before it is indexed
+	// ixSpare is the index goroutine's other batch, swapped with ix.
+	ixSpare *batch
 
 	eventsCaughtUp   atomic.Bool
 	accountsCaughtUp atomic.Bool
 	scorecardsLoaded atomic.Bool
-	storeHealthy     atomic.Bool
+	setHealthy       atomic.Bool
+	indexHealthy     atomic.Bool
 
 	eventsApplied metric.Int64Counter
 	scoresOut     metric.Int64Counter
 	flushTime     metric.Float64Histogram
+	indexTime     metric.Float64Histogram
+}
+
+// snapState is a snapshot of the engine taken with a flush.
+type snapState struct {
+	seq   uint64 // last EVENTS sequence it reflects
+	state []byte
 }
 
 // New returns a pipeline; Run starts it.
 func New(cfg Config, deps Deps) *Pipeline {
-	p := &Pipeline{cfg: cfg, deps: deps}
-	p.storeHealthy.Store(true)
+	p := &Pipeline{cfg: cfg, deps: deps, ix: new(batch), ixSpare: new(batch)}
+	p.setHealthy.Store(true)
+	p.indexHealthy.Store(true)
 	m := deps.Meter
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time to store one flush of score changes."))
+		metric.WithDescription("Time to set and publish one flush of scores."))
+	p.indexTime, _ = m.Float64Histogram("lodestar.scoring.index.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to index one batch of scores (rankings and history) and save a due snapshot."))
 	return p
 }
 
@@ -110,11 +141,12 @@ func New(cfg Config, deps Deps) *Pipeline {
 // account facts are loaded, the EVENTS backlog present at start is replayed,
 // and the cache takes writes.
 func (p *Pipeline) Ready() bool {
-	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() && p.storeHealthy.Load()
+	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() &&
+		p.setHealthy.Load() && p.indexHealthy.Load()
 }
 
-// Run works until ctx is done; then it stops consuming, flushes and saves a
-// last snapshot.
+// Run works until ctx is done; then it stops consuming, flushes, indexes
+// and saves a last snapshot.
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.restore(ctx); err != nil {
 		return err
@@ -144,6 +176,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 	}
 	defer stopEvents()
+	ixStop, ixDone := make(chan struct{}), make(chan error, 1)
+	go func() { ixDone <- p.indexLoop(ctx, ixStop) }()
+	stopIndex := sync.OnceValue(func() error {
+		close(ixStop)
+		return <-ixDone
+	})
+	defer stopIndex()
 
 	flush := time.NewTicker(p.cfg.FlushInterval)
 	defer flush.Stop()
@@ -157,7 +196,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			// A last flush and snapshot, so a restart replays nothing.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			return p.flush(fctx, true)
+			return errors.Join(p.flush(fctx, true), stopIndex())
 		case err := <-errc:
 			return err
 		case <-tick.C:
@@ -298,13 +337,14 @@ func (p *Pipeline) markCaughtUp(ctx context.Context, cons jetstream.Consumer, fl
 	}
 }
 
-// flush stores the score changes due and, when snap is set, then saves a
-// snapshot taken together with them.
+// flush scores the accounts due, sets their scores and publishes their
+// changes, then hands them to the index step; with snap set, together with
+// a snapshot taken with them, which the index step saves after them.
 func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	var state bytes.Buffer
 	p.mu.Lock()
 	for _, sc := range p.deps.Engine.Flush() {
-		p.pending = append(p.pending, cache.Update{Score: sc.Score, Record: sc.Change})
+		p.pending.add(cache.Update{Score: sc.Score, Record: sc.Change})
 	}
 	seq := p.lastSeq
 	var snapErr error
@@ -313,33 +353,99 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	}
 	p.mu.Unlock()
 
-	if len(p.pending) > 0 {
+	if n := len(p.pending.updates); n > 0 {
 		start := time.Now()
-		if err := p.store(ctx, p.pending); err != nil {
-			p.storeHealthy.Store(false)
+		if err := p.store(ctx, p.pending.updates); err != nil {
+			p.setHealthy.Store(false)
 			return err
 		}
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
-		p.scoresOut.Add(ctx, int64(len(p.pending)))
-		// Cleared, not only cut: the array would otherwise keep the last
-		// big flush's scores alive, tens of megabytes for the GC to mark.
-		clear(p.pending)
-		p.pending = p.pending[:0]
+		p.scoresOut.Add(ctx, int64(n))
 	}
-	p.storeHealthy.Store(true)
-	if !snap {
-		return nil
+	p.setHealthy.Store(true)
+	p.ixMu.Lock()
+	p.ix.add(p.pending.updates...)
+	if snap && snapErr == nil {
+		p.ixSnap = &snapState{seq: seq, state: state.Bytes()}
 	}
+	p.ixMu.Unlock()
+	p.pending.reset()
 	if snapErr != nil {
 		return fmt.Errorf("snapshot: %w", snapErr)
 	}
-	return p.deps.Snapshots.Save(ctx, p.cfg.Name, seq, state.Bytes())
+	return nil
 }
 
-// store writes current scores to the cache and the changes among them to
-// the SCORES stream.
+// indexLoop runs the index step every IndexInterval until stop is closed,
+// then a last time.
+func (p *Pipeline) indexLoop(ctx context.Context, stop <-chan struct{}) error {
+	t := time.NewTicker(p.cfg.IndexInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			return p.index(fctx)
+		case <-t.C:
+			if err := p.index(ctx); err != nil {
+				p.deps.Logger.Warn("index scores", "err", err)
+			}
+		}
+	}
+}
+
+// index indexes the updates handed over since the last time, then saves
+// the snapshot handed over with them, if any. What fails is handed back, in
+// front of what came meanwhile, for the next time.
+func (p *Pipeline) index(ctx context.Context) error {
+	p.ixMu.Lock()
+	work, snap := p.ix, p.ixSnap
+	p.ix, p.ixSnap, p.ixSpare = p.ixSpare, nil, nil
+	p.ixMu.Unlock()
+
+	start := time.Now()
+	if len(work.updates) > 0 {
+		if err := p.deps.Store.IndexScores(ctx, work.updates); err != nil {
+			p.indexHealthy.Store(false)
+			p.requeue(work, snap)
+			return err
+		}
+	}
+	work.reset()
+	p.ixSpare = work
+	p.indexHealthy.Store(true)
+	if snap != nil {
+		if err := p.deps.Snapshots.Save(ctx, p.cfg.Name, snap.seq, snap.state); err != nil {
+			p.requeue(nil, snap)
+			return err
+		}
+	}
+	p.indexTime.Record(ctx, time.Since(start).Seconds())
+	return nil
+}
+
+// requeue hands back updates and a snapshot that were not stored: the
+// updates go before those handed over meanwhile, and a newer snapshot, if
+// one came, replaces the older.
+func (p *Pipeline) requeue(work *batch, snap *snapState) {
+	p.ixMu.Lock()
+	defer p.ixMu.Unlock()
+	if work != nil {
+		newer := p.ix
+		work.add(newer.updates...)
+		newer.reset()
+		p.ix, p.ixSpare = work, newer
+	}
+	if p.ixSnap == nil {
+		p.ixSnap = snap
+	}
+}
+
+// store sets current scores in the cache and publishes the changes among
+// them on the SCORES stream.
 func (p *Pipeline) store(ctx context.Context, updates []cache.Update) error {
-	if err := p.deps.Store.PutScores(ctx, updates); err != nil {
+	if err := p.deps.Store.SetScores(ctx, updates); err != nil {
 		return fmt.Errorf("cache scores: %w", err)
 	}
 	var msgs []*nats.Msg

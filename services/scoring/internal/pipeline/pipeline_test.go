@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lodestar-cs/lodestar/pkg/cache"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+)
+
+func TestBatchKeepsRecordedAndLatest(t *testing.T) {
+	u := func(tenant, account string, score float64, record bool) cache.Update {
+		return cache.Update{Score: &scoringv1.HealthScore{TenantId: tenant, AccountId: account, Score: score}, Record: record}
+	}
+	var b batch
+	b.add(u("t", "a", 1, false), u("t", "b", 1, true), u("u", "a", 1, false))
+	b.add(u("t", "a", 2, false), u("t", "b", 2, false), u("t", "b", 3, false))
+	b.add(u("t", "a", 4, true), u("t", "a", 5, false))
+	type got struct {
+		tenant, account string
+		score           float64
+		record          bool
+	}
+	want := []got{
+		{"t", "a", 4, true}, // replaced the unrecorded 1 and 2 in their place
+		{"t", "b", 1, true},
+		{"u", "a", 1, false},
+		{"t", "b", 3, false}, // after b's recorded 1, replacing 2
+		{"t", "a", 5, false}, // after a's recorded 4
+	}
+	if len(b.updates) != len(want) {
+		t.Fatalf("batch holds %d updates, want %d: %v", len(b.updates), len(want), b.updates)
+	}
+	for i, w := range want {
+		s := b.updates[i]
+		if g := (got{s.Score.GetTenantId(), s.Score.GetAccountId(), s.Score.GetScore(), s.Record}); g != w {
+			t.Errorf("update %d = %+v, want %+v", i, g, w)
+		}
+	}
+	b.reset()
+	if b.add(u("t", "a", 6, false)); len(b.updates) != 1 || b.updates[0].Score.GetScore() != 6 {
+		t.Fatalf("after reset: %v", b.updates)
+	}
+}
+
+// flakyStore is the in-process cache with an index step that fails on
+// demand, as Redis does when it is away.
+type flakyStore struct {
+	*cache.Memory
+	fail bool
+}
+
+func (s *flakyStore) IndexScores(ctx context.Context, updates []cache.Update) error {
+	if s.fail {
+		return errors.New("index: connection refused")
+	}
+	return s.Memory.IndexScores(ctx, updates)
+}
+
+// TestIndexRetriesWhatFailed checks that updates whose index step failed are
+// indexed on the next one, before and together with those that came
+// meanwhile, and that readiness follows.
+func TestIndexRetriesWhatFailed(t *testing.T) {
+	store := &flakyStore{Memory: cache.NewMemory(cache.Config{}), fail: true}
+	p := New(Config{}, Deps{Store: store, Meter: noop.NewMeterProvider().Meter("test")})
+	change := func(minute int, score float64) cache.Update {
+		return cache.Update{Record: true, Score: &scoringv1.HealthScore{
+			TenantId: "t", AccountId: "a", Score: score,
+			ScoreTime: timestamppb.New(time.Date(2026, 3, 1, 12, minute, 0, 0, time.UTC)),
+		}}
+	}
+	ctx := t.Context()
+	p.ix.add(change(1, 10))
+	if err := p.index(ctx); err == nil {
+		t.Fatal("index with the store down succeeded")
+	}
+	if p.indexHealthy.Load() {
+		t.Error("index step healthy after a failure")
+	}
+	p.ix.add(change(2, 20)) // handed over while the store was down
+	store.fail = false
+	if err := p.index(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !p.indexHealthy.Load() {
+		t.Error("index step unhealthy after a success")
+	}
+	h, _, err := store.History(ctx, "t", "a", cache.HistoryQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	for _, s := range h {
+		got = append(got, s.GetScore())
+	}
+	if !slices.Equal(got, []float64{20, 10}) {
+		t.Fatalf("history = %v, want [20 10]", got)
+	}
+	if len(p.ix.updates) != 0 {
+		t.Fatalf("%d updates left after a successful index step", len(p.ix.updates))
+	}
+}
