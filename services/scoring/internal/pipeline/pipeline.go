@@ -388,7 +388,8 @@ func (p *Pipeline) indexLoop(ctx context.Context, stop <-chan struct{}) error {
 			defer cancel()
 			return p.index(fctx)
 		case <-t.C:
-			if err := p.index(ctx); err != nil {
+			// Stopping cancels ctx mid-step; the last step redoes it.
+			if err := p.index(ctx); err != nil && ctx.Err() == nil {
 				p.deps.Logger.Warn("index scores", "err", err)
 			}
 		}
