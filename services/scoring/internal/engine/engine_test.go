@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/gob"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -591,5 +592,46 @@ func TestReadsCoversApply(t *testing.T) {
 	}
 	if bytes.Equal(state(full), state(bare)) {
 		t.Error("the scenario reads no properties: the test proves nothing")
+	}
+}
+
+// TestRestoreFormat1 restores a snapshot of format 1, which kept each account's
+// users in a map, and checks that scoring carries on as without the restart.
+func TestRestoreFormat1(t *testing.T) {
+	whole := scenarioEngine(t)
+	run(whole, 0, 45)
+	old := scenarioEngine(t)
+	run(old, 0, 45)
+	s := snapshot{Format: 1, WindowDays: old.window, Stats: old.stats}
+	for _, id := range old.order {
+		tn := old.tenants[id]
+		for _, a := range tn.Accounts {
+			a.Users = map[uint64]user{}
+			for _, slot := range a.UserTable.Slots {
+				if slot.Key != 0 {
+					a.Users[slot.Key] = slot.User
+				}
+			}
+			a.UserTable = userTable{}
+		}
+		s.Tenants = append(s.Tenants, tn)
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
+		t.Fatal(err)
+	}
+	restored := newEngine(t, Config{})
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for d := 45; d < scenarioDays; d++ {
+		for _, ev := range scenarioEvents(d) {
+			whole.Apply(ev, replayWall)
+			restored.Apply(ev, replayWall)
+		}
+		want, got := changes(whole.Flush()), changes(restored.Flush())
+		if !bytes.Equal(wire(t, want...), wire(t, got...)) {
+			t.Fatalf("day %d: the restored engine published different scores", d)
+		}
 	}
 }

@@ -118,8 +118,8 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 	switch m.Kind {
 	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO:
 		active := 0
-		for _, u := range a.Users {
-			if u.Active >= start {
+		for _, s := range a.UserTable.Slots {
+			if s.Key != 0 && s.User.Active >= start {
 				active++
 			}
 		}
@@ -166,8 +166,8 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT:
 		known, active := 0, 0
-		for _, u := range a.Users {
-			if u.Level&m.Levels != 0 {
+		for _, s := range a.UserTable.Slots {
+			if u := s.User; s.Key != 0 && u.Level&m.Levels != 0 {
 				known++
 				if u.Active >= start {
 					active++

@@ -14,8 +14,9 @@ import (
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
-// snapshotFormat versions the snapshot encoding.
-const snapshotFormat = 1
+// snapshotFormat versions the snapshot encoding. Format 1 kept users in a map
+// (account.Users); Restore still reads it.
+const snapshotFormat = 2
 
 // snapshot is the encoded form of an engine: the exported fields of its state.
 type snapshot struct {
@@ -55,7 +56,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	if err := gob.NewDecoder(bufio.NewReader(r)).Decode(&s); err != nil {
 		return fmt.Errorf("restore engine: %w", err)
 	}
-	if s.Format != snapshotFormat {
+	if s.Format != snapshotFormat && s.Format != 1 {
 		return fmt.Errorf("restore engine: snapshot format %d, want %d", s.Format, snapshotFormat)
 	}
 	if s.WindowDays != e.window {
@@ -99,8 +100,17 @@ func (e *Engine) rebuild(t *tenant) error {
 		t.Accounts = map[string]*account{}
 	}
 	for id, a := range t.Accounts {
-		if a.Users == nil {
-			a.Users = map[uint64]user{}
+		if len(a.Users) > 0 {
+			if a.UserTable.N > 0 {
+				return fmt.Errorf("account %q has users in both snapshot formats", id)
+			}
+			for key, u := range a.Users {
+				*a.UserTable.add(max(key, 1)) = u
+			}
+		}
+		a.Users = nil
+		if !a.UserTable.valid() {
+			return fmt.Errorf("account %q has a malformed user table", id)
 		}
 		if len(a.Groups) != len(c.Groups) {
 			return fmt.Errorf("account %q has %d event groups, its scorecard %d", id, len(a.Groups), len(c.Groups))
