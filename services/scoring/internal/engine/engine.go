@@ -107,6 +107,8 @@ type Engine struct {
 	stats Stats
 	// closed holds the scores of days that ended since the last Flush.
 	closed []Scored
+	// buf is scratch space for the text of explanations.
+	buf []byte
 }
 
 // New returns an engine with no state.

@@ -1,10 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
-	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,17 +25,19 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 	stage := stageOf(sc, a.Facts, day)
 	in := sc.StageMeasures(stage)
 
+	// One allocation for the results: they live and die with the score.
+	block := make([]scoringv1.MeasureResult, len(in))
 	results := make([]*scoringv1.MeasureResult, len(in))
-	measures := make([]*scorecard.Measure, len(in))
 	var weightWithData float64
 	for i, w := range in {
 		m := &sc.Measures[w.Measure]
-		r := e.measure(t, a, m, day)
+		r := &block[i]
+		e.buf = e.measure(r, e.buf, t, a, m, day)
 		r.Name, r.Kind, r.Weight = m.Name, m.Kind, w.Weight
 		if r.HasData {
 			weightWithData += w.Weight
 		}
-		results[i], measures[i] = r, m
+		results[i] = r
 	}
 	if weightWithData == 0 {
 		return nil, false
@@ -44,11 +47,10 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 	var score float64
 	for i, r := range results {
 		if !r.HasData {
-			notes = append(notes, fmt.Sprintf("%s left out (%s): its weight is spread over the other measures",
-				r.Name, r.Detail))
+			notes = append(notes, r.Name+" left out ("+r.Detail+"): its weight is spread over the other measures")
 			continue
 		}
-		sub := measures[i].Normalise(r.RawValue)
+		sub := sc.Measures[in[i].Measure].Normalise(r.RawValue)
 		eff := r.Weight / weightWithData
 		score += sub * eff
 		r.RawValue = round(r.RawValue, 4)
@@ -57,8 +59,11 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 		r.Contribution = round(sub*eff, 2)
 	}
 	if a.UserOverflow > 0 {
-		notes = append(notes, fmt.Sprintf("%d events came from users beyond the limit of %d per account and were not counted per user",
-			a.UserOverflow, e.maxUsers))
+		b := strconv.AppendUint(e.buf[:0], uint64(a.UserOverflow), 10)
+		b = append(b, " events came from users beyond the limit of "...)
+		b = strconv.AppendInt(b, int64(e.maxUsers), 10)
+		b = append(b, " per account and were not counted per user"...)
+		notes, e.buf = append(notes, string(b)), b
 	}
 	score = round(score, 2)
 
@@ -95,7 +100,8 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 		publish = hs.ScorecardChanged || hs.Band != prev.Band || stage != prev.Stage ||
 			math.Abs(hs.Delta) >= e.threshold
 	}
-	hs.Summary = summary(hs, prev, f.Seats)
+	e.buf = appendSummary(e.buf[:0], hs, prev, f.Seats)
+	hs.Summary = string(e.buf)
 
 	if commit {
 		a.recordScore(day, score)
@@ -107,14 +113,15 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 	return hs, publish
 }
 
-// measure computes one measure's raw value and detail; HasData false leaves it out.
-func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32) *scoringv1.MeasureResult {
-	r := &scoringv1.MeasureResult{}
+// measure computes one measure's raw value and detail into r; HasData false leaves
+// it out. The detail is written with appends, not fmt, as scoring every account each
+// day makes it hot; buf is scratch space, returned for reuse.
+func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *account, m *scorecard.Measure, day int32) []byte {
 	window := min(int32(m.WindowDays), e.window)
 	start := day - window + 1
-	set := func(raw float64, format string, args ...any) {
-		r.HasData, r.RawValue, r.Detail = true, raw, fmt.Sprintf(format, args...)
-	}
+	b := buf[:0]
+	hasData, raw := false, 0.0
+	set := func(v float64) { hasData, raw = true, v }
 	switch m.Kind {
 	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO:
 		active := 0
@@ -125,15 +132,31 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 		}
 		seats := a.Facts.Seats
 		if seats <= 0 {
-			r.Detail = fmt.Sprintf("seats purchased unknown; %d users active in %d days", active, window)
+			b = append(b, "seats purchased unknown; "...)
+			b = appendInt(b, active)
+			b = append(b, " users active in "...)
+			b = appendDays(b, window)
 			break
 		}
-		set(float64(active)/float64(seats), "%d of %d seats active in %d days", active, seats, window)
+		set(float64(active) / float64(seats))
+		b = appendInt(b, active)
+		b = append(b, " of "...)
+		b = appendInt(b, seats)
+		b = append(b, " seats active in "...)
+		b = appendDays(b, window)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY:
 		n := a.Groups[m.Group].sum(start, day)
 		perWeek := float64(n) * 7 / float64(window)
-		set(perWeek, "%.1f %s/wk (%d in %d days)", perWeek, noun(m, true), n, window)
+		set(perWeek)
+		b = strconv.AppendFloat(b, perWeek, 'f', 1, 64)
+		b = append(b, ' ')
+		b = append(b, noun(m, true)...)
+		b = append(b, "/wk ("...)
+		b = strconv.AppendUint(b, n, 10)
+		b = append(b, " in "...)
+		b = appendDays(b, window)
+		b = append(b, ')')
 
 	case scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND:
 		base := min(int32(m.WindowDays), e.window-scorecard.TrendRecentDays)
@@ -144,24 +167,52 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 		weekly := float64(before) * 7 / float64(base)
 		switch {
 		case a.FirstDay == 0 || a.FirstDay > baseStart:
-			r.Detail = fmt.Sprintf("less than %d days of history", base+scorecard.TrendRecentDays)
+			b = append(b, "less than "...)
+			b = appendDays(b, base+scorecard.TrendRecentDays)
+			b = append(b, " of history"...)
 		case before == 0:
-			r.Detail = fmt.Sprintf("no %s in the %d days before the last %d", noun(m, true), base, scorecard.TrendRecentDays)
+			b = append(b, "no "...)
+			b = append(b, noun(m, true)...)
+			b = append(b, " in the "...)
+			b = appendDays(b, base)
+			b = append(b, " before the last "...)
+			b = appendInt(b, scorecard.TrendRecentDays)
 		default:
 			ratio := float64(recent) / weekly
-			set(ratio, "%d %s in the last %d days vs %.1f/wk before (x%.2f)",
-				recent, noun(m, true), scorecard.TrendRecentDays, weekly, ratio)
+			set(ratio)
+			b = strconv.AppendUint(b, recent, 10)
+			b = append(b, ' ')
+			b = append(b, noun(m, true)...)
+			b = append(b, " in the last "...)
+			b = appendDays(b, scorecard.TrendRecentDays)
+			b = append(b, " vs "...)
+			b = strconv.AppendFloat(b, weekly, 'f', 1, 64)
+			b = append(b, "/wk before (x"...)
+			b = strconv.AppendFloat(b, ratio, 'f', 2, 64)
+			b = append(b, ')')
 		}
 
 	case scoringv1.MeasureKind_MEASURE_KIND_RECENCY:
 		last := a.Groups[m.Group].Last
 		switch {
 		case last < start:
-			set(float64(window), "no %s in %d days", noun(m, false), window)
+			set(float64(window))
+			b = append(b, "no "...)
+			b = append(b, noun(m, false)...)
+			b = append(b, " in "...)
+			b = appendDays(b, window)
 		case last == day:
-			set(0, "last %s today", noun(m, false))
+			set(0)
+			b = append(b, "last "...)
+			b = append(b, noun(m, false)...)
+			b = append(b, " today"...)
 		default:
-			set(float64(day-last), "last %s %s ago", noun(m, false), count(int(day-last), "day"))
+			set(float64(day - last))
+			b = append(b, "last "...)
+			b = append(b, noun(m, false)...)
+			b = append(b, ' ')
+			b = appendCount(b, int(day-last), "day")
+			b = append(b, " ago"...)
 		}
 
 	case scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT:
@@ -175,11 +226,19 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 			}
 		}
 		if known == 0 {
-			r.Detail = fmt.Sprintf("no %s stakeholders identified", levels(m.Levels))
+			b = append(b, "no "...)
+			b = appendLevels(b, m.Levels)
+			b = append(b, " stakeholders identified"...)
 			break
 		}
-		set(float64(active)/float64(known), "%d of %d %s stakeholders active in %d days",
-			active, known, levels(m.Levels), window)
+		set(float64(active) / float64(known))
+		b = appendInt(b, active)
+		b = append(b, " of "...)
+		b = appendInt(b, known)
+		b = append(b, ' ')
+		b = appendLevels(b, m.Levels)
+		b = append(b, " stakeholders active in "...)
+		b = appendDays(b, window)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_BREADTH:
 		n := 0
@@ -188,10 +247,14 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 				n++
 			}
 		}
+		set(float64(n))
+		b = appendInt(b, n)
+		b = append(b, " features used in "...)
+		b = appendDays(b, window)
 		if a.FeatureOverflow > 0 {
-			set(float64(n), "%d features used in %d days (more beyond the limit of %d)", n, window, e.maxFeatures)
-		} else {
-			set(float64(n), "%d features used in %d days", n, window)
+			b = append(b, " (more beyond the limit of "...)
+			b = appendInt(b, e.maxFeatures)
+			b = append(b, ')')
 		}
 
 	case scoringv1.MeasureKind_MEASURE_KIND_SURVEY:
@@ -202,11 +265,18 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 			}
 		}
 		if count == 0 {
-			r.Detail = fmt.Sprintf("no NPS answers in %d days", window)
+			b = append(b, "no NPS answers in "...)
+			b = appendDays(b, window)
 			break
 		}
 		mean := float64(sum) / float64(count)
-		set(mean, "mean NPS answer %.1f from %d in %d days", mean, count, window)
+		set(mean)
+		b = append(b, "mean NPS answer "...)
+		b = strconv.AppendFloat(b, mean, 'f', 1, 64)
+		b = append(b, " from "...)
+		b = appendInt(b, count)
+		b = append(b, " in "...)
+		b = appendDays(b, window)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_SUPPORT_LOAD:
 		open, severe := 0, 0
@@ -218,37 +288,74 @@ func (e *Engine) measure(t *tenant, a *account, m *scorecard.Measure, day int32)
 				}
 			}
 		}
-		set(float64(open), "%s (%d severe)", count(open, "open ticket"), severe)
+		set(float64(open))
+		b = appendCount(b, open, "open ticket")
+		b = append(b, " ("...)
+		b = appendInt(b, severe)
+		b = append(b, " severe)"...)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_BILLING:
-		n, kinds := billingTrouble(t, a, m, start)
+		var stack [8]int
+		counts := billingTrouble(stack[:0], t, a, m, start)
+		n := 0
+		for _, c := range counts {
+			n += c
+		}
+		set(float64(n))
 		if n == 0 {
-			set(0, "no billing trouble in %d days", window)
-		} else {
-			set(float64(n), "%s in %d days: %s", count(n, "billing trouble event"), window, kinds)
+			b = append(b, "no billing trouble in "...)
+			b = appendDays(b, window)
+			break
+		}
+		b = appendCount(b, n, "billing trouble event")
+		b = append(b, " in "...)
+		b = appendDays(b, window)
+		b = append(b, ": "...)
+		sep := false
+		for k, c := range counts {
+			if c > 0 {
+				if sep {
+					b = append(b, ", "...)
+				}
+				sep = true
+				b = appendInt(b, c)
+				b = append(b, ' ')
+				b = append(b, m.Events[k]...)
+			}
 		}
 
 	case scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
-		var reached []string
-		for i, g := range m.Milestones {
+		reached := 0
+		for _, g := range m.Milestones {
 			if a.Groups[g].Last >= start {
-				reached = append(reached, m.Events[i])
+				reached++
 			}
 		}
-		detail := fmt.Sprintf("%d of %d milestones reached", len(reached), len(m.Milestones))
-		if len(reached) > 0 {
-			detail += ": " + strings.Join(reached, ", ")
+		set(float64(reached) / float64(len(m.Milestones)))
+		b = appendInt(b, reached)
+		b = append(b, " of "...)
+		b = appendInt(b, len(m.Milestones))
+		b = append(b, " milestones reached"...)
+		sep := ": "
+		for i, g := range m.Milestones {
+			if a.Groups[g].Last >= start {
+				b = append(b, sep...)
+				b = append(b, m.Events[i]...)
+				sep = ", "
+			}
 		}
-		set(float64(len(reached))/float64(len(m.Milestones)), "%s", detail)
 	}
-	return r
+	r.HasData, r.RawValue, r.Detail = hasData, raw, string(b)
+	return b
 }
 
-// billingTrouble counts the measure's trouble events since start, leaving out failed
-// payments that a later successful payment cleared.
-func billingTrouble(t *tenant, a *account, m *scorecard.Measure, start int32) (int, string) {
-	n := 0
-	counts := make([]int, len(m.Events))
+// billingTrouble counts the measure's trouble events since start by event, into
+// counts (appended to), leaving out failed payments that a later successful payment
+// cleared.
+func billingTrouble(counts []int, t *tenant, a *account, m *scorecard.Measure, start int32) []int {
+	for range m.Events {
+		counts = append(counts, 0)
+	}
 	for i, b := range a.Billing {
 		if dayOf(b.Time) < start {
 			continue
@@ -263,16 +370,9 @@ func billingTrouble(t *tenant, a *account, m *scorecard.Measure, start int32) (i
 		}) {
 			continue
 		}
-		n++
 		counts[k]++
 	}
-	var parts []string
-	for k, c := range counts {
-		if c > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", c, m.Events[k]))
-		}
-	}
-	return n, strings.Join(parts, ", ")
+	return counts
 }
 
 // stageOf reads an account's lifecycle stage: the CRM's onboarding, pre-renewal and
@@ -329,32 +429,52 @@ func attributions(prev *published, cur []*scoringv1.MeasureResult) []*scoringv1.
 	return out
 }
 
-// summary answers in one line why the score moved or, for a first score or one with
-// no change worth telling, what holds it back.
 // smallMove is the largest score change whose summary also names what holds
 // a red or yellow account back.
 const smallMove = 5
 
-func summary(hs *scoringv1.HealthScore, prev *published, seats int32) string {
+// appendSummary answers in one line why the score moved or, for a first score or one
+// with no change worth telling, what holds it back.
+func appendSummary(b []byte, hs *scoringv1.HealthScore, prev *published, seats int32) []byte {
 	const parts = 3
-	band := strings.ToLower(strings.TrimPrefix(hs.GetBand().String(), "BAND_"))
+	band := bandName(hs.GetBand())
 	if prev == nil {
-		return fmt.Sprintf("first score %.1f %s%s", hs.GetScore(), band, heldBack(hs, seats))
+		b = append(b, "first score "...)
+		b = strconv.AppendFloat(b, hs.GetScore(), 'f', 1, 64)
+		b = append(b, ' ')
+		b = append(b, band...)
+		return appendHeldBack(b, hs, seats)
 	}
-	var b strings.Builder
 	if hs.GetLifecycleStage() != prev.Stage {
-		fmt.Fprintf(&b, "now %s, ", stageName(hs.GetLifecycleStage()))
+		b = append(b, "now "...)
+		b = append(b, stageName(hs.GetLifecycleStage())...)
+		b = append(b, ", "...)
 	}
 	switch {
 	case hs.GetScorecardChanged():
-		fmt.Fprintf(&b, "new scorecard (v%d, was v%d): %.1f → %.1f %s%s",
-			hs.GetScorecardVersion(), prev.Version, prev.Score, hs.GetScore(), band, heldBack(hs, seats))
-		return b.String()
+		b = append(b, "new scorecard (v"...)
+		b = appendInt(b, hs.GetScorecardVersion())
+		b = append(b, ", was v"...)
+		b = appendInt(b, prev.Version)
+		b = append(b, "): "...)
+		b = strconv.AppendFloat(b, prev.Score, 'f', 1, 64)
+		b = append(b, " → "...)
+		b = strconv.AppendFloat(b, hs.GetScore(), 'f', 1, 64)
+		b = append(b, ' ')
+		b = append(b, band...)
+		return appendHeldBack(b, hs, seats)
 	case math.Abs(hs.GetDelta()) < 0.05 || len(hs.GetAttributions()) == 0:
-		fmt.Fprintf(&b, "%.1f %s%s", hs.GetScore(), band, heldBack(hs, seats))
-		return b.String()
+		b = strconv.AppendFloat(b, hs.GetScore(), 'f', 1, 64)
+		b = append(b, ' ')
+		b = append(b, band...)
+		return appendHeldBack(b, hs, seats)
 	}
-	fmt.Fprintf(&b, "%+.1f to %.1f %s:", hs.GetDelta(), hs.GetScore(), band)
+	b = appendSigned(b, hs.GetDelta())
+	b = append(b, " to "...)
+	b = strconv.AppendFloat(b, hs.GetScore(), 'f', 1, 64)
+	b = append(b, ' ')
+	b = append(b, band...)
+	b = append(b, ':')
 	// Name the measures that moved the score the way it went, largest first.
 	n := 0
 	for _, at := range hs.GetAttributions() {
@@ -362,22 +482,32 @@ func summary(hs *scoringv1.HealthScore, prev *published, seats int32) string {
 			continue
 		}
 		if n > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
 		n++
-		fmt.Fprintf(&b, " %s %+.1f", at.GetMeasure(), at.GetPoints())
+		b = append(b, ' ')
+		b = append(b, at.GetMeasure()...)
+		b = append(b, ' ')
+		b = appendSigned(b, at.GetPoints())
 		cur := result(hs, at.GetMeasure())
 		before := prev.measure(at.GetMeasure())
 		if cur == nil || before == nil || cur.GetKind() != before.Kind {
 			continue
 		}
-		was, unit := valueText(before.Kind, before.HasData, before.Raw, seats)
-		now, _ := valueText(cur.GetKind(), cur.GetHasData(), cur.GetRawValue(), seats)
-		if was == now {
-			fmt.Fprintf(&b, " (still %s %s)", now, unit)
+		var wasBuf, nowBuf [24]byte
+		was := appendValue(wasBuf[:0], before.Kind, before.HasData, before.Raw, seats)
+		now := appendValue(nowBuf[:0], cur.GetKind(), cur.GetHasData(), cur.GetRawValue(), seats)
+		if bytes.Equal(was, now) {
+			b = append(b, " (still "...)
 		} else {
-			fmt.Fprintf(&b, " (%s → %s %s)", was, now, unit)
+			b = append(b, " ("...)
+			b = append(b, was...)
+			b = append(b, " → "...)
 		}
+		b = append(b, now...)
+		b = append(b, ' ')
+		b = appendUnit(b, cur.GetKind(), seats)
+		b = append(b, ')')
 	}
 	// A measure gaining or losing data shifts the weights of all the others: say so,
 	// or their moves read as unexplained.
@@ -386,91 +516,140 @@ func summary(hs *scoringv1.HealthScore, prev *published, seats int32) string {
 		switch {
 		case p == nil || p.HasData == r.GetHasData():
 		case r.GetHasData():
-			fmt.Fprintf(&b, "; %s has data now", r.GetName())
+			b = append(b, "; "...)
+			b = append(b, r.GetName()...)
+			b = append(b, " has data now"...)
 		default:
-			fmt.Fprintf(&b, "; %s has no data now", r.GetName())
+			b = append(b, "; "...)
+			b = append(b, r.GetName()...)
+			b = append(b, " has no data now"...)
 		}
 	}
 	// A small move does not say why an account is at risk: what holds it
 	// back does.
 	if hs.GetBand() != scoringv1.Band_BAND_GREEN && math.Abs(hs.GetDelta()) < smallMove {
-		b.WriteString(heldBack(hs, seats))
+		b = appendHeldBack(b, hs, seats)
 	}
-	return b.String()
+	return b
+}
+
+// bandNames and stageNames are the names summaries use, by enum value.
+var (
+	bandNames  = enumNames(scoringv1.Band_name, "BAND_", "_")
+	stageNames = enumNames(accountv1.LifecycleStage_name, "LIFECYCLE_STAGE_", "-")
+)
+
+// enumNames lowers the names of an enum's values 0 to n-1 (as far as they have
+// names), with its prefix cut and underscores replaced by sep.
+func enumNames(names map[int32]string, prefix, sep string) []string {
+	var out []string
+	for v := int32(0); ; v++ {
+		name, ok := names[v]
+		if !ok {
+			return out
+		}
+		out = append(out, strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, prefix)), "_", sep))
+	}
+}
+
+func bandName(b scoringv1.Band) string {
+	if b >= 0 && int(b) < len(bandNames) {
+		return bandNames[b]
+	}
+	return strings.ToLower(strings.TrimPrefix(b.String(), "BAND_"))
 }
 
 func stageName(s accountv1.LifecycleStage) string {
+	if s >= 0 && int(s) < len(stageNames) {
+		return stageNames[s]
+	}
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.String(), "LIFECYCLE_STAGE_")), "_", "-")
 }
 
-// heldBack names the two measures costing the score most points, if any costs one.
-func heldBack(hs *scoringv1.HealthScore, seats int32) string {
+// appendHeldBack names the two measures costing the score most points, if any costs
+// one.
+func appendHeldBack(b []byte, hs *scoringv1.HealthScore, seats int32) []byte {
 	type loss struct {
 		r      *scoringv1.MeasureResult
 		points float64
 	}
-	var losses []loss
+	var stack [16]loss
+	losses := stack[:0]
 	for _, r := range hs.GetMeasures() {
 		if p := r.GetEffectiveWeight() * (100 - r.GetSubScore()); r.GetHasData() && p >= 1 {
 			losses = append(losses, loss{r, p})
 		}
 	}
 	if len(losses) == 0 {
-		return ""
+		return b
 	}
 	slices.SortStableFunc(losses, func(a, b loss) int {
 		return cmp.Or(cmp.Compare(b.points, a.points), strings.Compare(a.r.GetName(), b.r.GetName()))
 	})
-	var parts []string
-	for _, l := range losses[:min(2, len(losses))] {
-		v, unit := valueText(l.r.GetKind(), true, l.r.GetRawValue(), seats)
-		parts = append(parts, fmt.Sprintf("%s -%.1f (%s %s)", l.r.GetName(), l.points, v, unit))
+	b = append(b, "; held back by "...)
+	for i, l := range losses[:min(2, len(losses))] {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, l.r.GetName()...)
+		b = append(b, " -"...)
+		b = strconv.AppendFloat(b, l.points, 'f', 1, 64)
+		b = append(b, " ("...)
+		b = appendValue(b, l.r.GetKind(), true, l.r.GetRawValue(), seats)
+		b = append(b, ' ')
+		b = appendUnit(b, l.r.GetKind(), seats)
+		b = append(b, ')')
 	}
-	return "; held back by " + strings.Join(parts, ", ")
+	return b
 }
 
-// valueText renders a raw value briefly, as a value and its unit, for summaries.
-func valueText(kind scoringv1.MeasureKind, hasData bool, raw float64, seats int32) (string, string) {
-	unit := ""
+// appendUnit writes the unit of a measure's raw value, for summaries.
+func appendUnit(b []byte, kind scoringv1.MeasureKind, seats int32) []byte {
 	switch kind {
 	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO:
-		unit = fmt.Sprintf("of %d seats active", seats)
+		b = append(b, "of "...)
+		b = appendInt(b, seats)
+		return append(b, " seats active"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY:
-		unit = "events/wk"
+		return append(b, "events/wk"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND:
-		unit = "of the usual week"
+		return append(b, "of the usual week"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_RECENCY:
-		unit = "days since the last event"
+		return append(b, "days since the last event"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT:
-		unit = "of stakeholders active"
+		return append(b, "of stakeholders active"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_BREADTH:
-		unit = "features"
+		return append(b, "features"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_SURVEY:
-		unit = "mean NPS"
+		return append(b, "mean NPS"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_SUPPORT_LOAD:
-		unit = "open tickets"
+		return append(b, "open tickets"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_BILLING:
-		unit = "billing issues"
+		return append(b, "billing issues"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
-		unit = "of milestones"
+		return append(b, "of milestones"...)
 	}
+	return b
+}
+
+// appendValue renders a raw value briefly, for summaries; its unit is appendUnit's.
+func appendValue(b []byte, kind scoringv1.MeasureKind, hasData bool, raw float64, seats int32) []byte {
 	if !hasData {
-		return "no data", unit
+		return append(b, "no data"...)
 	}
 	switch kind {
 	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO:
-		return fmt.Sprintf("%.0f", raw*float64(seats)), unit
-	case scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND:
-		return fmt.Sprintf("%.0f%%", raw*100), unit
-	case scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
-		return fmt.Sprintf("%.0f%%", raw*100), unit
+		return strconv.AppendFloat(b, raw*float64(seats), 'f', 0, 64)
+	case scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND,
+		scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
+		return append(strconv.AppendFloat(b, raw*100, 'f', 0, 64), '%')
 	case scoringv1.MeasureKind_MEASURE_KIND_SURVEY:
-		return fmt.Sprintf("%.1f", raw), unit
+		return strconv.AppendFloat(b, raw, 'f', 1, 64)
 	}
 	if raw != math.Trunc(raw) && raw < 10 {
-		return fmt.Sprintf("%.1f", raw), unit
+		return strconv.AppendFloat(b, raw, 'f', 1, 64)
 	}
-	return fmt.Sprintf("%.0f", raw), unit
+	return strconv.AppendFloat(b, raw, 'f', 0, 64)
 }
 
 // baseline keeps what the next deltas and summaries need of a published score.
@@ -527,35 +706,63 @@ func drop7d(history []dayScore, day int32, score float64) float64 {
 
 // noun names what a measure counts, for details.
 func noun(m *scorecard.Measure, plural bool) string {
-	s := "event"
-	if m.CoreEvents {
-		s = "core event"
+	switch {
+	case m.CoreEvents && plural:
+		return "core events"
+	case m.CoreEvents:
+		return "core event"
+	case plural:
+		return "events"
 	}
-	if plural {
-		s += "s"
-	}
-	return s
+	return "event"
 }
 
-func levels(l scorecard.Level) string {
-	var parts []string
-	for _, x := range []struct {
+// appendLevels writes stakeholder levels as "S/A".
+func appendLevels(b []byte, l scorecard.Level) []byte {
+	sep := false
+	for _, x := range [...]struct {
 		level scorecard.Level
-		name  string
-	}{{scorecard.LevelS, "S"}, {scorecard.LevelA, "A"}, {scorecard.LevelB, "B"}} {
+		name  byte
+	}{{scorecard.LevelS, 'S'}, {scorecard.LevelA, 'A'}, {scorecard.LevelB, 'B'}} {
 		if l&x.level != 0 {
-			parts = append(parts, x.name)
+			if sep {
+				b = append(b, '/')
+			}
+			b = append(b, x.name)
+			sep = true
 		}
 	}
-	return strings.Join(parts, "/")
+	return b
 }
 
-// count writes "1 day" or "3 days".
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
+// appendCount writes "1 day" or "3 days".
+func appendCount(b []byte, n int, noun string) []byte {
+	b = appendInt(b, n)
+	b = append(b, ' ')
+	b = append(b, noun...)
+	if n != 1 {
+		b = append(b, 's')
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return b
+}
+
+// appendDays writes "n days", plural whatever n.
+func appendDays[T int | int32](b []byte, n T) []byte {
+	return append(appendInt(b, n), " days"...)
+}
+
+func appendInt[T int | int32 | uint32](b []byte, n T) []byte {
+	return strconv.AppendInt(b, int64(n), 10)
+}
+
+// appendSigned writes x as fmt's %+.1f does: with its sign, + included.
+func appendSigned(b []byte, x float64) []byte {
+	n := len(b)
+	b = strconv.AppendFloat(append(b, '+'), x, 'f', 1, 64)
+	if b[n+1] == '-' || b[n+1] == '+' {
+		b = append(b[:n], b[n+1:]...)
+	}
+	return b
 }
 
 // round keeps scores and explanations free of float noise, so that they compare
