@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -56,39 +57,31 @@ func (p *prober) at(n int) time.Time { return p.base.Add(time.Duration(n) * time
 func (p *prober) run(ctx context.Context, rate float64, d, settle time.Duration) (stats.Summary, int, error) {
 	p.acked, p.visible, p.failed = map[int]time.Time{}, map[int]time.Time{}, 0
 	first := p.next
+	if first+int(math.Ceil(rate*d.Seconds()))+1 > maxProbes {
+		return stats.Summary{}, 0, fmt.Errorf("more than %d probes in one run", maxProbes)
+	}
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
 	polled := make(chan error, 1)
 	go func() { polled <- p.poll(pollCtx, first) }()
 
-	var wg sync.WaitGroup
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) / rate)
-	for k := 0; time.Since(start) < d; k++ {
-		if p.next >= maxProbes {
-			return stats.Summary{}, 0, fmt.Errorf("more than %d probes in one run", maxProbes)
-		}
-		n := p.next
-		p.next++
-		wg.Go(func() {
-			if err := p.d.post(ctx, probeBody(n, p.at(n))); err != nil {
-				p.mu.Lock()
-				p.failed++
-				p.mu.Unlock()
-				return
-			}
-			now := time.Now()
+	sent, err := openLoop(ctx, rate, d, func(k int) {
+		n := first + k
+		if err := p.d.post(ctx, probeBody(n, p.at(n))); err != nil {
 			p.mu.Lock()
-			p.acked[n] = now
+			p.failed++
 			p.mu.Unlock()
-		})
-		select {
-		case <-ctx.Done():
-			return stats.Summary{}, 0, ctx.Err()
-		case <-time.After(time.Until(start.Add(time.Duration(k+1) * interval))):
+			return
 		}
+		now := time.Now()
+		p.mu.Lock()
+		p.acked[n] = now
+		p.mu.Unlock()
+	})
+	p.next = first + sent
+	if err != nil {
+		return stats.Summary{}, 0, err
 	}
-	wg.Wait()
 	for deadline := time.Now().Add(settle); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		p.mu.Lock()
 		done := len(p.visible) >= p.next-first
@@ -152,6 +145,77 @@ func (p *prober) poll(ctx context.Context, first int) error {
 	}
 }
 
+// openLoop calls probe(k) for k = 0, 1, ... at rate per second for d, each
+// on its own goroutine, open loop: probe k starts at start + k/rate whatever
+// became of the ones before it. It waits for every probe it started and
+// returns how many.
+func openLoop(ctx context.Context, rate float64, d time.Duration, probe func(k int)) (int, error) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	k := 0
+	for ; time.Since(start) < d; k++ {
+		n := k // k moves on before the probe may start
+		wg.Go(func() { probe(n) })
+		select {
+		case <-ctx.Done():
+			return k + 1, ctx.Err()
+		case <-time.After(time.Until(start.Add(time.Duration(k+1) * interval))):
+		}
+	}
+	return k, nil
+}
+
+// loadRun is what the background load did while a measurement ran.
+type loadRun struct {
+	Rate float64
+	Pace paceResult
+	CPU  CPUUse
+}
+
+// note describes the background load for a figure's note, and says when it
+// fell behind.
+func (r loadRun) note() string {
+	s := fmt.Sprintf("background %.0f events/s (%s)", r.Rate, r.CPU)
+	if ok, why := r.Pace.ok(); !ok {
+		s += "; background load fell behind: " + why
+	}
+	return s
+}
+
+// underLoad runs measure while the load generator offers rate events/s of
+// the simulated product's batches, open loop: after a warm-up of the load
+// and then, when ready is not nil, once ready returns; with the machine's
+// CPU metered over measure. The caller drains what came before.
+func (b *bench) underLoad(ctx context.Context, rate float64, what string, ready, measure func(context.Context) error) (loadRun, error) {
+	run := loadRun{Rate: rate}
+	b.quiet(ctx, what)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	paced := make(chan paceResult, 1)
+	go func() { paced <- b.load.pace(loadCtx, b.pool, rate) }()
+	select {
+	case <-ctx.Done():
+		stopLoad()
+		<-paced
+		return run, ctx.Err()
+	case <-time.After(b.cfg.warmup):
+	}
+	if ready != nil {
+		if err := ready(ctx); err != nil {
+			stopLoad()
+			run.Pace = <-paced
+			return run, err
+		}
+	}
+	cpu := startCPU(ctx, b.rc)
+	err := measure(ctx)
+	run.CPU = cpu.stop(ctx)
+	stopLoad()
+	run.Pace = <-paced
+	return run, err
+}
+
 // latency measures event-to-score latency under background load at shares
 // of the sustained throughput.
 func (b *bench) latency(ctx context.Context) error {
@@ -164,31 +228,20 @@ func (b *bench) latency(ctx context.Context) error {
 		if err := b.ls.drain(ctx, 2*time.Minute); err != nil {
 			return err
 		}
-		b.quiet(ctx, "latency level")
-		loadCtx, stopLoad := context.WithCancel(ctx)
-		paced := make(chan paceResult, 1)
-		go func() { paced <- b.load.pace(loadCtx, b.pool, rate) }()
-		select {
-		case <-ctx.Done():
-			stopLoad()
-			return ctx.Err()
-		case <-time.After(b.cfg.warmup):
-		}
-		cpu := startCPU(ctx, b.rc)
-		sum, lost, err := b.probe.run(ctx, b.cfg.probeRate, b.cfg.latencyDuration, 5*time.Second)
-		use := cpu.stop(ctx)
-		stopLoad()
-		pr := <-paced
+		var (
+			sum  stats.Summary
+			lost int
+		)
+		load, err := b.underLoad(ctx, rate, "latency level", nil, func(ctx context.Context) (err error) {
+			sum, lost, err = b.probe.run(ctx, b.cfg.probeRate, b.cfg.latencyDuration, 5*time.Second)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		loadOK, why := pr.ok()
-		note := fmt.Sprintf("%d probes at %.0f/s over %s, background %.0f events/s (%s)", sum.N, b.cfg.probeRate, b.cfg.latencyDuration, rate, use)
+		note := fmt.Sprintf("%d probes at %.0f/s over %s, %s", sum.N, b.cfg.probeRate, b.cfg.latencyDuration, load.note())
 		if lost > 0 {
 			note += fmt.Sprintf("; %d probes not visible within 5 s", lost)
-		}
-		if !loadOK {
-			note += "; background load fell behind: " + why
 		}
 		b.latencies[share] = sum
 		pct := fmt.Sprintf("%.0f%%", 100*share)
@@ -197,8 +250,6 @@ func (b *bench) latency(ctx context.Context) error {
 		sec.add(Figure{Name: "p99.9 at " + pct + " of sustained", Value: ms(sum.P999), Unit: "ms"})
 		b.logger.Info("event-to-score latency", "share", share, "events_s", int(rate), "p50", sum.P50, "p99", sum.P99, "p999", sum.P999, "n", sum.N, "lost", lost)
 	}
-	sec.add(Figure{Name: "event-to-alert latency", Unit: "ms",
-		Note: "not measured yet by this tool: churn-alert has just landed; its own BenchmarkEventToAlert (go test -run '^$' -bench EventToAlert ./services/allinone) measures it under light load until this row gets its figure"})
 	sec.note("A score becomes visible at scoring's next flush (-scoring.flush-interval %s) after its event is applied, so the flush interval is a floor under these latencies: a probe waits on average half an interval and at worst a whole one, plus the flush's own time. Probes are sent open loop (never waiting for the previous one), each measured from its own 200 to the first poll (about every millisecond) that sees its score.",
 		b.lcfg.Scoring.FlushInterval)
 	return nil

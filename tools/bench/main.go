@@ -12,6 +12,9 @@
 //     at 25%, 50% and 75% of the sustained rate, open loop;
 //   - reads: GetHealthScore and ListHealthScores over gRPC beside the raw
 //     Redis reads they make, and the cache's write rate beside pipelined SET;
+//   - alert: event-to-alert latency (HTTP 200 to the signed webhook of
+//     churn-alert at a local receiver) at 50% of the sustained rate, open
+//     loop, with churn-alert added to the all-in-one;
 //   - memory: bytes per account of the scoring core;
 //   - restart: scoring's restart to caught up, from its snapshot and from
 //     none.
@@ -70,6 +73,7 @@ const (
 	phaseE2E      = "e2e"
 	phaseLatency  = "latency"
 	phaseReads    = "reads"
+	phaseAlert    = "alert"
 	phaseMemory   = "memory"
 	phaseRestart  = "restart"
 )
@@ -109,6 +113,7 @@ type options struct {
 	e2eRate         float64
 	probeRate       float64
 	latencyDuration time.Duration
+	alertCatchUp    time.Duration
 	readDuration    time.Duration
 	readClients     int
 	grpcConns       int
@@ -126,7 +131,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		phases:          config.StringList{phaseBaseline, phaseE2E, phaseLatency, phaseReads, phaseMemory, phaseRestart},
+		phases:          config.StringList{phaseBaseline, phaseE2E, phaseLatency, phaseReads, phaseAlert, phaseMemory, phaseRestart},
 		seed:            1,
 		accounts:        10_000,
 		poolEvents:      100_000,
@@ -139,6 +144,7 @@ func defaultOptions() options {
 		e2eStart:        20_000,
 		probeRate:       20,
 		latencyDuration: 20 * time.Second,
+		alertCatchUp:    5 * time.Minute,
 		readDuration:    5 * time.Second,
 		readClients:     64,
 		grpcConns:       1,
@@ -169,6 +175,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.Float64Var(&o.e2eRate, "e2e.rate", o.e2eRate, "Take this as the sustained rate (events/s) instead of searching.")
 	fs.Float64Var(&o.probeRate, "probe.rate", o.probeRate, "Latency probes per second.")
 	fs.DurationVar(&o.latencyDuration, "latency.duration", o.latencyDuration, "Probing time at each load level.")
+	fs.DurationVar(&o.alertCatchUp, "alert.catch-up", o.alertCatchUp, "Alert phase: longest wait, under load, for churn-alert to keep pace with scoring's changes before probing.")
 	fs.DurationVar(&o.readDuration, "reads.duration", o.readDuration, "Time of each read and write measurement.")
 	fs.IntVar(&o.readClients, "reads.clients", o.readClients, "Concurrent clients of the throughput reads.")
 	fs.IntVar(&o.grpcConns, "reads.conns", o.grpcConns, "gRPC connections the read clients share.")
@@ -195,7 +202,7 @@ func (o *options) validate() error {
 		}
 	}
 	if o.accounts < 1 || o.poolEvents < batchEvents || o.conns < 1 || o.duration <= 0 || o.warmup < 0 ||
-		o.probeRate <= 0 || o.latencyDuration <= 0 || o.readDuration <= 0 || o.readClients < 1 || o.grpcConns < 1 ||
+		o.probeRate <= 0 || o.latencyDuration <= 0 || o.alertCatchUp <= 0 || o.readDuration <= 0 || o.readClients < 1 || o.grpcConns < 1 ||
 		o.memoryWorkdays < 1 || o.restartAccounts < 1 || o.restartWorkdays < 1 || o.e2eRate < 0 {
 		errs = append(errs, errors.New("counts, rates and durations must be positive"))
 	}
@@ -262,12 +269,15 @@ type bench struct {
 	scorecard *scoringv1.Scorecard
 	load      *driver
 	probe     *prober
+	product   *sim.Product // the simulated product of the load
 
 	raw           map[string]rawResult
 	sustained     float64
 	e2eBest       *stepResult
 	e2eFail       *stepResult
 	latencies     map[float64]stats.Summary
+	alertResult   *alertResult
+	alertTargets  string                   // the targets the alert phase added churn-alert to, if it did
 	readResults   map[string][2]readResult // name/clients -> gRPC, raw
 	memResults    []memoryResult
 	restartResult *restartResult
@@ -313,6 +323,8 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	// consumers (churn-alert, renewal-forecast), which share the CPU.
 	l.Targets = config.StringList{allinone.TargetIngest, allinone.TargetScoring}
 	l.RedisAddr, l.LogLevel = "127.0.0.1:6379", "warn"
+	// The alert phase's webhook receiver is plain http on loopback.
+	l.ChurnAlert.AllowHTTPEndpoints = true
 	l.RegisterFlags(fs)
 	if err := config.Parse(fs, args, nil); err != nil {
 		return nil, err
@@ -357,7 +369,7 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 
 	defer func() {
 		err = errors.Join(err, b.stopMain())
-		for _, t := range []string{benchTenant, probeTenant} {
+		for _, t := range []string{benchTenant, probeTenant, alertTenant} {
 			err = errors.Join(err, deleteKeys(context.WithoutCancel(ctx), b.rc, cachePrefix+":{"+t+"}:*"))
 		}
 	}()
@@ -372,6 +384,7 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 		{phaseE2E, b.e2e},
 		{phaseLatency, b.latency},
 		{phaseReads, b.reads},
+		{phaseAlert, b.alert},
 		{phaseMemory, b.memory},
 		{phaseRestart, b.restart},
 	} {
@@ -405,15 +418,17 @@ func (b *bench) setup(ctx context.Context) error {
 	yaml := fmt.Sprintf("tenants:\n"+
 		"  - {id: %s, write_keys: [%q], api_keys: [%q]}\n"+
 		"  - {id: %s, write_keys: [%q], api_keys: []}\n"+
+		"  - {id: %s, write_keys: [%q], api_keys: [%q]}\n"+
 		"  - {id: %s, write_keys: [%q], api_keys: [%q]}\n",
 		benchTenant, benchWriteKey, auth.HashKey(benchAPIKey),
 		probeTenant, probeWriteKey,
-		restartTenant, restartWriteKey, auth.HashKey(restartAPIKey))
+		restartTenant, restartWriteKey, auth.HashKey(restartAPIKey),
+		alertTenant, alertWriteKey, auth.HashKey(alertAPIKey))
 	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
 		return err
 	}
 	b.lcfg.TenantsFile, b.lcfg.DataDir = tenants, filepath.Join(b.dir, "lodestar")
-	for _, t := range []string{benchTenant, probeTenant, restartTenant, writeTenant} {
+	for _, t := range []string{benchTenant, probeTenant, restartTenant, writeTenant, alertTenant} {
 		if err := deleteKeys(ctx, b.rc, cachePrefix+":{"+t+"}:*"); err != nil {
 			return fmt.Errorf("clear old bench keys: %w", err)
 		}
@@ -421,28 +436,26 @@ func (b *bench) setup(ctx context.Context) error {
 	if !slices.ContainsFunc(b.cfg.phases, func(p string) bool { return p != phaseRestart }) {
 		return nil // the restart phase brings its own NATS and all-in-one
 	}
-	if b.lcfg.NATSURL == "" {
-		srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(b.dir, "nats"), Port: -1})
-		if err != nil {
-			return err
-		}
-		b.natsSrv, b.embedded = srv, true
-		b.lcfg.NATSURL = srv.ClientURL()
+	if err := b.startNATS(ctx, b.lcfg.NATSURL == "", "nats"); err != nil {
+		return err
 	}
 	var err error
-	if b.nc, err = natsx.Connect(ctx, b.lcfg.NATSURL, "bench", b.logger); err != nil {
-		return err
-	}
-	if b.js, err = natsx.NewJetStream(b.nc); err != nil {
-		return err
-	}
 	if b.lcfg.HTTPListenAddr, err = freeAddr(); err != nil {
 		return err
 	}
 	if b.lcfg.GRPCListenAddr, err = freeAddr(); err != nil {
 		return err
 	}
-	if b.ls, err = startLodestar(ctx, b.lcfg, b.lsLog, 2*time.Minute); err != nil {
+	cfg := b.lcfg
+	if alertAlone(b.cfg.phases) {
+		// Nothing before the alert phase measures without churn-alert; the
+		// restart phase keeps b.lcfg's targets.
+		var added bool
+		if cfg.Targets, added = withTarget(cfg.Targets, allinone.TargetChurnAlert); added {
+			b.alertTargets = cfg.Targets.String()
+		}
+	}
+	if b.ls, err = startLodestar(ctx, cfg, b.lsLog, 2*time.Minute); err != nil {
 		return err
 	}
 	clients, closeClients, err := b.scoringClients(1)
@@ -460,6 +473,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.product = p
 	if err := pushAccounts(ctx, b.lcfg.GRPCListenAddr, benchAPIKey, p); err != nil {
 		return err
 	}
@@ -477,6 +491,27 @@ func (b *bench) setup(ctx context.Context) error {
 	return b.calibrate(ctx)
 }
 
+// startNATS starts an embedded NATS server with its store in b.dir/dir when
+// embedded is set, and connects the bench to it (or to -nats.url).
+func (b *bench) startNATS(ctx context.Context, embedded bool, dir string) error {
+	if embedded {
+		srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(b.dir, dir), Port: -1})
+		if err != nil {
+			return err
+		}
+		b.natsSrv, b.embedded = srv, true
+		b.lcfg.NATSURL = srv.ClientURL()
+	}
+	var err error
+	if b.nc, err = natsx.Connect(ctx, b.lcfg.NATSURL, "bench", b.logger); err != nil {
+		return err
+	}
+	if b.js, err = natsx.NewJetStream(b.nc); err != nil {
+		return err
+	}
+	return nil
+}
+
 // reproduce is the command that measures a phase again with this run's
 // settings: the e2e ratio needs the baseline, and latency the sustained rate.
 func (b *bench) reproduce(args []string, phase string) string {
@@ -485,7 +520,7 @@ func (b *bench) reproduce(args []string, phase string) string {
 	switch phase {
 	case phaseE2E:
 		phase = phaseBaseline + "," + phaseE2E
-	case phaseLatency:
+	case phaseLatency, phaseAlert:
 		cmd = append(cmd, fmt.Sprintf("-e2e.rate %.0f", b.sustained))
 	}
 	return strings.Join(append(cmd, "-phases "+phase, "-out /tmp/bench.md"), " ")
@@ -531,27 +566,31 @@ func (b *bench) stopMain() error {
 		b.natsSrv.Shutdown()
 		b.natsSrv = nil
 	}
-	b.pool = nil
+	b.pool, b.product = nil, nil
 	return err
 }
 
 // settings lists the knobs of the run.
 func (b *bench) settings() []Setting {
 	o, l := b.cfg, b.lcfg
+	targets := l.Targets.String()
+	if b.alertTargets != "" {
+		targets += " (" + b.alertTargets + " in the alert phase)"
+	}
 	nats := "embedded (pkg/natsembed), file store in a temporary directory, clients over loopback TCP"
 	if !b.embedded {
 		nats = l.NATSURL
 	}
 	return []Setting{
 		{"phases", o.phases.String()},
-		{"Lodestar targets", l.Targets.String()},
+		{"Lodestar targets", targets},
 		{"NATS", nats},
 		{"Redis", l.RedisAddr},
 		{"simulated product", fmt.Sprintf("seed %d, %d accounts (tools/loadgen/sim, default fate mix), CRM facts pushed through AccountService", o.seed, o.accounts)},
 		{"load", fmt.Sprintf("%d distinct events in %d-event Segment batches, message ids and times stamped anew per send; %d HTTP connections, open loop", b.poolSize, batchEvents, o.conns)},
 		{"steps", fmt.Sprintf("%s warm-up + %s measured; searches ×%.2f then bisect to %.0f%%, at most %d steps", o.warmup, o.duration, o.searchFactor, 100*o.searchPrecision, o.searchSteps)},
 		{"keep-up test", fmt.Sprintf("producer stores ≥ %.0f%% of the offered rate, backlog grows < %.0f%% of it per second, ends < %.1f s of it", 100*stats.DefaultKeepUp.MinProduced, 100*stats.DefaultKeepUp.MaxGrowth, stats.DefaultKeepUp.MaxLag)},
-		{"latency probes", fmt.Sprintf("%.0f/s for %s at each load level", o.probeRate, o.latencyDuration)},
+		{"latency probes", fmt.Sprintf("%.0f/s for %s at each load level (alert probes: the same, at %.0f%% of sustained)", o.probeRate, o.latencyDuration, 100*alertShare)},
 		{"reads", fmt.Sprintf("%s per measurement, 1 and %d clients over %d gRPC connections", o.readDuration, o.readClients, o.grpcConns)},
 		{"memory", fmt.Sprintf("%v accounts, %d workdays of history", []int(o.memoryAccounts), o.memoryWorkdays)},
 		{"restart", fmt.Sprintf("%d accounts, %d workday(s) of history", o.restartAccounts, o.restartWorkdays)},

@@ -1,13 +1,28 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lodestar-cs/lodestar/pkg/config"
+	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	"github.com/lodestar-cs/lodestar/services/allinone"
+	"github.com/lodestar-cs/lodestar/tools/bench/internal/stats"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
@@ -190,5 +205,152 @@ func TestRenderRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(want.String(), "**not measured yet**") {
 		t.Error("a figure without a value must say it is not measured yet")
+	}
+}
+
+func TestOpenLoopCallsEachProbeOnce(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[int]int{}
+	n, err := openLoop(context.Background(), 2000, 20*time.Millisecond, func(k int) {
+		mu.Lock()
+		seen[k]++
+		mu.Unlock()
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("openLoop: %d probes, %v", n, err)
+	}
+	for k := range n {
+		if seen[k] != 1 {
+			t.Errorf("probe %d called %d times, want once (of %d)", k, seen[k], n)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct probes called, %d started", len(seen), n)
+	}
+}
+
+func TestWithTarget(t *testing.T) {
+	got, added := withTarget(config.StringList{"ingest", "scoring"}, allinone.TargetChurnAlert)
+	if !added || got.String() != "ingest,scoring,churn-alert" {
+		t.Errorf("got %v %v", got, added)
+	}
+	for _, has := range []config.StringList{{"all"}, {"ingest", "churn-alert"}} {
+		if got, added := withTarget(has, allinone.TargetChurnAlert); added || got.String() != has.String() {
+			t.Errorf("%v: got %v %v, want it unchanged", has, got, added)
+		}
+	}
+	if !alertAlone([]string{phaseAlert, phaseMemory, phaseRestart}) || alertAlone([]string{phaseLatency, phaseAlert}) || alertAlone([]string{phaseE2E}) {
+		t.Error("alertAlone: want true only when no phase before alert uses the main all-in-one")
+	}
+}
+
+func TestAlertProbeBody(t *testing.T) {
+	at := time.Date(2026, 11, 23, 1, 2, 3, 4e6, time.UTC)
+	var body struct {
+		Batch []struct {
+			Type, MessageID, UserID, Event, Timestamp string
+			Properties                                map[string]any
+			Context                                   struct{ GroupID string }
+		}
+		SentAt string
+	}
+	if err := json.Unmarshal(alertProbeBody("a-000001", at), &body); err != nil {
+		t.Fatal(err)
+	}
+	var names, ids []string
+	for _, e := range body.Batch {
+		if e.Type != "track" || e.Context.GroupID != "a-000001" || e.UserID == "" || e.Timestamp != "2026-11-23T01:02:03.004Z" {
+			t.Errorf("event %+v: want a track of the account's user at the probe's time", e)
+		}
+		names, ids = append(names, e.Event), append(ids, e.MessageID)
+	}
+	if want := []string{"Payment Failed", "Ticket Opened", "NPS Submitted"}; !slices.Equal(names, want) {
+		t.Errorf("events %q, want %q", names, want)
+	}
+	if slices.Sort(ids); len(slices.Compact(ids)) != 3 {
+		t.Errorf("message ids %q: want three distinct", ids)
+	}
+	if p := body.Batch[1].Properties; p["severity"] != "urgent" || p["ticket_id"] != "t1" || body.Batch[2].Properties["score"] != 0.0 {
+		t.Errorf("properties %v, %v: want an urgent ticket and an NPS of 0", p, body.Batch[2].Properties)
+	}
+}
+
+func TestReceiver(t *testing.T) {
+	const secret = "whsec-test-0123456789"
+	rcv, err := startReceiver(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.close()
+	created := time.Date(2026, 11, 23, 1, 0, 0, 0, time.UTC)
+	post := func(tenant, account, rule, key string) {
+		t.Helper()
+		body, err := protojson.Marshal(&alertv1.Delivery{DeliveryId: "d", TenantId: tenant, Event: &alertv1.AlertEvent{
+			Alert: &alertv1.Alert{TenantId: tenant, AccountId: account, RuleId: rule, CreateTime: timestamppb.New(created)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		mac := hmac.New(sha256.New, []byte(key))
+		mac.Write([]byte(ts + "." + string(body)))
+		req, _ := http.NewRequest(http.MethodPost, rcv.url, bytes.NewReader(body))
+		req.Header.Set("Lodestar-Signature", "t="+ts+",v1="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	post(alertTenant, "a-1", "silent-account", secret)
+	post(alertTenant, "a-1", "red-band", secret)    // not the first: ignored
+	post("bench", "a-2", "red-band", secret)        // another tenant: ignored
+	post(alertTenant, "a-3", "red-band", "forged!") // bad signature: counted
+	if a, ok := rcv.arrived("a-1"); !ok || a.Rule != "silent-account" || !a.Created.Equal(created) {
+		t.Errorf("a-1: %+v %v, want its first webhook", a, ok)
+	}
+	for _, id := range []string{"a-2", "a-3"} {
+		if _, ok := rcv.arrived(id); ok {
+			t.Errorf("%s: want no arrival", id)
+		}
+	}
+	if bad, why := rcv.problems(); bad != 1 || why == nil {
+		t.Errorf("problems: %d %v, want the forged one", bad, why)
+	}
+}
+
+func TestCaughtUpAndRuleCounts(t *testing.T) {
+	if !caughtUp(99, 100) || caughtUp(100, 100) || !caughtUp(0, 0) || caughtUp(1, 0) {
+		t.Error("caughtUp: want fewer pending than a second of published changes")
+	}
+	if got := ruleCounts(map[string]int{"red-band": 3, "silent-account": 5, "a": 3}); got != "silent-account 5, a 3, red-band 3" {
+		t.Errorf("ruleCounts: %q", got)
+	}
+	if got := ruleCounts(nil); got != "none" {
+		t.Errorf("ruleCounts(nil): %q", got)
+	}
+}
+
+func TestAlertTarget(t *testing.T) {
+	if tg := alertTarget(nil); tg.Verdict != "not measured" || tg.Name != "Event-to-alert latency" {
+		t.Errorf("nil: %+v", tg)
+	}
+	sum := func(p50, p99 time.Duration) stats.Summary {
+		return stats.Summary{N: 400, P50: p50, P99: p99, P999: p99}
+	}
+	good := alertResult{Rate: 22500, Total: sum(80*time.Millisecond, 150*time.Millisecond), ToOpen: sum(70*time.Millisecond, 120*time.Millisecond),
+		ToWebhook: sum(5*time.Millisecond, 30*time.Millisecond), Flush: 50 * time.Millisecond, ScoresIn: 300, Applied: 310, CatchUp: catchUp{OK: true}}
+	tg := alertTarget(&good)
+	if tg.Verdict != "measured" || !tg.Met || !strings.Contains(tg.Measured, "p99 150.00 ms") || !strings.Contains(tg.Measured, "22,500 events/s") ||
+		!strings.Contains(tg.Bound, "(50ms)") || !strings.Contains(tg.Bound, "p99 120.00 ms") || !strings.Contains(tg.Bound, "p99 30.00 ms") {
+		t.Errorf("kept up: %+v", tg)
+	}
+	behind := good
+	behind.Applied, behind.Lost = 100, 3
+	if tg := alertTarget(&behind); !strings.HasPrefix(tg.Verdict, "not bounded") || tg.Met || !strings.Contains(tg.Bound, "applied 100 changes/s") || !strings.Contains(tg.Measured, "3 of 403 probes") {
+		t.Errorf("fell behind: %+v", tg)
+	}
+	none := alertResult{Rate: 22500, Lost: 400, ScoresIn: 2000, Applied: 60}
+	if tg := alertTarget(&none); !strings.HasPrefix(tg.Verdict, "not bounded") || !strings.Contains(tg.Measured, "any of 400 probes") {
+		t.Errorf("no webhook: %+v", tg)
 	}
 }

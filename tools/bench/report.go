@@ -106,6 +106,7 @@ var phaseTitles = []struct{ phase, what string }{
 	{phaseE2E, "sustained Segment HTTP -> JetStream -> scoring -> Redis throughput (bounded search), and CPU and allocation profiles of a window at that rate"},
 	{phaseLatency, "event-to-score latency at 25%, 50% and 75% of the sustained throughput"},
 	{phaseReads, "GetHealthScore and ListHealthScores over gRPC beside raw Redis reads, and the cache's write rate beside pipelined SETs"},
+	{phaseAlert, "event-to-alert latency (Segment HTTP 200 to churn-alert's signed webhook) at 50% of the sustained throughput, with churn-alert added to the all-in-one"},
 	{phaseMemory, "bytes per account of the scoring core"},
 	{phaseRestart, "scoring restart to caught up, from its snapshot and from none"},
 }

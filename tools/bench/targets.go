@@ -130,9 +130,38 @@ func (b *bench) targets() []Target {
 			out = append(out, t)
 		}
 	}
-	out = append(out, Target{Name: "Event-to-alert latency", Goal: "(later, with churn-alert)", Measured: "-",
-		Verdict: "not measured yet", Bound: "churn-alert has just landed and this tool does not measure it yet; BenchmarkEventToAlert in services/allinone does, under light load"})
-	return out
+	return append(out, alertTarget(b.alertResult))
+}
+
+// alertTarget states the event-to-alert latency, which has no numeric goal
+// in issue 6, and what bounds it.
+func alertTarget(r *alertResult) Target {
+	t := Target{Name: "Event-to-alert latency", Goal: "no number in issue 6: the figure at half the sustained throughput"}
+	if r == nil {
+		t.Measured, t.Verdict, t.Bound = "-", "not measured", "run the alert phase"
+		return t
+	}
+	probes := r.Total.N + r.Lost
+	behind := fmt.Sprintf("churn-alert applied %s changes/s while scoring published %s score changes/s, each change a read, compare-and-set write and outbox publish of the account's alert state (-alert.workers accounts at a time)",
+		trimFloat(r.Applied), trimFloat(r.ScoresIn))
+	if r.Total.N == 0 {
+		t.Measured = fmt.Sprintf("no webhook for any of %d probes at %s events/s", probes, trimFloat(r.Rate))
+		t.Verdict, t.Bound = "not bounded: churn-alert fell behind", behind
+		return t
+	}
+	t.Measured = fmt.Sprintf("p99 %s (p50 %s, p99.9 %s) at %s events/s", fmtDur(r.Total.P99), fmtDur(r.Total.P50), fmtDur(r.Total.P999), trimFloat(r.Rate))
+	if r.Lost > 0 {
+		t.Measured += fmt.Sprintf("; %d of %d probes without a webhook in time", r.Lost, probes)
+	}
+	t.Bound = fmt.Sprintf("up to the alert's opening (p50 %s, p99 %s): scoring's flush interval (%s), as for event-to-score, then the SCORES publish and churn-alert reading and evaluating the change; "+
+		"from opening to the webhook (p50 %s, p99 %s): churn-alert's ALERT_STATE write, the ALERTS and DELIVERIES publishes, the delivery worker and the signed POST",
+		fmtDur(r.ToOpen.P50), fmtDur(r.ToOpen.P99), r.Flush, fmtDur(r.ToWebhook.P50), fmtDur(r.ToWebhook.P99))
+	if !r.keptUp() || !r.CatchUp.OK || r.Lost > 0 {
+		t.Verdict, t.Bound = "not bounded: churn-alert fell behind", behind+"; "+t.Bound
+		return t
+	}
+	t.Verdict, t.Met = "measured", true
+	return t
 }
 
 func verdict(met bool, by string) string {
