@@ -181,7 +181,7 @@ func (b *bench) e2e(ctx context.Context) error {
 			Note: "ingest, embedded NATS server, scoring, gRPC and the load generator share the process"})
 		sec.add(Figure{Name: "CPU at the sustained rate, Redis", Value: ptr(best.CPU.Redis), Unit: "cores"})
 		sec.add(Figure{Name: "scores written to the cache at the sustained rate", Value: ptr(best.Scores), Unit: "scores/s",
-			Note: fmt.Sprintf("%.2f per event: every account due is written at each flush (-scoring.flush-interval %s)", best.Scores/best.Rate, b.lcfg.Scoring.FlushInterval)})
+			Note: fmt.Sprintf("%.2f per event: every account due is set at each flush (-scoring.flush-interval %s); each account's latest is indexed every -scoring.index-interval", best.Scores/best.Rate, b.lcfg.Scoring.FlushInterval)})
 	}
 	if firstFail != nil {
 		sec.note("The lowest rate that failed, %.0f events/s: %s; scoring applied %.0f events/s (CPU: %s).", firstFail.Rate, firstFail.Why, firstFail.Applied, firstFail.CPU)

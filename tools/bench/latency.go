@@ -250,7 +250,7 @@ func (b *bench) latency(ctx context.Context) error {
 		sec.add(Figure{Name: "p99.9 at " + pct + " of sustained", Value: ms(sum.P999), Unit: "ms"})
 		b.logger.Info("event-to-score latency", "share", share, "events_s", int(rate), "p50", sum.P50, "p99", sum.P99, "p999", sum.P999, "n", sum.N, "lost", lost)
 	}
-	sec.note("A score becomes visible at scoring's next flush (-scoring.flush-interval %s) after its event is applied, so the flush interval is a floor under these latencies: a probe waits on average half an interval and at worst a whole one, plus the flush's own time. Probes are sent open loop (never waiting for the previous one), each measured from its own 200 to the first poll (about every millisecond) that sees its score.",
-		b.lcfg.Scoring.FlushInterval)
+	sec.note("A score becomes visible at scoring's next flush (-scoring.flush-interval %s) after its event is applied, which scores the accounts due and SETs their scores in Redis, so the flush interval is a floor under these latencies: a probe waits on average half an interval and at worst a whole one, plus the flush's own time. Rankings and history follow at the next index step (-scoring.index-interval %s), off this path. Probes are sent open loop (never waiting for the previous one), each measured from its own 200 to the first poll (about every millisecond) that sees its score.",
+		b.lcfg.Scoring.FlushInterval, b.lcfg.Scoring.IndexInterval)
 	return nil
 }

@@ -597,6 +597,7 @@ func (b *bench) settings() []Setting {
 		{"quiet machine", fmt.Sprintf("each measurement waits up to %s for other processes to use < %.2f cores (the VM is shared); CPU figures list what others used", o.quietWait, o.quietCores)},
 		{"-ingest.partitions", strconv.Itoa(l.Ingest.Partitions)},
 		{"-scoring.flush-interval", l.Scoring.FlushInterval.String()},
+		{"-scoring.index-interval", l.Scoring.IndexInterval.String()},
 		{"-scoring.snapshot-interval", l.Scoring.SnapshotInterval.String()},
 		{"-scoring.window-days", strconv.Itoa(l.Scoring.WindowDays)},
 		{"-nats.duplicate-window", l.Limits.DuplicateWindow.String()},
