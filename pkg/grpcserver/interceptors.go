@@ -9,7 +9,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -20,28 +19,10 @@ var (
 	errServerStopping = status.Error(codes.Unavailable, "server is shutting down")
 )
 
-// recoverUnary turns a panic in the handler or a later interceptor into
-// codes.Internal, so one bad request never takes the process down. Panics
-// in goroutines the handler starts are out of its reach.
-func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			resp, err = nil, s.recovered(ctx, info.FullMethod, r)
-		}
-	}()
-	return handler(ctx, req)
-}
-
-// recoverStream is recoverUnary for streaming RPCs.
-func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = s.recovered(ss.Context(), info.FullMethod, r)
-		}
-	}()
-	return handler(srv, ss)
-}
-
+// recovered turns a panic in a handler or interceptor into codes.Internal,
+// so one bad request never takes the process down (panics in goroutines the
+// handler starts are out of reach): it counts and logs the panic, and
+// returns what the client sees. The observer interceptor calls it.
 func (s *Server) recovered(ctx context.Context, method string, r any) error {
 	s.panics.Add(ctx, 1, metric.WithAttributes(attribute.String("rpc.method", method)))
 	s.logger.LogAttrs(ctx, slog.LevelError, "panic in gRPC handler",
@@ -52,26 +33,10 @@ func (s *Server) recovered(ctx context.Context, method string, r any) error {
 	return errPanic
 }
 
-// logUnary logs every RPC at debug level, and at error level those that
+// logRPC logs every RPC at debug level, and at error level those that
 // failed with a code meaning a server bug (Internal, Unknown). Successful
 // health and reflection calls are not logged: probes would drown the rest.
-func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	s.logRPC(ctx, info.FullMethod, err, time.Since(start))
-	return resp, err
-}
-
-// logStream is logUnary for streaming RPCs.
-func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	start := time.Now()
-	err := handler(srv, ss)
-	s.logRPC(ss.Context(), info.FullMethod, err, time.Since(start))
-	return err
-}
-
-func (s *Server) logRPC(ctx context.Context, method string, err error, d time.Duration) {
-	code := statusCode(err)
+func (s *Server) logRPC(ctx context.Context, method string, code codes.Code, err error, d time.Duration) {
 	level := slog.LevelDebug
 	switch code {
 	case codes.Internal, codes.Unknown:
