@@ -17,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lodestar-cs/lodestar/pkg/cache"
@@ -43,11 +44,20 @@ type Reader interface {
 	History(ctx context.Context, tenant, accountID string, q cache.HistoryQuery) ([]*scoringv1.HealthScore, string, error)
 }
 
+// EncodedReader is a cache that can also return a score encoded, as it
+// stores it (pkg/cache's Redis): GetHealthScore then passes the score on
+// without decoding and encoding it again.
+type EncodedReader interface {
+	GetScoreEncoded(ctx context.Context, tenant, accountID string) ([]byte, error)
+}
+
 // Server serves ScoringService.
 type Server struct {
 	scoringv1.UnimplementedScoringServiceServer
 
 	cache Reader
+	// encoded is cache when it is an EncodedReader, nil otherwise.
+	encoded EncodedReader
 	// scorecards is set once the service has opened its bucket.
 	scorecards atomic.Pointer[scorecards.Store]
 	// defaultScorecard is what tenants without a stored scorecard use.
@@ -60,7 +70,9 @@ type Server struct {
 // New returns the server. Scorecard calls answer Unavailable until
 // SetScorecards is called.
 func New(c Reader, defaultScorecard *scoringv1.Scorecard, js jetstream.JetStream, logger *slog.Logger) *Server {
-	return &Server{cache: c, defaultScorecard: defaultScorecard, js: js, logger: logger, now: time.Now}
+	s := &Server{cache: c, defaultScorecard: defaultScorecard, js: js, logger: logger, now: time.Now}
+	s.encoded, _ = c.(EncodedReader)
+	return s
 }
 
 // SetScorecards gives the server the scorecard store.
@@ -90,7 +102,9 @@ func (s *Server) internal(op string, err error) error {
 	return status.Errorf(codes.Unavailable, "%s: %v", op, err)
 }
 
-// GetHealthScore returns an account's current score.
+// GetHealthScore returns an account's current score. From a cache that
+// returns scores encoded, the response carries the stored encoding as it is
+// (see encodedScoreResponse).
 func (s *Server) GetHealthScore(ctx context.Context, req *scoringv1.GetHealthScoreRequest) (*scoringv1.GetHealthScoreResponse, error) {
 	tenant, err := grpcerr.Tenant(ctx)
 	if err != nil {
@@ -99,14 +113,45 @@ func (s *Server) GetHealthScore(ctx context.Context, req *scoringv1.GetHealthSco
 	if req.GetAccountId() == "" {
 		return nil, badRequest("account_id is required", grpcerr.Violation("account_id", "required"))
 	}
-	hs, err := s.cache.GetScore(ctx, tenant, req.GetAccountId())
+	var resp *scoringv1.GetHealthScoreResponse
+	if s.encoded != nil {
+		var b []byte
+		if b, err = s.encoded.GetScoreEncoded(ctx, tenant, req.GetAccountId()); err == nil {
+			resp = encodedScoreResponse(b)
+		}
+	} else {
+		var hs *scoringv1.HealthScore
+		if hs, err = s.cache.GetScore(ctx, tenant, req.GetAccountId()); err == nil {
+			resp = &scoringv1.GetHealthScoreResponse{Score: hs}
+		}
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no score for account %q yet", req.GetAccountId())
 	}
 	if err != nil {
 		return nil, s.internal("get score", err)
 	}
-	return &scoringv1.GetHealthScoreResponse{Score: hs}, nil
+	return resp, nil
+}
+
+// scoreField is the field number of GetHealthScoreResponse.score.
+var scoreField = (&scoringv1.GetHealthScoreResponse{}).ProtoReflect().Descriptor().Fields().ByName("score").Number()
+
+// encodedScoreResponse returns a GetHealthScoreResponse whose score is
+// score, an encoded HealthScore, held as the message's unknown fields: they
+// marshal as they are, so the response goes on the wire with the bytes of
+// one whose Score field is set (a message field is its tag, its length and
+// its encoding), and the score is neither decoded nor encoded again on its
+// way from the cache. Every client decodes it as the score; in this process
+// GetScore() of the response is nil, which nothing between the handler and
+// the codec looks at.
+func encodedScoreResponse(score []byte) *scoringv1.GetHealthScoreResponse {
+	b := make([]byte, 0, protowire.SizeTag(scoreField)+protowire.SizeBytes(len(score)))
+	b = protowire.AppendTag(b, scoreField, protowire.BytesType)
+	b = protowire.AppendBytes(b, score)
+	resp := &scoringv1.GetHealthScoreResponse{}
+	resp.ProtoReflect().SetUnknown(b)
+	return resp
 }
 
 // BatchGetHealthScores returns several accounts' scores in one call.
