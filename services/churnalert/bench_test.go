@@ -11,7 +11,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
 // backgroundRate is the steady load of score changes that raise nothing.
@@ -70,4 +72,45 @@ func BenchmarkScoreToWebhook(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(backgroundRate, "background-changes/s")
 	b.ReportMetric(0, "ns/op") // per-iteration time is the pacing, not a result
+}
+
+// BenchmarkApplyThroughput measures how fast churn-alert applies a burst of
+// score changes: b.N changes spread over up to 2,000 accounts (with three
+// measures each; one account in ten red, so alerts open and outboxes are published) are published to SCORES
+// as fast as JetStream takes them, and the clock runs until the stored
+// SCORES position reaches the last one. It reports changes applied per
+// second.
+//
+//	go test -run '^$' -bench ApplyThroughput -benchtime 10000x -count 3 ./services/churnalert/
+func BenchmarkApplyThroughput(b *testing.B) {
+	const accounts = 2000
+	tenant := testenv.Tenant(b)
+	e := newEnv(b, testConfig(), tenant)
+	at := time.Now()
+	b.ResetTimer()
+	var batch []step
+	for i := range b.N {
+		score := 80 + float64(i%7)
+		if i%accounts%10 == 0 {
+			score = 30 - float64(i/accounts%3)
+		}
+		batch = append(batch, scored(fmt.Sprintf("burst-%05d", i%accounts), at.Add(time.Duration(i)*time.Millisecond), score,
+			measure(scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO, float64(i%40)),
+			measure(scoringv1.MeasureKind_MEASURE_KIND_SUPPORT_LOAD, float64(i%5)),
+			measure(scoringv1.MeasureKind_MEASURE_KIND_SURVEY, float64(i%11))))
+		if len(batch) == 500 || i == b.N-1 {
+			publish(b, e.js, tenant, batch...)
+			batch = batch[:0]
+		}
+	}
+	start := time.Now()
+	ctx := context.Background()
+	for behind(ctx, e.js, natsx.StreamScores) != "" {
+		if time.Since(start) > 10*time.Minute {
+			b.Fatalf("not applied after 10m: %s", behind(ctx, e.js, natsx.StreamScores))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "changes/s")
 }
