@@ -58,6 +58,9 @@ const instrumentation = "github.com/lodestar-cs/lodestar/services/churnalert"
 type Config struct {
 	// Workers apply score and account changes in parallel.
 	Workers int
+	// StateCache is how many accounts' alert states are kept in memory, so
+	// that applying a change to one of them reads nothing from ALERT_STATE.
+	StateCache int
 	// DeliveryWorkers send deliveries in parallel.
 	DeliveryWorkers int
 	// DeliveryAttempts is how often a delivery is tried before it goes to
@@ -103,6 +106,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Workers:             4,
+		StateCache:          32768,
 		DeliveryWorkers:     8,
 		DeliveryAttempts:    8,
 		DeliveryBackoff:     2 * time.Second,
@@ -125,6 +129,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers the -alert.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "alert.workers", c.Workers, "Workers applying score and account changes (each owns a share of accounts).")
+	fs.IntVar(&c.StateCache, "alert.state-cache", c.StateCache, "Accounts whose alert state is kept in memory (least recently used go first); 0 reads every account's state before each change.")
 	fs.IntVar(&c.DeliveryWorkers, "alert.delivery-workers", c.DeliveryWorkers, "Deliveries sent in parallel.")
 	fs.IntVar(&c.DeliveryAttempts, "alert.delivery-attempts", c.DeliveryAttempts, "Tries of a delivery before it goes to the dead letters (lodestar.deliveries.dead.<channel>).")
 	fs.DurationVar(&c.DeliveryBackoff, "alert.delivery-backoff", c.DeliveryBackoff, "Delay before a failed delivery's first retry; doubles per retry, up to 10m.")
@@ -153,6 +158,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Workers < 1 || c.Workers > 256 || c.DeliveryWorkers < 1 || c.DeliveryWorkers > 256 {
 		errs = append(errs, errors.New("-alert.workers and -alert.delivery-workers: want 1 to 256"))
+	}
+	if c.StateCache < 0 {
+		errs = append(errs, fmt.Errorf("-alert.state-cache %d: want 0 or more", c.StateCache))
 	}
 	if c.Shards < 1 || c.Shards > 1024 || c.Shard < 0 || c.Shard >= c.Shards {
 		errs = append(errs, fmt.Errorf("-alert.shard %d of -alert.shards %d: want 0 <= shard < shards <= 1024", c.Shard, c.Shards))
@@ -323,7 +331,7 @@ func (s *Service) Run(ctx context.Context) error {
 		AccountURL:         s.cfg.AccountURL,
 		AlertsMaxAge:       s.cfg.AlertsMaxAge,
 	}, pipeline.Deps{
-		JS: js, State: alertstate.New(js, kvs[0]), Settings: set, View: alerts, Now: s.deps.Now,
+		JS: js, State: alertstate.New(js, kvs[0], s.cfg.StateCache), Settings: set, View: alerts, Now: s.deps.Now,
 		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
 	})
 	w := delivery.New(delivery.Config{

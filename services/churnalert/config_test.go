@@ -31,10 +31,10 @@ func TestConfig(t *testing.T) {
 	}
 
 	bad := churnalert.DefaultConfig()
-	bad.Workers, bad.Shard, bad.DeliveryAttempts, bad.SweepInterval = 0, 3, 0, 0
+	bad.Workers, bad.Shard, bad.DeliveryAttempts, bad.SweepInterval, bad.StateCache = 0, 3, 0, 0, -1
 	bad.PagerDutyURL, bad.SMTPAddr, bad.SMTPFrom = "nowhere", "no-port", "not an address"
 	err = bad.Validate()
-	for _, want := range []string{"-alert.workers", "-alert.shard 3", "-alert.delivery-attempts", "-alert.sweep-interval", "-alert.pagerduty-url", "-alert.smtp-addr", "-alert.smtp-from"} {
+	for _, want := range []string{"-alert.workers", "-alert.shard 3", "-alert.delivery-attempts", "-alert.sweep-interval", "-alert.state-cache", "-alert.pagerduty-url", "-alert.smtp-addr", "-alert.smtp-from"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("no problem reported for %s: %v", want, err)
 		}

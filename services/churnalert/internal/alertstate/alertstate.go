@@ -9,15 +9,27 @@
 // (the redelivered message, a sweep, a rescan) publishes them again under the
 // same Nats-Msg-Id; past the duplicate window, delivery ids keep deliveries
 // from going out twice.
+//
+// A store keeps the last state it read or wrote of recent accounts, with its
+// revision, so that an update of an account it knows costs no read: the
+// write's compare-and-set on that revision still guards it. When someone
+// else wrote the account in between (another replica serving an API call,
+// an operator), the write fails, the cached state is dropped, and the update
+// runs again on the state read from the bucket. A write that fails otherwise
+// drops the account too: it may have been stored.
 package alertstate
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,26 +45,38 @@ const maxAttempts = 20
 
 // Store reads and writes account states.
 type Store struct {
-	js jetstream.JetStream
-	kv jetstream.KeyValue
+	js    jetstream.JetStream
+	kv    jetstream.KeyValue
+	cache *cache
 }
 
-// New returns a store over the ALERT_STATE bucket.
-func New(js jetstream.JetStream, kv jetstream.KeyValue) *Store { return &Store{js: js, kv: kv} }
+// New returns a store over the ALERT_STATE bucket that keeps the states of
+// up to cached accounts in memory (none when cached is 0).
+func New(js jetstream.JetStream, kv jetstream.KeyValue, cached int) *Store {
+	return &Store{js: js, kv: kv, cache: newCache(cached)}
+}
 
+// get returns an account's state and its revision, 0 when it has none: the
+// cached one when there is one, else the stored one.
 func (s *Store) get(ctx context.Context, key, tenant, account string) (*alertv1.AccountAlertState, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return &alertv1.AccountAlertState{TenantId: tenant, AccountId: account}, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("get alert state %s: %w", key, err)
+	b, rev := s.cache.get(key)
+	if rev == 0 {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return &alertv1.AccountAlertState{TenantId: tenant, AccountId: account}, 0, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("get alert state %s: %w", key, err)
+		}
+		b, rev = e.Value(), e.Revision()
+		s.cache.put(key, b, rev)
 	}
 	st := &alertv1.AccountAlertState{}
-	if err := proto.Unmarshal(e.Value(), st); err != nil {
+	if err := proto.Unmarshal(b, st); err != nil {
+		s.cache.drop(key)
 		return nil, 0, fmt.Errorf("decode alert state %s: %w", key, err)
 	}
-	return st, e.Revision(), nil
+	return st, rev, nil
 }
 
 // Update applies fn to an account's state and stores the result when fn
@@ -71,8 +95,9 @@ func (s *Store) Update(ctx context.Context, tenant, account string, fn func(*ale
 			return 0, err
 		}
 		if changed {
-			err := s.put(ctx, key, st, rev)
+			_, err := s.put(ctx, key, st, rev)
 			if Conflict(err) && attempt < maxAttempts {
+				contended(ctx, attempt)
 				continue
 			}
 			if err != nil {
@@ -83,25 +108,51 @@ func (s *Store) Update(ctx context.Context, tenant, account string, fn func(*ale
 	}
 }
 
+// contended waits a little before the next try of a write that lost a few
+// compare-and-set races in a row, so that writers of one busy account take
+// turns rather than starving one another.
+func contended(ctx context.Context, attempt int) {
+	if attempt < 3 {
+		return
+	}
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // Conflict reports whether a KV write lost a compare-and-set race.
 func Conflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
 
-func (s *Store) put(ctx context.Context, key string, st *alertv1.AccountAlertState, rev uint64) error {
+// put stores a state if the account's revision is still rev (0: it has
+// none), and returns the new revision. The cache follows: the new state on
+// success, nothing on failure (a conflict means the cached state is stale;
+// another failure may hide a write that happened).
+func (s *Store) put(ctx context.Context, key string, st *alertv1.AccountAlertState, rev uint64) (uint64, error) {
 	b, err := proto.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("encode alert state %s: %w", key, err)
+		return 0, fmt.Errorf("encode alert state %s: %w", key, err)
 	}
+	var next uint64
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, key, b)
+		next, err = s.kv.Create(ctx, key, b)
 	} else {
-		_, err = s.kv.Update(ctx, key, b, rev)
+		next, err = s.kv.Update(ctx, key, b, rev)
 	}
 	if err != nil {
-		return fmt.Errorf("store alert state %s: %w", key, err)
+		if Conflict(err) {
+			s.cache.stale(key, rev)
+		} else {
+			s.cache.drop(key)
+		}
+		return 0, fmt.Errorf("store alert state %s: %w", key, err)
 	}
-	return nil
+	s.cache.put(key, b, next)
+	return next, nil
 }
 
 // flush publishes a stored state's outbox and then removes what it
@@ -149,8 +200,9 @@ func (s *Store) flush(ctx context.Context, key string, st *alertv1.AccountAlertS
 		if len(cur.Outbox) == n {
 			return seq, nil
 		}
-		err = s.put(ctx, key, cur, rev)
+		_, err = s.put(ctx, key, cur, rev)
 		if Conflict(err) && attempt < maxAttempts {
+			contended(ctx, attempt)
 			continue
 		}
 		return seq, err
@@ -200,4 +252,80 @@ func (s *Store) SetPosition(ctx context.Context, name string, seq uint64) error 
 		return fmt.Errorf("store position %s: %w", name, err)
 	}
 	return nil
+}
+
+// cache holds the encoded states and revisions of the accounts used last,
+// up to a size; the least recently used go first.
+type cache struct {
+	mu    sync.Mutex
+	size  int
+	items map[string]*list.Element
+	order list.List // of *entry, most recent first
+}
+
+type entry struct {
+	key string
+	b   []byte
+	rev uint64
+}
+
+func newCache(size int) *cache { return &cache{size: size, items: map[string]*list.Element{}} }
+
+// get returns an account's encoded state and revision, rev 0 when the cache
+// does not hold it. The bytes are never changed: callers decode them.
+func (c *cache) get(key string) ([]byte, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, 0
+	}
+	c.order.MoveToFront(el)
+	e := el.Value.(*entry)
+	return e.b, e.rev
+}
+
+// put records an account's state at a revision, unless the cache already
+// holds a later one (revisions of a key only grow).
+func (c *cache) put(key string, b []byte, rev uint64) {
+	if c.size <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		e := el.Value.(*entry)
+		if rev > e.rev {
+			e.b, e.rev = b, rev
+		}
+		c.order.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.order.PushFront(&entry{key: key, b: b, rev: rev})
+	for c.order.Len() > c.size {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.items, last.Value.(*entry).key)
+	}
+}
+
+// stale forgets an account whose cached state was found stale at rev, unless
+// a later write already replaced it.
+func (c *cache) stale(key string, rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok && el.Value.(*entry).rev <= rev {
+		c.order.Remove(el)
+		delete(c.items, key)
+	}
+}
+
+// drop forgets an account.
+func (c *cache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.order.Remove(el)
+		delete(c.items, key)
+	}
 }

@@ -121,7 +121,7 @@ func (p *Pipeline) env(tenant, account string, page bool, headers map[string]str
 		OnCall:   func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
 		Now:      p.deps.Now(),
 		Page:     page,
-		Link:     strings.NewReplacer("{tenant}", url.PathEscape(tenant), "{account}", url.PathEscape(account)).Replace(p.cfg.AccountURL),
+		Link:     strings.ReplaceAll(strings.ReplaceAll(p.cfg.AccountURL, "{tenant}", url.PathEscape(tenant)), "{account}", url.PathEscape(account)),
 		Headers:  headers,
 	}
 }
