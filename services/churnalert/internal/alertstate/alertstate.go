@@ -329,3 +329,170 @@ func (c *cache) drop(key string) {
 		delete(c.items, key)
 	}
 }
+
+// Change is one update of UpdateMany: fn applies it to the account's state
+// and reports whether it changed it.
+type Change struct {
+	Tenant, Account string
+	Fn              func(*alertv1.AccountAlertState) (bool, error)
+}
+
+// group is the changes of one account in a batch, and where it stands.
+type group struct {
+	key, tenant, account string
+	idx                  []int // of the changes, in order
+	st                   *alertv1.AccountAlertState
+	rev                  uint64 // before the batch
+	b                    []byte // the state written
+	ok                   bool   // written (or nothing to write): only the outbox is left
+}
+
+// UpdateMany applies a batch of changes as Update applies each, with the
+// same guarantees, in fewer round trips: the states it does not cache are
+// read together, each account's changes are applied in order to its state
+// and written once, every write is in flight at the same time (each a
+// compare-and-set on the account's revision), and then every outbox. An
+// account whose batched write or publication fails has its changes applied
+// again one by one with Update, in order, up to the first that fails; so a
+// change must recognise itself as applied (stream changes do, by the
+// sequence the state records), as it must for Update's callers that retry.
+// It returns each change's error, nil for one applied. The writes go to the
+// bucket's own subjects ($KV.<bucket>.<key>): no JetStream domain prefix.
+func (s *Store) UpdateMany(ctx context.Context, changes []Change) []error {
+	errs := make([]error, len(changes))
+	var groups []*group
+	byKey := map[string]*group{}
+	for i, c := range changes {
+		key := streams.StateKey(c.Tenant, c.Account)
+		g := byKey[key]
+		if g == nil {
+			g = &group{key: key, tenant: c.Tenant, account: c.Account}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+	}
+	s.getMany(ctx, groups)
+
+	// Apply and write.
+	type write struct {
+		g *group
+		f jetstream.PubAckFuture
+	}
+	var writes []write
+	for _, g := range groups {
+		if g.st == nil {
+			continue // not read: applied one by one below
+		}
+		changed, failed := false, false
+		for _, i := range g.idx {
+			ch, err := changes[i].Fn(g.st)
+			if err != nil {
+				failed = true
+				break
+			}
+			changed = changed || ch
+		}
+		if failed {
+			g.st = nil // the changes run again, one by one, on a fresh state
+			continue
+		}
+		if !changed {
+			g.ok = true
+			continue
+		}
+		b, err := proto.Marshal(g.st)
+		if err != nil {
+			g.st = nil
+			continue
+		}
+		m := nats.NewMsg("$KV." + s.kv.Bucket() + "." + g.key)
+		m.Data = b
+		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(g.rev))
+		if err != nil {
+			s.cache.drop(g.key)
+			g.st = nil
+			continue
+		}
+		g.b = b
+		writes = append(writes, write{g, f})
+	}
+	for _, w := range writes {
+		select {
+		case ack := <-w.f.Ok():
+			s.cache.put(w.g.key, w.g.b, ack.Sequence)
+			w.g.ok = true
+		case err := <-w.f.Err():
+			if Conflict(err) || isWrongLastSequence(err) {
+				s.cache.stale(w.g.key, w.g.rev)
+			} else {
+				s.cache.drop(w.g.key)
+			}
+			w.g.st = nil
+		case <-ctx.Done():
+			s.cache.drop(w.g.key)
+			w.g.st = nil
+		}
+	}
+
+	// Publish the outboxes together, then remove them account by account.
+	var flushes sync.WaitGroup
+	for _, g := range groups {
+		switch {
+		case g.ok && len(g.st.GetOutbox()) == 0:
+		case g.ok:
+			flushes.Go(func() {
+				if _, err := s.flush(ctx, g.key, g.st); err != nil {
+					for _, i := range g.idx {
+						errs[i] = err
+					}
+				}
+			})
+		default:
+			flushes.Go(func() {
+				for n, i := range g.idx {
+					if _, err := s.Update(ctx, g.tenant, g.account, changes[i].Fn); err != nil {
+						for _, j := range g.idx[n:] {
+							errs[j] = err
+						}
+						return
+					}
+				}
+			})
+		}
+	}
+	flushes.Wait()
+	return errs
+}
+
+// getMany reads the states of the groups at the same time; a group whose
+// state could not be read keeps st nil.
+func (s *Store) getMany(ctx context.Context, groups []*group) {
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		if b, rev := s.cache.get(g.key); rev != 0 {
+			st := &alertv1.AccountAlertState{}
+			if proto.Unmarshal(b, st) == nil {
+				g.st, g.rev = st, rev
+				continue
+			}
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			st, rev, err := s.get(ctx, g.key, g.tenant, g.account)
+			if err == nil {
+				g.st, g.rev = st, rev
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// isWrongLastSequence reports a compare-and-set failure as an asynchronous
+// publish reports it (not mapped to ErrKeyExists as KeyValue does).
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}

@@ -203,3 +203,52 @@ func TestOutboxCached(t *testing.T) {
 		return false, nil
 	})
 }
+
+// UpdateMany applies each account's changes in order with one write, and an
+// account someone else wrote since it was cached has its changes applied
+// again one by one on the stored state.
+func TestUpdateMany(t *testing.T) {
+	js, kv := bucket(t)
+	s, other := New(js, kv, 100), New(js, kv, 100)
+	update(t, s, "b", func(st *alertv1.AccountAlertState) (bool, error) { st.ScoresSeq = 1; return true, nil })
+	update(t, other, "b", func(st *alertv1.AccountAlertState) (bool, error) { st.AccountChangesSeq = 5; return true, nil })
+	seq := func(account string, n uint64) Change {
+		return Change{Tenant: tenant, Account: account, Fn: func(st *alertv1.AccountAlertState) (bool, error) {
+			if n <= st.ScoresSeq {
+				return false, nil // applied already
+			}
+			if n != st.ScoresSeq+1 {
+				return false, fmt.Errorf("%s: change %d on scores seq %d", account, n, st.ScoresSeq)
+			}
+			st.ScoresSeq = n
+			st.Outbox = append(st.Outbox, &alertv1.OutboxMessage{Subject: streams.AlertSubject(tenant, account), MsgId: fmt.Sprint(account, n), Data: []byte("x")})
+			return true, nil
+		}}
+	}
+	errs := s.UpdateMany(context.Background(), []Change{seq("a", 1), seq("b", 2), seq("a", 2), seq("b", 3), seq("a", 3), seq("c", 1)})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("change %d: %v", i, err)
+		}
+	}
+	for account, want := range map[string]uint64{"a": 3, "b": 3, "c": 1} {
+		got := stored(t, kv, account)
+		if got.ScoresSeq != want || len(got.Outbox) != 0 {
+			t.Errorf("%s: scores seq %d, outbox %d; want %d, 0", account, got.ScoresSeq, len(got.Outbox), want)
+		}
+	}
+	if got := stored(t, kv, "b"); got.AccountChangesSeq != 5 {
+		t.Errorf("b: the other store's write was lost (account changes seq %d)", got.AccountChangesSeq)
+	}
+	st, err := js.Stream(context.Background(), streams.Alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 6 {
+		t.Errorf("ALERTS holds %d messages, want 6 (one per change)", info.State.Msgs)
+	}
+}

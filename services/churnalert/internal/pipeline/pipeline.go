@@ -14,6 +14,11 @@
 // recognised by the stream sequence each account's state records and
 // skipped, after their outbox is published.
 //
+// A worker takes the changes waiting in its queue together (up to
+// maxBatch): each account's state is written once for all of them, and the
+// writes and outboxes of all accounts are in flight at once
+// (alertstate.UpdateMany); a change that fails is retried alone, in order.
+//
 // Replicas split the accounts by shard (-alert.shard of -alert.shards);
 // each reads both streams and applies its own accounts' changes.
 package pipeline
@@ -198,17 +203,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	queues := make([]chan job, p.cfg.Workers)
 	var workers sync.WaitGroup
 	for i := range queues {
-		queues[i] = make(chan job, 64)
-		workers.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case j := <-queues[i]:
-					p.handle(ctx, j)
-				}
-			}
-		})
+		queues[i] = make(chan job, maxBatch-1)
+		workers.Go(func() { p.work(ctx, queues[i]) })
 	}
 	var trackers []*tracker
 	var consumers []jetstream.ConsumeContext
@@ -318,42 +314,107 @@ func accountOf(subject string) string {
 	return parts[2]
 }
 
-// handle applies one change, retrying in place until it is applied or ctx
-// ends: skipping ahead would apply the account's next change first.
-func (p *Pipeline) handle(ctx context.Context, j job) {
+// maxBatch bounds the changes a worker applies together.
+const maxBatch = 64
+
+// work runs a worker: it takes the changes waiting in its queue, up to
+// maxBatch, and applies them together (each account's in order), until ctx
+// ends.
+func (p *Pipeline) work(ctx context.Context, queue <-chan job) {
+	batch := make([]job, 0, maxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-queue:
+			batch = append(batch[:0], j)
+		more:
+			for len(batch) < maxBatch {
+				select {
+				case j := <-queue:
+					batch = append(batch, j)
+				default:
+					break more
+				}
+			}
+			p.handle(ctx, batch)
+		}
+	}
+}
+
+// change is a decoded change being applied.
+type change struct {
+	job
+	ctx             context.Context
+	span            trace.Span
+	start           time.Time
+	tenant, account string
+	fn              applyFn
+	page            bool
+	headers         map[string]string
+}
+
+// handle applies a batch of changes with one alertstate.UpdateMany, then
+// retries each one that failed in place, in order, until it is applied or
+// ctx ends: skipping ahead would apply the account's next change first.
+func (p *Pipeline) handle(ctx context.Context, batch []job) {
+	cs := make([]*change, 0, len(batch))
+	updates := make([]alertstate.Change, 0, len(batch))
+	for _, j := range batch {
+		c := p.decode(ctx, j)
+		if c == nil {
+			continue
+		}
+		defer c.span.End()
+		cs = append(cs, c)
+		updates = append(updates, alertstate.Change{Tenant: c.tenant, Account: c.account, Fn: func(st *alertv1.AccountAlertState) (bool, error) {
+			return c.fn(st, p.env(c.tenant, c.account, c.page, c.headers))
+		}})
+	}
+	if len(cs) == 0 {
+		return
+	}
+	errs := p.deps.State.UpdateMany(ctx, updates)
+	for i, c := range cs {
+		attrs := metric.WithAttributes(attribute.String("stream", c.meta.Stream))
+		for wait := 100 * time.Millisecond; errs[i] != nil; wait = min(2*wait, retryMax) {
+			p.failed.Add(c.ctx, 1, attrs)
+			c.span.RecordError(errs[i])
+			p.deps.Logger.Warn("apply change; retrying", "stream", c.meta.Stream, "seq", c.meta.Sequence.Stream, "tenant", c.tenant, "retry_in", wait, "err", errs[i])
+			select {
+			case <-ctx.Done():
+				return // not finished: the next run applies it and what follows
+			case <-time.After(wait):
+			}
+			_, errs[i] = p.Update(c.ctx, c.tenant, c.account, c.page, c.headers, c.fn)
+		}
+		c.pos.finished(c.meta.Sequence.Stream)
+		p.applied.Add(c.ctx, 1, attrs)
+		p.duration.Record(c.ctx, time.Since(c.start).Seconds(), attrs)
+	}
+}
+
+// decode prepares a change, nil for one that cannot be applied (and is
+// passed).
+func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	start := time.Now()
 	stream, seq := j.meta.Stream, j.meta.Sequence.Stream
 	tenant, account, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
 	if err != nil {
 		p.deps.Logger.Error("skip undecodable change", "stream", stream, "seq", seq, "err", err)
 		j.pos.finished(seq)
-		return
+		return nil
 	}
 	ctx = natsx.ExtractTrace(ctx, p.deps.Propagator, j.msg.Headers())
 	ctx, span := p.deps.Tracer.Start(ctx, "churn-alert apply "+stream, trace.WithSpanKind(trace.SpanKindConsumer))
-	defer span.End()
 	headers := propagation.MapCarrier{}
 	if p.deps.Propagator != nil {
 		p.deps.Propagator.Inject(ctx, headers)
 	}
-	page := p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.MaxPageAge
-	attrs := metric.WithAttributes(attribute.String("stream", stream))
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, retryMax) {
-		if _, err = p.Update(ctx, tenant, account, page, headers, fn); err == nil {
-			break
-		}
-		p.failed.Add(ctx, 1, attrs)
-		span.RecordError(err)
-		p.deps.Logger.Warn("apply change; retrying", "stream", stream, "seq", seq, "tenant", tenant, "retry_in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return // not finished: the next run applies it
-		case <-time.After(wait):
-		}
+	return &change{
+		job: j, ctx: ctx, span: span, start: start, tenant: tenant, account: account, fn: fn,
+		page: p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.MaxPageAge, headers: headers,
 	}
-	j.pos.finished(seq)
-	p.applied.Add(ctx, 1, attrs)
-	p.duration.Record(ctx, time.Since(start).Seconds(), attrs)
 }
 
 type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)
