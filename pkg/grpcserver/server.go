@@ -25,18 +25,9 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// Transport settings of every server.
-const (
-	// streamWorkersPerCPU is how many RPCs per core run on reused
-	// goroutines: a core runs many handlers that wait on I/O.
-	streamWorkersPerCPU = 32
-	// streamWindow and connWindow are the flow-control windows of a stream
-	// and a connection, in bytes. Dynamic windows start at 64 KiB and grow
-	// on fast links; these let a 4 MiB request (DefaultMaxRecvMsgSize)
-	// arrive with four window updates on any link.
-	streamWindow = 1 << 20
-	connWindow   = 4 << 20
-)
+// streamWorkersPerCPU is how many RPCs per core run on reused goroutines:
+// a core runs many handlers that wait on I/O.
+const streamWorkersPerCPU = 32
 
 // Defaults for Config fields left zero.
 const (
@@ -177,13 +168,6 @@ func New(cfg Config, opts ...Option) *Server {
 		// each, whose stack grows anew on every call; RPCs beyond the
 		// workers still get a goroutine of their own.
 		grpc.NumStreamWorkers(uint32(streamWorkersPerCPU * runtime.GOMAXPROCS(0))),
-		// Static flow-control windows: with dynamic ones, after almost
-		// every request it receives the server sends a window update and a
-		// PING to estimate the bandwidth-delay product, and reads the
-		// client's answer: one write and one read more for each of the
-		// short RPCs that make most of the traffic.
-		grpc.StaticStreamWindowSize(streamWindow),
-		grpc.StaticConnWindowSize(connWindow),
 	}, o.serverOptions...)
 	s.grpc = grpc.NewServer(serverOpts...)
 
