@@ -14,8 +14,9 @@ import (
 type Exempt func(fullMethod string) bool
 
 func (r *Registry) authenticate(ctx context.Context) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	// ValueFromIncomingContext, unlike FromIncomingContext, copies only the
+	// one key's values: this runs on every call.
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) == 0 {
 		return nil, status.Error(codes.Unauthenticated, `missing "authorization: Bearer <api key>" metadata`)
 	}
