@@ -17,7 +17,7 @@ import (
 // The value is checked to be well-formed protobuf at its top level (tags,
 // lengths); the fields of nested messages are left to whoever decodes it.
 func (r *Redis) GetScoreEncoded(ctx context.Context, tenant, accountID string) ([]byte, error) {
-	b, err := r.client.Get(ctx, r.scoreKey(tenant, accountID)).Bytes()
+	b, err := r.gets.Get(ctx, r.scoreKey(tenant, accountID)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		err = ErrNotFound
 	}
