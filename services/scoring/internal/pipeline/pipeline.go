@@ -4,12 +4,14 @@
 // score changes to the hot cache and the SCORES stream.
 //
 // Flushing has two steps at two paces. Every FlushInterval the accounts due
-// are scored, their scores set as current in the cache and their changes
-// published on SCORES: what event-to-score and event-to-alert latency wait
-// for, and cheap. Every IndexInterval, on a goroutine of its own, the
+// are scored and their scores set as current in the cache, what
+// event-to-score latency waits for, and their changes go to a publisher
+// goroutine, which publishes them on SCORES in order without holding up the
+// next flush. Every IndexInterval, on a goroutine of its own, the
 // accumulated updates are indexed (rankings, band counts, history: a dozen
 // sorted-set updates each, coalesced per account meanwhile) and then a due
-// snapshot is saved.
+// snapshot is saved, once the publisher has passed it on: only after every
+// change before it is published.
 //
 // Exactly-once: the engine's position in the EVENTS stream is part of its
 // snapshot, and events are read with an ordered consumer from the position
@@ -53,6 +55,14 @@ type Store interface {
 	SetScores(ctx context.Context, updates []cache.Update) error
 	IndexScores(ctx context.Context, updates []cache.Update) error
 }
+
+// pubQueue is how many flushes' changes may wait for the publisher before a
+// flush waits for it: backpressure when JetStream is slow or away.
+const pubQueue = 64
+
+// durationBuckets are the bounds, in seconds, of the step duration
+// histograms (OTel's default buckets are for milliseconds).
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // Config tunes the pipeline.
 type Config struct {
@@ -98,6 +108,12 @@ type Pipeline struct {
 
 	pending batch // flushed but not yet set and published: retried first
 
+	// pubs carries each flush's score changes to the publisher, in order.
+	pubs chan pubJob
+	// pubLost is set once changes were dropped unpublished (stopping): from
+	// then on no snapshot is saved, so a restart computes them again.
+	pubLost atomic.Bool
+
 	ixMu   sync.Mutex
 	ix     *batch     // set and published, not yet indexed
 	ixSnap *snapState // to save once everything before it is indexed
@@ -108,12 +124,19 @@ type Pipeline struct {
 	accountsCaughtUp atomic.Bool
 	scorecardsLoaded atomic.Bool
 	setHealthy       atomic.Bool
+	pubHealthy       atomic.Bool
 	indexHealthy     atomic.Bool
 
 	eventsApplied metric.Int64Counter
 	scoresOut     metric.Int64Counter
 	flushTime     metric.Float64Histogram
 	indexTime     metric.Float64Histogram
+}
+
+// pubJob is one flush's score changes, with the snapshot taken with it.
+type pubJob struct {
+	msgs []*nats.Msg
+	snap *snapState
 }
 
 // snapState is a snapshot of the engine taken with a flush.
@@ -124,15 +147,18 @@ type snapState struct {
 
 // New returns a pipeline; Run starts it.
 func New(cfg Config, deps Deps) *Pipeline {
-	p := &Pipeline{cfg: cfg, deps: deps, ix: new(batch), ixSpare: new(batch)}
+	p := &Pipeline{cfg: cfg, deps: deps, ix: new(batch), ixSpare: new(batch), pubs: make(chan pubJob, pubQueue)}
 	p.setHealthy.Store(true)
+	p.pubHealthy.Store(true)
 	p.indexHealthy.Store(true)
 	m := deps.Meter
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time to set and publish one flush of scores."))
+		metric.WithExplicitBucketBoundaries(durationBuckets...),
+		metric.WithDescription("Time to set one flush of scores in the cache."))
 	p.indexTime, _ = m.Float64Histogram("lodestar.scoring.index.duration", metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(durationBuckets...),
 		metric.WithDescription("Time to index one batch of scores (rankings and history) and save a due snapshot."))
 	return p
 }
@@ -142,7 +168,7 @@ func New(cfg Config, deps Deps) *Pipeline {
 // and the cache takes writes.
 func (p *Pipeline) Ready() bool {
 	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() &&
-		p.setHealthy.Load() && p.indexHealthy.Load()
+		p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load()
 }
 
 // Run works until ctx is done; then it stops consuming, flushes, indexes
@@ -178,11 +204,27 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer stopEvents()
 	ixStop, ixDone := make(chan struct{}), make(chan error, 1)
 	go func() { ixDone <- p.indexLoop(ctx, ixStop) }()
-	stopIndex := sync.OnceValue(func() error {
+	// The publisher outlives ctx to publish the last flush; stopping waits
+	// for it a bounded time.
+	pctx, pcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer pcancel()
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		p.publishLoop(pctx)
+	}()
+	stop := sync.OnceValue(func() error {
+		close(p.pubs)
+		select {
+		case <-pubDone:
+		case <-time.After(30 * time.Second):
+			pcancel()
+			<-pubDone
+		}
 		close(ixStop)
 		return <-ixDone
 	})
-	defer stopIndex()
+	defer stop()
 
 	flush := time.NewTicker(p.cfg.FlushInterval)
 	defer flush.Stop()
@@ -196,7 +238,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			// A last flush and snapshot, so a restart replays nothing.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			return errors.Join(p.flush(fctx, true), stopIndex())
+			return errors.Join(p.flush(fctx, true), stop())
 		case err := <-errc:
 			return err
 		case <-tick.C:
@@ -206,7 +248,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-flush.C:
 			snap := time.Since(lastSnapshot) >= p.cfg.SnapshotInterval
 			if err := p.flush(ctx, snap); err != nil {
-				p.deps.Logger.Warn("flush scores", "err", err)
+				if ctx.Err() == nil { // else the last flush redoes it
+					p.deps.Logger.Warn("flush scores", "err", err)
+				}
 				continue
 			}
 			if snap {
@@ -337,9 +381,10 @@ func (p *Pipeline) markCaughtUp(ctx context.Context, cons jetstream.Consumer, fl
 	}
 }
 
-// flush scores the accounts due, sets their scores and publishes their
-// changes, then hands them to the index step; with snap set, together with
-// a snapshot taken with them, which the index step saves after them.
+// flush scores the accounts due and sets their scores, then hands their
+// changes to the publisher and the updates to the index step; with snap
+// set, a snapshot taken with them goes along, which the publisher passes
+// on to the index step once the changes before it are published.
 func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	var state bytes.Buffer
 	p.mu.Lock()
@@ -353,27 +398,70 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	}
 	p.mu.Unlock()
 
+	var job pubJob
 	if n := len(p.pending.updates); n > 0 {
 		start := time.Now()
-		if err := p.store(ctx, p.pending.updates); err != nil {
+		if err := p.deps.Store.SetScores(ctx, p.pending.updates); err != nil {
 			p.setHealthy.Store(false)
-			return err
+			return fmt.Errorf("cache scores: %w", err)
 		}
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
 		p.scoresOut.Add(ctx, int64(n))
+		var err error
+		if job.msgs, err = changeMessages(p.pending.updates); err != nil {
+			return err
+		}
 	}
 	p.setHealthy.Store(true)
 	p.ixMu.Lock()
 	p.ix.add(p.pending.updates...)
-	if snap && snapErr == nil {
-		p.ixSnap = &snapState{seq: seq, state: state.Bytes()}
-	}
 	p.ixMu.Unlock()
 	p.pending.reset()
+	if snap && snapErr == nil {
+		job.snap = &snapState{seq: seq, state: state.Bytes()}
+	}
+	if len(job.msgs) > 0 || job.snap != nil {
+		select {
+		case p.pubs <- job:
+		case <-ctx.Done():
+			p.pubLost.Store(true)
+			return fmt.Errorf("hand score changes to the publisher: %w", ctx.Err())
+		}
+	}
 	if snapErr != nil {
 		return fmt.Errorf("snapshot: %w", snapErr)
 	}
 	return nil
+}
+
+// publishLoop publishes each flush's changes in order, retrying a failed
+// flush's changes (same Nats-Msg-Ids) until they are stored or ctx ends,
+// then passes the snapshot taken with them to the index step.
+func (p *Pipeline) publishLoop(ctx context.Context) {
+	for job := range p.pubs {
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			err := natsx.PublishAll(ctx, p.deps.JS, job.msgs)
+			if err == nil {
+				p.pubHealthy.Store(true)
+				break
+			}
+			p.pubHealthy.Store(false)
+			if ctx.Err() != nil {
+				p.pubLost.Store(true)
+				break
+			}
+			p.deps.Logger.Warn("publish score changes; retrying", "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+		if job.snap != nil && !p.pubLost.Load() {
+			p.ixMu.Lock()
+			p.ixSnap = job.snap
+			p.ixMu.Unlock()
+		}
+	}
 }
 
 // indexLoop runs the index step every IndexInterval until stop is closed,
@@ -443,12 +531,9 @@ func (p *Pipeline) requeue(work *batch, snap *snapState) {
 	}
 }
 
-// store sets current scores in the cache and publishes the changes among
-// them on the SCORES stream.
-func (p *Pipeline) store(ctx context.Context, updates []cache.Update) error {
-	if err := p.deps.Store.SetScores(ctx, updates); err != nil {
-		return fmt.Errorf("cache scores: %w", err)
-	}
+// changeMessages returns the SCORES messages of the updates that record a
+// change.
+func changeMessages(updates []cache.Update) ([]*nats.Msg, error) {
 	var msgs []*nats.Msg
 	for _, u := range updates {
 		if !u.Record {
@@ -457,7 +542,7 @@ func (p *Pipeline) store(ctx context.Context, updates []cache.Update) error {
 		hs := u.Score
 		b, err := proto.Marshal(&scoringv1.ScoreChangeEvent{Score: hs})
 		if err != nil {
-			return fmt.Errorf("encode score change: %w", err)
+			return nil, fmt.Errorf("encode score change: %w", err)
 		}
 		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId()))
 		m.Data = b
@@ -467,8 +552,5 @@ func (p *Pipeline) store(ctx context.Context, updates []cache.Update) error {
 			strconv.FormatFloat(hs.GetScore(), 'g', -1, 64)))
 		msgs = append(msgs, m)
 	}
-	if err := natsx.PublishAll(ctx, p.deps.JS, msgs); err != nil {
-		return fmt.Errorf("publish score changes: %w", err)
-	}
-	return nil
+	return msgs, nil
 }
