@@ -109,6 +109,8 @@ type Engine struct {
 	closed []Scored
 	// buf is scratch space for the text of explanations.
 	buf []byte
+	// last is the tenant of the last event; Restore clears it.
+	last *tenant
 }
 
 // New returns an engine with no state.
@@ -434,7 +436,13 @@ func (e *Engine) Score(tenantID, accountID string) (*scoringv1.HealthScore, bool
 func (e *Engine) Stats() Stats { return e.stats }
 
 func (e *Engine) tenant(id string) *tenant {
+	// Events come mostly in runs of one tenant: comparing with the last
+	// one's id is cheaper than hashing the id for the map.
+	if e.last != nil && e.last.ID == id {
+		return e.last
+	}
 	if t, ok := e.tenants[id]; ok {
+		e.last = t
 		return t
 	}
 	t := &tenant{

@@ -72,7 +72,7 @@ func (e *Engine) Restore(r io.Reader) error {
 		order = append(order, t.ID)
 	}
 	slices.Sort(order)
-	e.tenants, e.order, e.stats = tenants, order, s.Stats
+	e.tenants, e.order, e.stats, e.last = tenants, order, s.Stats, nil
 	return nil
 }
 
