@@ -220,8 +220,9 @@ func checkPageSize(n int32) error {
 	return nil
 }
 
-// Page tokens of GetScoreHistory: "c" + a cache token, or "s" + the score
-// time (unix nanoseconds) below which the SCORES stream is read.
+// Page tokens of GetScoreHistory: "c" + the score time (unix nanoseconds)
+// of the last change returned + "." + a cache token, or "s" + the score
+// time below which the SCORES stream is read.
 const (
 	cacheToken  = "c"
 	streamToken = "s"
@@ -255,19 +256,31 @@ func (s *Server) GetScoreHistory(ctx context.Context, req *scoringv1.GetScoreHis
 	resp := &scoringv1.GetScoreHistoryResponse{}
 	before := end
 	if tok == "" || strings.HasPrefix(tok, cacheToken) {
+		// A cache token carries the time of the last change returned: should
+		// newer changes push the rest out of the cache's window meanwhile,
+		// the stream goes on from there, not from the newest change again.
+		var cacheTok string
+		if tok != "" {
+			ns, rest, ok := strings.Cut(strings.TrimPrefix(tok, cacheToken), ".")
+			n, err := strconv.ParseInt(ns, 10, 64)
+			if !ok || err != nil {
+				return nil, badRequest("bad page token", grpcerr.Violation("page_token", "not a token of this call"))
+			}
+			before, cacheTok = time.Unix(0, n), rest
+		}
 		scores, next, err := s.cache.History(ctx, tenant, req.GetAccountId(), cache.HistoryQuery{
-			Start: start, End: end, PageSize: size, PageToken: strings.TrimPrefix(tok, cacheToken),
+			Start: start, End: end, PageSize: size, PageToken: cacheTok,
 		})
 		if err != nil {
 			return nil, s.internal("score history", err)
 		}
 		resp.Scores = scores
-		if next != "" {
-			resp.NextPageToken = cacheToken + next
-			return resp, nil
-		}
 		if n := len(scores); n > 0 {
 			before = scores[n-1].GetScoreTime().AsTime()
+		}
+		if next != "" {
+			resp.NextPageToken = cacheToken + strconv.FormatInt(before.UnixNano(), 10) + "." + next
+			return resp, nil
 		}
 	} else {
 		ns, err := strconv.ParseInt(strings.TrimPrefix(tok, streamToken), 10, 64)
