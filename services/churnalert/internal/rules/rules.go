@@ -42,8 +42,6 @@ func ValidID(field, id string) *errdetails.BadRequest_FieldViolation {
 
 func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 
-func ptr(f float64) *float64 { return &f }
-
 // Defaults returns the shipped rules, sorted by id. Risk rules raise their
 // severity one level for benchmark accounts and one for 100k ARR or more.
 func Defaults() []*alertv1.Rule {
