@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"gopkg.in/yaml.v3"
 
@@ -142,43 +141,6 @@ func lgFacts(p *sim.Product, renewals []lgRenewal) []replay.Fact {
 	return facts
 }
 
-// lgEventTypes maps the sim's Segment calls as loadgen's gRPC transport does.
-var lgEventTypes = [...]eventv1.EventType{
-	sim.Track:    eventv1.EventType_EVENT_TYPE_TRACK,
-	sim.Identify: eventv1.EventType_EVENT_TYPE_IDENTIFY,
-	sim.Group:    eventv1.EventType_EVENT_TYPE_GROUP,
-	sim.Page:     eventv1.EventType_EVENT_TYPE_PAGE,
-}
-
-// lgEvent converts a sim event as loadgen's gRPC transport does
-// (tools/loadgen/send.go, eventProto, unexported in package main), with the
-// tenant ingest stamps on it.
-func lgEvent(ev sim.Event) (*eventv1.Event, error) {
-	pe := &eventv1.Event{
-		Type:        lgEventTypes[ev.Type],
-		MessageId:   ev.MessageID,
-		UserId:      ev.UserID,
-		AnonymousId: ev.AnonymousID,
-		AccountId:   ev.AccountID,
-		Event:       ev.Event,
-		Name:        ev.Name,
-		EventTime:   timestamppb.New(ev.Time),
-		TenantId:    lgTenant,
-	}
-	var err error
-	if ev.Properties != nil {
-		if pe.Properties, err = structpb.NewStruct(ev.Properties); err != nil {
-			return nil, fmt.Errorf("event %s: properties: %w", ev.MessageID, err)
-		}
-	}
-	if ev.Traits != nil {
-		if pe.Traits, err = structpb.NewStruct(ev.Traits); err != nil {
-			return nil, fmt.Errorf("event %s: traits: %w", ev.MessageID, err)
-		}
-	}
-	return pe, nil
-}
-
 // lgDefaultScorecard reads the scoring service's built-in scorecard from its
 // source (services/scoring/internal/scorecard/default.yaml, which its
 // package embeds and this one may not import), decoding it as that package's
@@ -254,11 +216,12 @@ func lgPlay(ctx context.Context, p *sim.Product, from, to time.Time) <-chan lgHo
 			buf = p.AppendHour(buf[:0], h)
 			hour := lgHour{events: make([]*eventv1.Event, 0, len(buf))}
 			for _, ev := range buf {
-				pe, err := lgEvent(ev)
+				pe, err := ev.Proto()
 				if err != nil {
 					hour.err = err
 					break
 				}
+				pe.TenantId = lgTenant // as ingest stamps it
 				hour.events = append(hour.events, pe)
 			}
 			select {

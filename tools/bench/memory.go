@@ -7,9 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/replay"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
@@ -83,33 +80,6 @@ func generate(ctx context.Context, p *sim.Product, hours []time.Time, workers in
 	return nil
 }
 
-// eventProto is a simulated event as ingest stores it.
-func eventProto(tenant string, ev sim.Event) (*eventv1.Event, error) {
-	types := [...]eventv1.EventType{
-		sim.Track:    eventv1.EventType_EVENT_TYPE_TRACK,
-		sim.Identify: eventv1.EventType_EVENT_TYPE_IDENTIFY,
-		sim.Group:    eventv1.EventType_EVENT_TYPE_GROUP,
-		sim.Page:     eventv1.EventType_EVENT_TYPE_PAGE,
-	}
-	pe := &eventv1.Event{
-		TenantId: tenant, MessageId: ev.MessageID, Type: types[ev.Type], UserId: ev.UserID, AnonymousId: ev.AnonymousID,
-		AccountId: ev.AccountID, Event: ev.Event, Name: ev.Name,
-		EventTime: timestamppb.New(ev.Time), ReceivedTime: timestamppb.New(ev.Time),
-	}
-	var err error
-	if ev.Properties != nil {
-		if pe.Properties, err = structpb.NewStruct(ev.Properties); err != nil {
-			return nil, fmt.Errorf("properties of %s: %w", ev.MessageID, err)
-		}
-	}
-	if ev.Traits != nil {
-		if pe.Traits, err = structpb.NewStruct(ev.Traits); err != nil {
-			return nil, fmt.Errorf("traits of %s: %w", ev.MessageID, err)
-		}
-	}
-	return pe, nil
-}
-
 // memoryResult is the scoring core's heap for a number of accounts.
 type memoryResult struct {
 	Accounts        int
@@ -158,10 +128,12 @@ func (b *bench) accountBytes(ctx context.Context, n int) (memoryResult, error) {
 	err = generate(ctx, p, workdayHours(b.now, b.cfg.memoryWorkdays), runtime.GOMAXPROCS(0), func(evs []sim.Event) error {
 		batch := make([]*eventv1.Event, len(evs))
 		for i, ev := range evs {
-			pe, err := eventProto(memoryTenant, ev)
+			pe, err := ev.Proto()
 			if err != nil {
 				return err
 			}
+			// As ingest stores it.
+			pe.TenantId, pe.ReceivedTime = memoryTenant, pe.EventTime
 			batch[i] = pe
 		}
 		res.Events += len(batch)

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
@@ -251,9 +250,9 @@ func (g *grpcTransport) requests(t *tenant, evs []sim.Event) ([]request, error) 
 	var out []request
 	cur, size := &grpcRequest{g: g, creds: t.creds}, 0
 	for _, ev := range evs {
-		pe, err := eventProto(ev)
+		pe, err := ev.Proto()
 		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", ev.MessageID, err)
+			return nil, err
 		}
 		// A repeated field costs a tag and a length besides the message;
 		// sentTime, set on sending, a dozen bytes more.
@@ -269,38 +268,6 @@ func (g *grpcTransport) requests(t *tenant, evs []sim.Event) ([]request, error) 
 		out = append(out, cur)
 	}
 	return out, nil
-}
-
-var eventTypes = [...]eventv1.EventType{
-	sim.Track:    eventv1.EventType_EVENT_TYPE_TRACK,
-	sim.Identify: eventv1.EventType_EVENT_TYPE_IDENTIFY,
-	sim.Group:    eventv1.EventType_EVENT_TYPE_GROUP,
-	sim.Page:     eventv1.EventType_EVENT_TYPE_PAGE,
-}
-
-func eventProto(ev sim.Event) (*eventv1.Event, error) {
-	pe := &eventv1.Event{
-		Type:        eventTypes[ev.Type],
-		MessageId:   ev.MessageID,
-		UserId:      ev.UserID,
-		AnonymousId: ev.AnonymousID,
-		AccountId:   ev.AccountID,
-		Event:       ev.Event,
-		Name:        ev.Name,
-		EventTime:   timestamppb.New(ev.Time),
-	}
-	var err error
-	if ev.Properties != nil {
-		if pe.Properties, err = structpb.NewStruct(ev.Properties); err != nil {
-			return nil, fmt.Errorf("properties: %w", err)
-		}
-	}
-	if ev.Traits != nil {
-		if pe.Traits, err = structpb.NewStruct(ev.Traits); err != nil {
-			return nil, fmt.Errorf("traits: %w", err)
-		}
-	}
-	return pe, nil
 }
 
 type grpcRequest struct {

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
@@ -46,7 +43,12 @@ func newSimFixture(tb testing.TB, accounts int) *simFixture {
 	for h := range 48 {
 		buf = p.AppendHour(buf[:0], simNow.Add(time.Duration(h-48)*time.Hour))
 		for _, ev := range buf {
-			pe := simEventProto(tb, ev)
+			pe, err := ev.Proto()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			// As ingest stores it.
+			pe.TenantId, pe.ReceivedTime = tenantID, pe.EventTime
 			if h <= 24 {
 				// The first day, and the hour closing it: every account,
 				// user and name is known, the accounts are scored.
@@ -61,33 +63,6 @@ func newSimFixture(tb testing.TB, accounts int) *simFixture {
 	}
 	simFixtures[accounts] = f
 	return f
-}
-
-// simEventProto is a simulated event as ingest stores it (tools/bench's eventProto).
-func simEventProto(tb testing.TB, ev sim.Event) *eventv1.Event {
-	types := [...]eventv1.EventType{
-		sim.Track:    eventv1.EventType_EVENT_TYPE_TRACK,
-		sim.Identify: eventv1.EventType_EVENT_TYPE_IDENTIFY,
-		sim.Group:    eventv1.EventType_EVENT_TYPE_GROUP,
-		sim.Page:     eventv1.EventType_EVENT_TYPE_PAGE,
-	}
-	pe := &eventv1.Event{
-		TenantId: tenantID, MessageId: ev.MessageID, Type: types[ev.Type], UserId: ev.UserID, AnonymousId: ev.AnonymousID,
-		AccountId: ev.AccountID, Event: ev.Event, Name: ev.Name,
-		EventTime: timestamppb.New(ev.Time), ReceivedTime: timestamppb.New(ev.Time),
-	}
-	var err error
-	if ev.Properties != nil {
-		if pe.Properties, err = structpb.NewStruct(ev.Properties); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if ev.Traits != nil {
-		if pe.Traits, err = structpb.NewStruct(ev.Traits); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return pe
 }
 
 // BenchmarkApplySim measures Apply as tools/bench's memory phase does ("scoring
