@@ -57,25 +57,6 @@ func (t *template) stamp(dst []byte, seq uint64, at time.Time) []byte {
 	return dst
 }
 
-// segmentEvent is one call in Segment's JSON, as Segment's libraries and
-// tools/loadgen send it: the account named by context.groupId (and groupId
-// for a group call).
-type segmentEvent struct {
-	Type        string         `json:"type"`
-	MessageID   string         `json:"messageId"`
-	UserID      string         `json:"userId,omitempty"`
-	AnonymousID string         `json:"anonymousId,omitempty"`
-	GroupID     string         `json:"groupId,omitempty"`
-	Event       string         `json:"event,omitempty"`
-	Name        string         `json:"name,omitempty"`
-	Timestamp   string         `json:"timestamp"`
-	Properties  map[string]any `json:"properties,omitempty"`
-	Traits      map[string]any `json:"traits,omitempty"`
-	Context     struct {
-		GroupID string `json:"groupId"`
-	} `json:"context"`
-}
-
 // encodeBatch encodes evs as one Segment batch body. Live batches get holes
 // for message ids (prefix, then the stamped sequence, then the event's
 // index) and times; others keep the simulator's ids and times and send no
@@ -84,15 +65,8 @@ func encodeBatch(evs []sim.Event, live bool, prefix string) (*template, error) {
 	var b bytes.Buffer
 	b.WriteString(`{"batch":[`)
 	for i, ev := range evs {
-		se := segmentEvent{
-			Type: ev.Type.String(), MessageID: ev.MessageID, UserID: ev.UserID, AnonymousID: ev.AnonymousID,
-			Event: ev.Event, Name: ev.Name, Timestamp: ev.Time.UTC().Format(timeLayout),
-			Properties: ev.Properties, Traits: ev.Traits,
-		}
-		se.Context.GroupID = ev.AccountID
-		if ev.Type == sim.Group {
-			se.GroupID = ev.AccountID
-		}
+		se := ev.Segment()
+		se.Timestamp = ev.Time.UTC().Format(timeLayout)
 		if live {
 			se.MessageID, se.Timestamp = prefix+seqHole+"-"+strconv.Itoa(i), timeHole
 		}

@@ -29,6 +29,7 @@ import (
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
+	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
 const (
@@ -43,7 +44,7 @@ type segmentServer struct {
 	mu       sync.Mutex
 	perKey   map[string]int // events by write key
 	overload int            // answer this many requests 429 or 503 first
-	events   map[string]segmentEvent
+	events   map[string]sim.SegmentEvent
 	bodies   []int // decompressed sizes
 	problems []string
 }
@@ -88,8 +89,8 @@ func (s *segmentServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Batch  []segmentEvent `json:"batch"`
-		SentAt string         `json:"sentAt"`
+		Batch  []sim.SegmentEvent `json:"batch"`
+		SentAt string             `json:"sentAt"`
 	}
 	if err := json.Unmarshal(raw, &req); err != nil {
 		s.problem("decode: %v", err)
@@ -147,7 +148,7 @@ func TestHTTP(t *testing.T) {
 	// on a weekend, so that they end within the backfill.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := &segmentServer{maxBody: tt.maxBody, overload: tt.overload, events: map[string]segmentEvent{}, perKey: map[string]int{testWriteKey: 0}}
+			srv := &segmentServer{maxBody: tt.maxBody, overload: tt.overload, events: map[string]sim.SegmentEvent{}, perKey: map[string]int{testWriteKey: 0}}
 			ts := httptest.NewServer(srv)
 			t.Cleanup(ts.Close)
 			var stderr bytes.Buffer
@@ -188,7 +189,7 @@ func TestHTTP(t *testing.T) {
 // under its own write key.
 func TestTenants(t *testing.T) {
 	other := "wk_other_0123456789abcdef"
-	srv := &segmentServer{maxBody: 500_000, events: map[string]segmentEvent{}, perKey: map[string]int{testWriteKey: 0, other: 0}}
+	srv := &segmentServer{maxBody: 500_000, events: map[string]sim.SegmentEvent{}, perKey: map[string]int{testWriteKey: 0, other: 0}}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	keys := filepath.Join(t.TempDir(), "keys")

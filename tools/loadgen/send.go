@@ -101,45 +101,11 @@ type httpTransport struct {
 	maxBytes int
 }
 
-// segmentEvent is one call in Segment's JSON.
-type segmentEvent struct {
-	Type        string         `json:"type"`
-	MessageID   string         `json:"messageId"`
-	UserID      string         `json:"userId,omitempty"`
-	AnonymousID string         `json:"anonymousId,omitempty"`
-	GroupID     string         `json:"groupId,omitempty"`
-	Event       string         `json:"event,omitempty"`
-	Name        string         `json:"name,omitempty"`
-	Timestamp   string         `json:"timestamp"`
-	Properties  map[string]any `json:"properties,omitempty"`
-	Traits      map[string]any `json:"traits,omitempty"`
-	Context     segmentContext `json:"context"`
-}
-
-type segmentContext struct {
-	GroupID string `json:"groupId"`
-}
-
 func (h *httpTransport) requests(t *tenant, evs []sim.Event) ([]request, error) {
 	var out []request
 	cur, size := &httpRequest{h: h, writeKey: t.writeKey}, envelopeBytes
 	for _, ev := range evs {
-		se := segmentEvent{
-			Type:        ev.Type.String(),
-			MessageID:   ev.MessageID,
-			UserID:      ev.UserID,
-			AnonymousID: ev.AnonymousID,
-			Event:       ev.Event,
-			Name:        ev.Name,
-			Timestamp:   ev.Time.UTC().Format(time.RFC3339Nano),
-			Properties:  ev.Properties,
-			Traits:      ev.Traits,
-			Context:     segmentContext{GroupID: ev.AccountID},
-		}
-		if ev.Type == sim.Group {
-			se.GroupID = ev.AccountID
-		}
-		b, err := json.Marshal(se)
+		b, err := json.Marshal(ev.Segment())
 		if err != nil {
 			return nil, fmt.Errorf("encode event %s: %w", ev.MessageID, err)
 		}
