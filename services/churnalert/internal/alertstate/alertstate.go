@@ -20,7 +20,6 @@
 package alertstate
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -255,79 +255,70 @@ func (s *Store) SetPosition(ctx context.Context, name string, seq uint64) error 
 }
 
 // cache holds the encoded states and revisions of the accounts used last,
-// up to a size; the least recently used go first.
+// up to a size; the least recently used go first. A size below 1 holds
+// nothing.
 type cache struct {
-	mu    sync.Mutex
-	size  int
-	items map[string]*list.Element
-	order list.List // of *entry, most recent first
+	mu  sync.Mutex
+	lru *simplelru.LRU[string, cached] // nil when the size is below 1
 }
 
-type entry struct {
-	key string
+type cached struct {
 	b   []byte
 	rev uint64
 }
 
-func newCache(size int) *cache { return &cache{size: size, items: map[string]*list.Element{}} }
+func newCache(size int) *cache {
+	l, _ := simplelru.NewLRU[string, cached](size, nil) // nil for a size < 1
+	return &cache{lru: l}
+}
 
 // get returns an account's encoded state and revision, rev 0 when the cache
 // does not hold it. The bytes are never changed: callers decode them.
 func (c *cache) get(key string) ([]byte, uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
+	if c.lru == nil {
 		return nil, 0
 	}
-	c.order.MoveToFront(el)
-	e := el.Value.(*entry)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, _ := c.lru.Get(key)
 	return e.b, e.rev
 }
 
 // put records an account's state at a revision, unless the cache already
 // holds a later one (revisions of a key only grow).
 func (c *cache) put(key string, b []byte, rev uint64) {
-	if c.size <= 0 {
+	if c.lru == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		e := el.Value.(*entry)
-		if rev > e.rev {
-			e.b, e.rev = b, rev
-		}
-		c.order.MoveToFront(el)
+	if e, ok := c.lru.Get(key); ok && e.rev >= rev {
 		return
 	}
-	c.items[key] = c.order.PushFront(&entry{key: key, b: b, rev: rev})
-	for c.order.Len() > c.size {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.items, last.Value.(*entry).key)
-	}
+	c.lru.Add(key, cached{b, rev})
 }
 
 // stale forgets an account whose cached state was found stale at rev, unless
 // a later write already replaced it.
 func (c *cache) stale(key string, rev uint64) {
+	if c.lru == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok && el.Value.(*entry).rev <= rev {
-		c.order.Remove(el)
-		delete(c.items, key)
+	if e, ok := c.lru.Peek(key); ok && e.rev <= rev {
+		c.lru.Remove(key)
 	}
 }
 
 // drop forgets an account.
 func (c *cache) drop(key string) {
+	if c.lru == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.order.Remove(el)
-		delete(c.items, key)
-	}
+	c.lru.Remove(key)
 }
 
 // Change is one update of UpdateMany: fn applies it to the account's state

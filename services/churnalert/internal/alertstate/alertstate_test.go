@@ -151,8 +151,8 @@ func TestCacheRestartEvictionAndFailure(t *testing.T) {
 			})
 		}
 	}
-	if n := len(s.cache.items); n != 2 || s.cache.order.Len() != 2 {
-		t.Errorf("cache holds %d accounts (%d in order), want 2", n, s.cache.order.Len())
+	if n := s.cache.lru.Len(); n != 2 {
+		t.Errorf("cache holds %d accounts, want 2", n)
 	}
 
 	boom := errors.New("boom")
