@@ -123,7 +123,11 @@ type Pipeline struct {
 	eventsCaughtUp   atomic.Bool
 	accountsCaughtUp atomic.Bool
 	scorecardsLoaded atomic.Bool
-	setHealthy       atomic.Bool
+	// current is set by the first flush whose scores reflect everything
+	// loaded at start: being caught up is not enough, the scores computed
+	// from it must be in the cache before reads are served as current.
+	current    atomic.Bool
+	setHealthy atomic.Bool
 	pubHealthy       atomic.Bool
 	indexHealthy     atomic.Bool
 
@@ -165,10 +169,15 @@ func New(cfg Config, deps Deps) *Pipeline {
 
 // Ready reports whether scores are current: the stored scorecards and
 // account facts are loaded, the EVENTS backlog present at start is replayed,
-// and the cache takes writes.
+// the scores it implies are set in the cache, and the cache takes writes.
 func (p *Pipeline) Ready() bool {
-	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() &&
-		p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load()
+	return p.current.Load() && p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load()
+}
+
+// loaded reports whether everything present at start has been applied to
+// the engine.
+func (p *Pipeline) loaded() bool {
+	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load()
 }
 
 // Run works until ctx is done; then it stops consuming, flushes, indexes
@@ -387,6 +396,9 @@ func (p *Pipeline) markCaughtUp(ctx context.Context, cons jetstream.Consumer, fl
 // on to the index step once the changes before it are published.
 func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	var state bytes.Buffer
+	// Read before flushing the engine: the flags are set after what they
+	// report was applied, so this flush's scores include it.
+	loaded := p.loaded()
 	p.mu.Lock()
 	for _, sc := range p.deps.Engine.Flush() {
 		p.pending.add(cache.Update{Score: sc.Score, Record: sc.Change})
@@ -413,6 +425,9 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 		}
 	}
 	p.setHealthy.Store(true)
+	if loaded {
+		p.current.Store(true)
+	}
 	p.ixMu.Lock()
 	p.ix.add(p.pending.updates...)
 	p.ixMu.Unlock()
