@@ -126,10 +126,10 @@ type Pipeline struct {
 	// current is set by the first flush whose scores reflect everything
 	// loaded at start: being caught up is not enough, the scores computed
 	// from it must be in the cache before reads are served as current.
-	current    atomic.Bool
-	setHealthy atomic.Bool
-	pubHealthy       atomic.Bool
-	indexHealthy     atomic.Bool
+	current      atomic.Bool
+	setHealthy   atomic.Bool
+	pubHealthy   atomic.Bool
+	indexHealthy atomic.Bool
 
 	eventsApplied metric.Int64Counter
 	scoresOut     metric.Int64Counter
