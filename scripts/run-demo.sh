@@ -47,6 +47,8 @@ has_flag data-dir && args+=(-data-dir "$demo_dir")
 has_flag http.listen-addr && args+=(-http.listen-addr "$http_addr")
 has_flag grpc.listen-addr && args+=(-grpc.listen-addr "$grpc_addr")
 has_flag auth.demo-key-seed && args+=(-auth.demo-key-seed "$seed")
+# The simulated product is scored with its own scorecard: its core events and milestones.
+has_flag scoring.scorecard-file && args+=(-scoring.scorecard-file tools/loadgen/sim/scorecard.yaml)
 
 lodestar_pid= loadgen_pid=
 stop() {

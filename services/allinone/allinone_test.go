@@ -146,7 +146,10 @@ func TestEndToEnd(t *testing.T) {
 			if tc.redis != "" {
 				testenv.Redis(t) // fail clearly when Redis is down
 			}
-			in := start(t, tc.redis)
+			// The simulated product's events, scored by its own scorecard as
+			// the demo is: the product default reads them relative to a tenant's
+			// accounts, and three accounts make no portfolio.
+			in := start(t, tc.redis, func(c *allinone.Config) { c.Scoring.ScorecardFile = demoScorecard })
 			ctx := context.Background()
 			accounts := accountv1.NewAccountServiceClient(in.grpc)
 			var accs []*accountv1.Account
@@ -211,6 +214,9 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // checkFates returns what is wrong with the scores, or "".
+// demoScorecard is the simulated product's scorecard, as make run uses it.
+const demoScorecard = "../../tools/loadgen/sim/scorecard.yaml"
+
 func checkFates(scores []*scoringv1.HealthScore) string {
 	if len(scores) != len(fates) {
 		return fmt.Sprintf("%d scores, want %d", len(scores), len(fates))

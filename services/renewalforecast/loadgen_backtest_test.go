@@ -141,13 +141,13 @@ func lgFacts(p *sim.Product, renewals []lgRenewal) []replay.Fact {
 	return facts
 }
 
-// lgDefaultScorecard reads the scoring service's built-in scorecard from its
-// source (services/scoring/internal/scorecard/default.yaml, which its
-// package embeds and this one may not import), decoding it as that package's
-// Parse does: YAML through JSON to protojson, short enum names expanded.
+// lgDefaultScorecard reads the simulated product's scorecard from its source
+// (tools/loadgen/sim/scorecard.yaml, the one the demo scores it with),
+// decoding it as the scorecard package's Parse does: YAML through JSON to
+// protojson, short enum names expanded.
 func lgDefaultScorecard(t *testing.T) *scoringv1.Scorecard {
 	t.Helper()
-	const path = "../scoring/internal/scorecard/default.yaml"
+	const path = "../../tools/loadgen/sim/scorecard.yaml"
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ type Config struct {
 	// WindowDays is the event-time history kept per account.
 	WindowDays int
 	// ScorecardFile is the YAML scorecard of tenants without one of their own;
-	// the built-in generic B2B SaaS scorecard when empty.
+	// the built-in scorecard, made for any product's events, when empty.
 	ScorecardFile string
 	// Partitions this instance owns, as a comma list; all when empty.
 	Partitions string
@@ -72,7 +72,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers the -scoring.* flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.WindowDays, "scoring.window-days", c.WindowDays, "Days of event-time history kept per account (35-90).")
-	fs.StringVar(&c.ScorecardFile, "scoring.scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in generic B2B SaaS scorecard.")
+	fs.StringVar(&c.ScorecardFile, "scoring.scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in scorecard, made for any product's events.")
 	fs.StringVar(&c.Partitions, "scoring.partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
 	fs.IntVar(&c.MaxUsersPerAccount, "scoring.max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
 	fs.DurationVar(&c.FlushInterval, "scoring.flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")

@@ -2,11 +2,18 @@
 // customer accounts, with no I/O of its own.
 //
 // The engine keeps per account day-bucketed aggregates over a rolling window (90 days
-// by default) in event time: per user the last active day and stakeholder level, the
-// last day and daily counts of the event sets the tenant's scorecard reads, the
-// distinct features used, NPS answers, support tickets and billing signals. Scores are
-// computed at each tenant's watermark, the latest event time seen and never past the
-// wall clock, so replaying last year's events gives last year's scores.
+// by default) in event time, and weekly counts for a year beyond it: per user the
+// last active day and stakeholder level, the last day, daily and weekly counts of the
+// event sets the tenant's scorecard reads, the distinct features used, NPS answers,
+// support tickets and billing signals. An account is never dropped: a silent one
+// keeps its last days and weekly counts, and is scored every day its silence
+// lengthens. Scores are computed at each tenant's watermark, the latest event time
+// seen and never past the wall clock, so replaying last year's events gives last
+// year's scores.
+//
+// Scales that come from the tenant's own accounts (scorecard.SCALE_TENANT_LOG) are
+// taken when a tenant's watermark enters a new day, from every account as the day
+// before ended: in event order, so a replay takes the same ones.
 //
 // Day-granular windows mean a score depends on the watermark's day only: when the
 // watermark enters a new day every account of the tenant is due for scoring, and
@@ -16,10 +23,10 @@
 //
 // An account's state is bounded by the configuration and the scorecard, at most
 //
-//	1000 + 57·U + 4·W·C + 32·G + 16·F + 48·M bytes (plus its id and CRM strings)
+//	1000 + 57·U + 4·W·C + 212·K + 56·G + 16·F + 48·M bytes (plus its id and CRM strings)
 //
 // for U stored users (≤ MaxUsersPerAccount), W window days, C event groups with daily
-// counts and G groups in all (the default scorecard has one group for its core
+// counts, K with weekly counts (53 weeks) and G groups in all (the default scorecard has one group for its core
 // events, counted, plus one per onboarding milestone), F features
 // (≤ MaxFeaturesPerAccount) and M measures; tickets (64), billing signals (16), survey
 // days (32) and score history (8 days) have fixed caps. 57 bytes was a user's share
@@ -52,8 +59,9 @@ import (
 
 // Config tunes an Engine; zero fields take their defaults.
 type Config struct {
-	// WindowDays is the history kept, in days: 35 (the usage trend's span) to
-	// scorecard.MaxWindowDays, the default. Longer measure windows are cut to it.
+	// WindowDays is the history kept day by day, in days: 35 (the usage trend's
+	// span) to scorecard.DailyDays, the default. Longer measure windows read
+	// weekly counts, kept for scorecard.LongWeeks weeks.
 	WindowDays int
 	// MaxUsersPerAccount bounds the users stored per account (default 2000); the
 	// events of further users are counted as overflow.
@@ -78,8 +86,12 @@ type Config struct {
 type Stats struct {
 	// Events is every event given to Apply.
 	Events uint64
-	// Late counts events older than the window at their tenant's watermark: ignored.
+	// Late counts events older than the long horizon (scorecard.LongWeeks) at
+	// their tenant's watermark: ignored.
 	Late uint64
+	// Old counts events older than the daily window but within the long
+	// horizon: counted in weekly counts and last days only.
+	Old uint64
 	// Future counts events later than the wall clock: taken as happening now.
 	Future uint64
 	// Invalid counts events with no time, or a time before 1970-01-02: ignored.
@@ -116,11 +128,11 @@ type Engine struct {
 // New returns an engine with no state.
 func New(cfg Config) (*Engine, error) {
 	if cfg.WindowDays == 0 {
-		cfg.WindowDays = scorecard.MaxWindowDays
+		cfg.WindowDays = scorecard.DailyDays
 	}
-	if cfg.WindowDays < scorecard.TrendRecentDays*5 || cfg.WindowDays > scorecard.MaxWindowDays {
+	if cfg.WindowDays < scorecard.TrendRecentDays*5 || cfg.WindowDays > scorecard.DailyDays {
 		return nil, fmt.Errorf("engine: window of %d days is outside %d-%d",
-			cfg.WindowDays, scorecard.TrendRecentDays*5, scorecard.MaxWindowDays)
+			cfg.WindowDays, scorecard.TrendRecentDays*5, scorecard.DailyDays)
 	}
 	if cfg.MaxUsersPerAccount == 0 {
 		cfg.MaxUsersPerAccount = 2000
@@ -245,7 +257,7 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 	t := e.tenant(ev.GetTenantId())
 	e.advance(t, sec)
 	day, windowStart := dayOf(sec), t.wmDay()-e.window+1
-	if day < windowStart {
+	if day < t.wmDay()-scorecard.LongWeeks*7+1 {
 		e.stats.Late++
 		return
 	}
@@ -259,6 +271,23 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 	id, info := noName, nameInfo{}
 	if name != "" {
 		id, info = t.lookup(name)
+	}
+	groups := info.groups
+	if typ == eventv1.EventType_EVENT_TYPE_TRACK {
+		if id != noName {
+			t.Uses[id]++
+		}
+		if info.special == specialNone {
+			// Without named core events, every product event is core use.
+			groups |= t.sc.AnyGroups
+		}
+	}
+	if day < windowStart {
+		// Older than the daily window: only what is kept longer counts it.
+		e.stats.Old++
+		e.addToGroups(t, a, groups, day)
+		t.markDirty(a)
+		return
 	}
 	usage := typ == eventv1.EventType_EVENT_TYPE_TRACK || typ == eventv1.EventType_EVENT_TYPE_PAGE ||
 		typ == eventv1.EventType_EVENT_TYPE_SCREEN
@@ -289,18 +318,23 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 	if typ == eventv1.EventType_EVENT_TYPE_TRACK {
 		a.useFeature(id, day, e.maxFeatures, windowStart)
 	}
-	for mask := info.groups; mask != 0; mask &= mask - 1 {
+	e.addToGroups(t, a, groups, day)
+	if info.special != specialNone {
+		applySpecial(a, ev, info.special, id, sec, day)
+	}
+	t.markDirty(a)
+}
+
+// addToGroups counts an event of the account's groups in mask.
+func (e *Engine) addToGroups(t *tenant, a *account, mask uint64, day int32) {
+	for ; mask != 0; mask &= mask - 1 {
 		g := bits.TrailingZeros64(mask)
 		ring := int32(0)
 		if t.sc.Groups[g].Counts {
 			ring = e.window
 		}
-		a.Groups[g].add(day, ring)
+		a.Groups[g].add(day, ring, t.sc.Groups[g].Weeks)
 	}
-	if info.special != specialNone {
-		applySpecial(a, ev, info.special, id, sec, day)
-	}
-	t.markDirty(a)
 }
 
 // eventName is the name Apply files an event under: a track call's event, a page or
@@ -378,6 +412,9 @@ type Scored struct {
 func (e *Engine) advance(t *tenant, sec int64) {
 	if t.Watermark > 0 && dayOf(sec) > t.wmDay() {
 		e.closed = e.scoreDue(t, e.closed)
+		// The new day's scales, from every account as the day ended: taken in
+		// event order, so a replay takes the same ones.
+		e.fitScales(t, dayOf(sec))
 	}
 	t.advance(sec)
 }

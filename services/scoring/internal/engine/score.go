@@ -33,24 +33,29 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 		m := &sc.Measures[w.Measure]
 		r := &block[i]
 		e.buf = e.measure(r, e.buf, t, a, m, day)
+		r.Detail = string(e.buf)
 		r.Name, r.Kind, r.Weight = m.Name, m.Kind, w.Weight
 		if r.HasData {
 			weightWithData += w.Weight
 		}
 		results[i] = r
 	}
-	if weightWithData == 0 {
-		return nil, false
-	}
-
 	var notes []string
+	if t.CoreNote != "" {
+		notes = append(notes, t.CoreNote)
+	}
 	var score float64
 	for i, r := range results {
 		if !r.HasData {
 			notes = append(notes, r.Name+" left out ("+r.Detail+"): its weight is spread over the other measures")
 			continue
 		}
-		sub := sc.Measures[in[i].Measure].Normalise(r.RawValue)
+		var sub float64
+		if m := &sc.Measures[in[i].Measure]; m.TenantScale {
+			sub = t.scale(in[i].Measure).Normalise(r.RawValue, m.HigherBetter)
+		} else {
+			sub = m.Normalise(r.RawValue)
+		}
 		eff := r.Weight / weightWithData
 		score += sub * eff
 		r.RawValue = round(r.RawValue, 4)
@@ -66,13 +71,26 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 		notes, e.buf = append(notes, string(b)), b
 	}
 	score = round(score, 2)
+	band := sc.Band(score)
+	history := int32(0)
+	if a.FirstDay > 0 {
+		history = day - a.FirstDay + 1
+	}
+	switch {
+	case stage == accountv1.LifecycleStage_LIFECYCLE_STAGE_CHURNED:
+		band = scoringv1.Band_BAND_CHURNED
+	case weightWithData == 0 || history < int32(sc.MinHistoryDays):
+		// An account is watched before it is judged: a first score from a day of
+		// events would be an alarm or an all-clear with nothing behind it.
+		band = scoringv1.Band_BAND_INSUFFICIENT_DATA
+	}
 
 	f := a.Facts
 	hs := &scoringv1.HealthScore{
 		TenantId:         t.ID,
 		AccountId:        a.ID,
 		Score:            score,
-		Band:             sc.Band(score),
+		Band:             band,
 		ScorecardVersion: sc.Scorecard.GetVersion(),
 		LifecycleStage:   stage,
 		ScoreTime:        &timestamppb.Timestamp{Seconds: t.Watermark},
@@ -100,7 +118,11 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 		publish = hs.ScorecardChanged || hs.Band != prev.Band || stage != prev.Stage ||
 			math.Abs(hs.Delta) >= e.threshold
 	}
-	e.buf = appendSummary(e.buf[:0], hs, prev, f.Seats)
+	if band == scoringv1.Band_BAND_INSUFFICIENT_DATA {
+		e.buf = appendWatching(e.buf[:0], history, sc.MinHistoryDays)
+	} else {
+		e.buf = appendSummary(e.buf[:0], hs, prev, f.Seats)
+	}
 	hs.Summary = string(e.buf)
 
 	if commit {
@@ -117,7 +139,7 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 // it out. The detail is written with appends, not fmt, as scoring every account each
 // day makes it hot; buf is scratch space, returned for reuse.
 func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *account, m *scorecard.Measure, day int32) []byte {
-	window := min(int32(m.WindowDays), e.window)
+	window := int32(m.WindowDays)
 	start := day - window + 1
 	b := buf[:0]
 	hasData, raw := false, 0.0
@@ -146,8 +168,22 @@ func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *a
 		b = appendDays(b, window)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY:
-		n := a.Groups[m.Group].sum(start, day)
-		perWeek := float64(n) * 7 / float64(window)
+		g := &a.Groups[m.Group]
+		var n uint64
+		var perWeek float64
+		if window <= e.window {
+			n = g.sum(start, day)
+			perWeek = float64(n) * 7 / float64(window)
+		} else {
+			// Whole weeks from the weekly counts, over the weeks the account
+			// has been seen in: a rate, not a total.
+			weeks := (window + 6) / 7
+			if a.FirstDay > 0 {
+				weeks = max(1, min(weeks, weekOf(day)-weekOf(a.FirstDay)+1))
+			}
+			n, _ = g.weekly(weekOf(day)-weeks+1, weekOf(day))
+			perWeek = float64(n) / float64(weeks)
+		}
 		set(perWeek)
 		b = strconv.AppendFloat(b, perWeek, 'f', 1, 64)
 		b = append(b, ' ')
@@ -192,15 +228,30 @@ func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *a
 			b = append(b, ')')
 		}
 
+	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS:
+		weeks := (window + 6) / 7
+		_, active := a.Groups[m.Group].weekly(weekOf(day)-weeks+1, weekOf(day))
+		set(float64(active))
+		b = appendInt(b, active)
+		b = append(b, " of the last "...)
+		b = appendInt(b, weeks)
+		b = append(b, " weeks with "...)
+		b = append(b, noun(m, true)...)
+
 	case scoringv1.MeasureKind_MEASURE_KIND_RECENCY:
+		// Silence is counted however long it lasts: 25 and 250 silent days
+		// are different accounts. The window plays no part.
 		last := a.Groups[m.Group].Last
 		switch {
-		case last < start:
-			set(float64(window))
+		case last == 0 && a.FirstDay == 0:
+			b = append(b, "no events yet"...)
+		case last == 0:
+			set(float64(day - a.FirstDay + 1))
 			b = append(b, "no "...)
 			b = append(b, noun(m, false)...)
-			b = append(b, " in "...)
-			b = appendDays(b, window)
+			b = append(b, " in the "...)
+			b = appendDays(b, day-a.FirstDay+1)
+			b = append(b, " since the first event"...)
 		case last == day:
 			set(0)
 			b = append(b, "last "...)
@@ -279,6 +330,10 @@ func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *a
 		b = appendDays(b, window)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_SUPPORT_LOAD:
+		if !t.used(scorecard.EventTicketOpened, scorecard.EventTicketClosed) {
+			b = append(b, "no support tickets from this product"...)
+			break
+		}
 		open, severe := 0, 0
 		for _, k := range a.Tickets {
 			if k.open() && dayOf(k.Opened) >= start {
@@ -295,6 +350,10 @@ func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *a
 		b = append(b, " severe)"...)
 
 	case scoringv1.MeasureKind_MEASURE_KIND_BILLING:
+		if !t.used(scorecard.EventPaymentSucceeded) && !t.used(m.Events...) {
+			b = append(b, "no billing events from this product"...)
+			break
+		}
 		var stack [8]int
 		counts := billingTrouble(stack[:0], t, a, m, start)
 		n := 0
@@ -345,7 +404,7 @@ func (e *Engine) measure(r *scoringv1.MeasureResult, buf []byte, t *tenant, a *a
 			}
 		}
 	}
-	r.HasData, r.RawValue, r.Detail = hasData, raw, string(b)
+	r.HasData, r.RawValue = hasData, raw
 	return b
 }
 
@@ -427,6 +486,18 @@ func attributions(prev *published, cur []*scoringv1.MeasureResult) []*scoringv1.
 		return cmp.Or(cmp.Compare(math.Abs(b.Points), math.Abs(a.Points)), strings.Compare(a.Measure, b.Measure))
 	})
 	return out
+}
+
+// appendWatching says why an account is not judged yet.
+func appendWatching(b []byte, history int32, need int) []byte {
+	if history == 0 {
+		return append(b, "no events yet"...)
+	}
+	b = append(b, "watching: "...)
+	b = appendInt(b, history)
+	b = append(b, " of the "...)
+	b = appendInt(b, need)
+	return append(b, " days of history an account needs to be judged"...)
 }
 
 // smallMove is the largest score change whose summary also names what holds
@@ -628,6 +699,8 @@ func appendUnit(b []byte, kind scoringv1.MeasureKind, seats int32) []byte {
 		return append(b, "billing issues"...)
 	case scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
 		return append(b, "of milestones"...)
+	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS:
+		return append(b, "active weeks"...)
 	}
 	return b
 }

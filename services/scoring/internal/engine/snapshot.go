@@ -15,8 +15,9 @@ import (
 )
 
 // snapshotFormat versions the snapshot encoding. Format 1 kept users in a map
-// (account.Users); Restore still reads it.
-const snapshotFormat = 2
+// (account.Users); format 2 had no weekly counts, event uses or tenant
+// scales (they start empty). Restore reads both.
+const snapshotFormat = 3
 
 // snapshot is the encoded form of an engine: the exported fields of its state.
 type snapshot struct {
@@ -56,7 +57,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	if err := gob.NewDecoder(bufio.NewReader(r)).Decode(&s); err != nil {
 		return fmt.Errorf("restore engine: %w", err)
 	}
-	if s.Format != snapshotFormat && s.Format != 1 {
+	if s.Format < 1 || s.Format > snapshotFormat {
 		return fmt.Errorf("restore engine: snapshot format %d, want %d", s.Format, snapshotFormat)
 	}
 	if s.WindowDays != e.window {
@@ -87,14 +88,17 @@ func (e *Engine) rebuild(t *tenant) error {
 		return err
 	}
 	// Re-interning the names in order gives them their ids back.
-	names := t.Names
+	names, uses := t.Names, t.Uses
 	t.Scorecard, t.sc = wire, c
-	t.Names, t.nameIDs, t.info = nil, map[string]uint32{}, nil
+	t.Names, t.Uses, t.nameIDs, t.info = nil, nil, map[string]uint32{}, nil
 	for _, n := range names {
 		t.intern(n)
 	}
 	if len(t.Names) != len(names) {
 		return fmt.Errorf("duplicate event names in the snapshot")
+	}
+	if len(uses) == len(names) { // format 2 has none: counting starts now
+		t.Uses = uses
 	}
 	if t.Accounts == nil {
 		t.Accounts = map[string]*account{}

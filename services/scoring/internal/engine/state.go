@@ -52,6 +52,18 @@ type tenant struct {
 	// clock; 0 before the first event.
 	Watermark int64
 	Accounts  map[string]*account
+	// Uses counts each interned name's track events, by name id: which
+	// events a tenant's customers use most, for scores that say what core use
+	// was read as when the scorecard names no core events.
+	Uses []uint64
+	// Scales are the tenant's scales of the scorecard's measures (by index in
+	// Compiled.Measures) for the watermark's day, taken from every account at
+	// the end of the day before; ScaleDay is that day.
+	Scales   []scorecard.Scale
+	ScaleDay int32
+	// CoreNote says what counts as core use when the scorecard names no core
+	// events, with the most used events; set with the scales.
+	CoreNote string
 
 	sc      *scorecard.Compiled
 	nameIDs map[string]uint32
@@ -99,6 +111,7 @@ func (t *tenant) intern(name string) uint32 {
 	name = strings.Clone(name) // the event's strings may share its buffer
 	id := uint32(len(t.Names))
 	t.Names = append(t.Names, name)
+	t.Uses = append(t.Uses, 0)
 	t.nameIDs[name] = id
 	t.info = append(t.info, t.describe(name))
 	return id
@@ -154,6 +167,9 @@ func (t *tenant) setScorecard(sc *scorecard.Compiled, wire []byte) {
 			}
 			if !g.Counts {
 				groups[i].Counts = nil
+			}
+			if !g.Weeks {
+				groups[i].Weeks = nil
 			}
 		}
 		a.Groups = groups
@@ -249,16 +265,18 @@ type user struct {
 }
 
 // groupState tracks one event set for one account: its last day and, for groups
-// that need them, daily counts in a ring indexed by day modulo the window.
+// that need them, daily counts in a ring indexed by day modulo the daily window and
+// weekly counts in a ring indexed by week modulo scorecard.LongWeeks.
 type groupState struct {
 	Last   int32
 	Counts []uint32
+	Weeks  []uint32
 }
 
-// add counts an event of the group. ring is the window in days when the group keeps
-// counts, else 0. The engine drops events older than the window, so day always lies
-// within the ring.
-func (g *groupState) add(day int32, ring int32) {
+// add counts an event of the group. ring is the daily window when the group keeps
+// daily counts, else 0; weeks says it keeps weekly counts. An event older than
+// either ring's reach from the group's last day is left out of that ring.
+func (g *groupState) add(day int32, ring int32, weeks bool) {
 	if ring > 0 {
 		if g.Counts == nil {
 			// Counting starts now: days before read as zero, which they are to
@@ -271,10 +289,32 @@ func (g *groupState) add(day int32, ring int32) {
 				g.Counts[d%ring] = 0
 			}
 		}
-		g.Counts[day%ring]++
+		if day > g.Last-ring {
+			g.Counts[day%ring]++
+		}
+	}
+	if weeks {
+		const n = scorecard.LongWeeks
+		if g.Weeks == nil {
+			g.Weeks = make([]uint32, n)
+		}
+		w, last := weekOf(day), weekOf(g.Last)
+		if w > last {
+			for x := max(last+1, w-n+1); x <= w; x++ {
+				g.Weeks[x%n] = 0
+			}
+		}
+		if w > last-n {
+			if c := &g.Weeks[w%n]; *c < ^uint32(0) {
+				*c++
+			}
+		}
 	}
 	g.Last = max(g.Last, day)
 }
+
+// weekOf numbers weeks from the epoch, as dayOf numbers days.
+func weekOf(day int32) int32 { return day / 7 }
 
 // sum counts the group's events on days [from, to].
 func (g *groupState) sum(from, to int32) uint64 {
@@ -284,6 +324,19 @@ func (g *groupState) sum(from, to int32) uint64 {
 		n += uint64(g.Counts[d%ring])
 	}
 	return n
+}
+
+// weekly counts the group's events and the weeks with any in weeks [from, to].
+func (g *groupState) weekly(from, to int32) (events uint64, active int) {
+	n := int32(len(g.Weeks))
+	last := weekOf(g.Last)
+	for w := max(from, last-n+1); w <= min(to, last); w++ {
+		if c := g.Weeks[w%n]; c > 0 {
+			events += uint64(c)
+			active++
+		}
+	}
+	return events, active
 }
 
 // feature is one distinct track event name used by an account.

@@ -70,8 +70,13 @@ type Compiled struct {
 	ActiveEvents map[string]bool
 	// BillingEvents are the trouble events of the BILLING measures.
 	BillingEvents map[string]bool
+	// AnyGroups are the groups of measures that count core events when the
+	// scorecard names none: every product (track) event but the conventions'.
+	AnyGroups uint64
 	// OnboardingDays is how long after contract start an account onboards.
 	OnboardingDays int
+	// MinHistoryDays is how long an account is watched before it is judged.
+	MinHistoryDays int
 	// RedBelow and GreenFrom are the band cut points.
 	RedBelow, GreenFrom float64
 
@@ -95,8 +100,12 @@ type Measure struct {
 	CoreEvents bool
 	// Levels are the stakeholder levels that count (STAKEHOLDER_ENGAGEMENT).
 	Levels Level
-	// Points is the normalisation, values strictly increasing.
+	// Points is the normalisation, values strictly increasing; none with the
+	// tenant's scale.
 	Points []Point
+	// TenantScale says the sub-score comes from the tenant's distribution of
+	// the raw value (SCALE_TENANT_LOG); HigherBetter is its direction.
+	TenantScale, HigherBetter bool
 	// Group is the index in Compiled.Groups of the measure's event set, -1 if none.
 	Group int
 	// Milestones are the groups of the ONBOARDING_MILESTONES events, one each.
@@ -108,9 +117,11 @@ type Point struct{ Value, Score float64 }
 
 // Group is an event set tracked per account.
 type Group struct {
+	// Events are the set; none means every product event (AnyGroups).
 	Events []string
-	// Counts says a measure needs the group's daily counts, not only its last day.
-	Counts bool
+	// Counts says a measure needs the group's daily counts, not only its last day;
+	// Weeks that one needs its weekly counts.
+	Counts, Weeks bool
 	// Key identifies the event set across scorecard versions.
 	Key string
 }
@@ -143,6 +154,9 @@ func Compile(sc *scoringv1.Scorecard) (*Compiled, error) {
 	if c.OnboardingDays == 0 {
 		c.OnboardingDays = DefaultOnboardingDays
 	}
+	if c.MinHistoryDays = int(sc.GetMinHistoryDays()); c.MinHistoryDays == 0 {
+		c.MinHistoryDays = DefaultMinHistoryDays
+	}
 	if c.levelTrait == "" {
 		c.levelTrait = DefaultLevelTrait
 	}
@@ -162,6 +176,9 @@ func Compile(sc *scoringv1.Scorecard) (*Compiled, error) {
 	}
 	c.Groups = groups.groups
 	for i, g := range c.Groups {
+		if len(g.Events) == 0 {
+			c.AnyGroups |= 1 << i
+		}
 		for _, e := range g.Events {
 			c.EventGroups[e] |= 1 << i
 		}
@@ -263,14 +280,23 @@ func compileMeasure(sc *scoringv1.Scorecard, m *scoringv1.Measure, groups *group
 	for _, p := range m.GetPoints() {
 		cm.Points = append(cm.Points, Point{Value: p.GetValue(), Score: p.GetScore()})
 	}
+	if m.GetScale() == scoringv1.Scale_SCALE_TENANT_LOG {
+		cm.TenantScale = true
+		cm.HigherBetter, _ = Direction(kind)
+	}
+	long := cm.WindowDays > DailyDays
 	switch kind {
-	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY, scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND:
-		cm.Group = groups.add(cm.Events, true)
+	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY:
+		cm.Group = groups.add(cm.Events, !long, long)
+	case scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND:
+		cm.Group = groups.add(cm.Events, true, false)
+	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS:
+		cm.Group = groups.add(cm.Events, false, true)
 	case scoringv1.MeasureKind_MEASURE_KIND_RECENCY:
-		cm.Group = groups.add(cm.Events, false)
+		cm.Group = groups.add(cm.Events, false, false)
 	case scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
 		for _, e := range cm.Events {
-			cm.Milestones = append(cm.Milestones, groups.add([]string{e}, false))
+			cm.Milestones = append(cm.Milestones, groups.add([]string{e}, false, false))
 		}
 	}
 	return cm
@@ -278,11 +304,13 @@ func compileMeasure(sc *scoringv1.Scorecard, m *scoringv1.Measure, groups *group
 
 func defaultWindow(k scoringv1.MeasureKind) int {
 	switch k {
+	case scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS:
+		return 364
 	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY, scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND:
 		return 28
 	case scoringv1.MeasureKind_MEASURE_KIND_SURVEY, scoringv1.MeasureKind_MEASURE_KIND_SUPPORT_LOAD,
 		scoringv1.MeasureKind_MEASURE_KIND_BILLING, scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:
-		return MaxWindowDays
+		return DailyDays
 	}
 	return 30
 }
@@ -292,15 +320,16 @@ type groupIndex struct {
 	groups []Group
 }
 
-func (g *groupIndex) add(events []string, counts bool) int {
+func (g *groupIndex) add(events []string, counts, weeks bool) int {
 	key := groupKey(events)
 	for i := range g.groups {
 		if g.groups[i].Key == key {
 			g.groups[i].Counts = g.groups[i].Counts || counts
+			g.groups[i].Weeks = g.groups[i].Weeks || weeks
 			return i
 		}
 	}
-	g.groups = append(g.groups, Group{Events: events, Counts: counts, Key: key})
+	g.groups = append(g.groups, Group{Events: events, Counts: counts, Weeks: weeks, Key: key})
 	return len(g.groups) - 1
 }
 

@@ -29,14 +29,19 @@
 //     failed payments. BILLING counts the trouble events in its window that are not
 //     cleared.
 //   - Onboarding: the ONBOARDING_MILESTONES measure names its first-value milestone
-//     events; the default uses "Account Configured", "Teammate Invited" and
-//     "First Report Created". A milestone counts as reached when its event occurred in
+//     events (the demo product's are "Account Configured", "Teammate Invited" and
+//     "First Report Created"). A milestone counts as reached when its event occurred in
 //     the measure's window.
 //   - Stakeholders: identify calls carry the user's level (S, A or B) in the trait named
 //     by level_trait ("stakeholder_level" by default), or a role or title trait that
 //     role_levels maps to a level (matched without regard to case).
 //
-// The default scorecard (Default) is for a generic B2B SaaS product whose north-star
-// actions are "Report Created", "Opportunity Created", "Invoice Sent" and
-// "Workflow Run"; tenants replace it with their own.
+// The default scorecard (Default) works on any product's events without
+// configuration: it names no core events, so every product event counts as core
+// use, and its recency, regularity, trend and seat measures take their scales from
+// the tenant's own accounts (SCALE_TENANT_LOG), over horizons up to a year
+// (MaxWindowDays; daily counts for DailyDays, weekly counts beyond). An account is
+// watched, not judged, for its first MinHistoryDays. Tenants refine it with their
+// own core events and measures; the demo product's scorecard
+// (tools/loadgen/sim/scorecard.yaml) is an example that names them.
 package scorecard

@@ -18,8 +18,8 @@ import (
 //go:embed default.yaml
 var defaultYAML []byte
 
-// Default returns a fresh copy of the built-in scorecard for a generic B2B SaaS
-// product (version 0). It is parsed on every call, so callers own the result.
+// Default returns a fresh copy of the built-in scorecard (version 0), made for
+// any product's events without configuration. It is parsed on every call, so callers own the result.
 func Default() (*scoringv1.Scorecard, error) {
 	sc, err := Parse(defaultYAML)
 	if err != nil {
@@ -190,6 +190,9 @@ func expandKinds(measures any) {
 		if m, ok := m.(map[string]any); ok {
 			if s, ok := m["kind"].(string); ok {
 				m["kind"] = enumName(s, "MEASURE_KIND_")
+			}
+			if s, ok := m["scale"].(string); ok {
+				m["scale"] = enumName(s, "SCALE_")
 			}
 		}
 	}

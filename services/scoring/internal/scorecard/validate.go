@@ -12,11 +12,19 @@ import (
 
 // Limits of a scorecard. They keep evaluation cheap and per-account state bounded.
 const (
-	// MaxWindowDays is the longest measure window: the engine keeps no older state.
-	MaxWindowDays = 90
+	// MaxWindowDays is the longest measure window: the engine keeps no older
+	// counts (a year and a week of weekly counts, see LongWeeks).
+	MaxWindowDays = 365
+	// DailyDays is how far back the engine keeps daily counts and per-user
+	// activity; windows beyond it are read from weekly counts, in whole weeks.
+	DailyDays = 90
+	// LongWeeks is how many weekly counts the engine keeps per event set.
+	LongWeeks = 53
 	// TrendRecentDays is the recent span of USAGE_TREND, compared with the mean week
 	// of its window_days before.
 	TrendRecentDays = 7
+	// DefaultMinHistoryDays is how long an account is watched before it is judged.
+	DefaultMinHistoryDays = 14
 	// MaxMeasures bounds the measures of a scorecard, overrides included.
 	MaxMeasures = 32
 	// MaxEventsPerMeasure bounds the events one measure names.
@@ -80,6 +88,9 @@ func Validate(sc *scoringv1.Scorecard) []*scoringv1.ScorecardProblem {
 	if d := sc.GetOnboardingDays(); d < 0 || d > MaxOnboardingDays {
 		v.add("onboarding_days", "%d is outside 0-%d", d, MaxOnboardingDays)
 	}
+	if d := sc.GetMinHistoryDays(); d < 0 || d > MaxWindowDays {
+		v.add("min_history_days", "%d is outside 0-%d (0 for the default of %d)", d, MaxWindowDays, DefaultMinHistoryDays)
+	}
 	if n := len(eventGroups(sc)); n > MaxGroups {
 		v.add("measures", "the measures name %d distinct event sets, more than %d", n, MaxGroups)
 	}
@@ -136,9 +147,9 @@ func (v *validator) measure(path string, m *scoringv1.Measure, hasCore bool) {
 
 	switch d := m.GetWindowDays(); {
 	case kind == scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND && d != 0 &&
-		(d < TrendRecentDays || d > MaxWindowDays-TrendRecentDays):
+		(d < TrendRecentDays || d > DailyDays-TrendRecentDays):
 		v.add(path+".window_days", "the trend baseline must be %d-%d days, got %d",
-			TrendRecentDays, MaxWindowDays-TrendRecentDays, d)
+			TrendRecentDays, DailyDays-TrendRecentDays, d)
 	case d < 0 || d > MaxWindowDays:
 		v.add(path+".window_days", "%d is outside 1-%d (0 for the default)", d, MaxWindowDays)
 	}
@@ -148,8 +159,10 @@ func (v *validator) measure(path string, m *scoringv1.Measure, hasCore bool) {
 	switch {
 	case len(events) > MaxEventsPerMeasure:
 		v.add(path+".events", "%d events exceed the limit of %d", len(events), MaxEventsPerMeasure)
-	case countsEvents(kind) && len(events) == 0 && !hasCore:
-		v.add(path+".events", "%s counts events but neither the measure nor core_events name any", kind)
+	case kind == scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES && len(events) == 0 && !hasCore:
+		// Other kinds read every product event as core use when no core events
+		// are named; milestones need names.
+		v.add(path+".events", "%s needs milestone events: neither the measure nor core_events name any", kind)
 	case !countsEvents(kind) && kind != scoringv1.MeasureKind_MEASURE_KIND_BILLING && len(events) > 0:
 		v.add(path+".events", "%s does not use events", kind)
 	}
@@ -165,7 +178,17 @@ func (v *validator) measure(path string, m *scoringv1.Measure, hasCore bool) {
 	}
 
 	points := m.GetPoints()
-	if len(points) < 2 {
+	switch scale := m.GetScale(); {
+	case scoringv1.Scale_name[int32(scale)] == "":
+		v.add(path+".scale", "unknown scale %d", scale)
+	case scale == scoringv1.Scale_SCALE_TENANT_LOG:
+		if _, ok := Direction(kind); !ok {
+			v.add(path+".scale", "%s cannot take the tenant's scale: it has no better direction", kind)
+		}
+		if len(points) > 0 {
+			v.add(path+".points", "points do not apply with %s", scale)
+		}
+	case len(points) < 2:
 		v.add(path+".points", "at least 2 points are needed, got %d", len(points))
 	}
 	for i, p := range points {
@@ -237,11 +260,29 @@ func (v *validator) override(path string, o *scoringv1.StageOverride, sc *scorin
 	}
 }
 
+// Direction says whether more of a kind's raw value is better (true) or worse;
+// false ok for kinds that have no direction fit for the tenant's scale.
+func Direction(k scoringv1.MeasureKind) (higherBetter, ok bool) {
+	switch k {
+	case scoringv1.MeasureKind_MEASURE_KIND_RECENCY:
+		return false, true
+	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY,
+		scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS,
+		scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND,
+		scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO,
+		scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT,
+		scoringv1.MeasureKind_MEASURE_KIND_BREADTH:
+		return true, true
+	}
+	return false, false
+}
+
 // countsEvents reports whether a kind counts the measure's events (the scorecard's
 // core events when the measure names none).
 func countsEvents(k scoringv1.MeasureKind) bool {
 	switch k {
 	case scoringv1.MeasureKind_MEASURE_KIND_CORE_EVENT_FREQUENCY,
+		scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS,
 		scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND,
 		scoringv1.MeasureKind_MEASURE_KIND_RECENCY,
 		scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES:

@@ -31,6 +31,12 @@ const (
 	Band_BAND_RED         Band = 1
 	Band_BAND_YELLOW      Band = 2
 	Band_BAND_GREEN       Band = 3
+	// Not enough history to judge yet (the scorecard's min_history_days): no
+	// colour, so that no alert or early warning is counted on it.
+	Band_BAND_INSUFFICIENT_DATA Band = 4
+	// The CRM says the account has ended. The score still reads its behaviour
+	// (a churned account coming back is a win-back opportunity), but no colour.
+	Band_BAND_CHURNED Band = 5
 )
 
 // Enum value maps for Band.
@@ -40,12 +46,16 @@ var (
 		1: "BAND_RED",
 		2: "BAND_YELLOW",
 		3: "BAND_GREEN",
+		4: "BAND_INSUFFICIENT_DATA",
+		5: "BAND_CHURNED",
 	}
 	Band_value = map[string]int32{
-		"BAND_UNSPECIFIED": 0,
-		"BAND_RED":         1,
-		"BAND_YELLOW":      2,
-		"BAND_GREEN":       3,
+		"BAND_UNSPECIFIED":       0,
+		"BAND_RED":               1,
+		"BAND_YELLOW":            2,
+		"BAND_GREEN":             3,
+		"BAND_INSUFFICIENT_DATA": 4,
+		"BAND_CHURNED":           5,
 	}
 )
 
@@ -102,6 +112,9 @@ const (
 	MeasureKind_MEASURE_KIND_BILLING MeasureKind = 9
 	// Share of first-value milestone events reached.
 	MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES MeasureKind = 10
+	// Weeks with at least one core event over the window (up to 52 weeks):
+	// how regularly the product is used, insensitive to bursts.
+	MeasureKind_MEASURE_KIND_ACTIVE_WEEKS MeasureKind = 11
 )
 
 // Enum value maps for MeasureKind.
@@ -118,6 +131,7 @@ var (
 		8:  "MEASURE_KIND_SUPPORT_LOAD",
 		9:  "MEASURE_KIND_BILLING",
 		10: "MEASURE_KIND_ONBOARDING_MILESTONES",
+		11: "MEASURE_KIND_ACTIVE_WEEKS",
 	}
 	MeasureKind_value = map[string]int32{
 		"MEASURE_KIND_UNSPECIFIED":            0,
@@ -131,6 +145,7 @@ var (
 		"MEASURE_KIND_SUPPORT_LOAD":           8,
 		"MEASURE_KIND_BILLING":                9,
 		"MEASURE_KIND_ONBOARDING_MILESTONES":  10,
+		"MEASURE_KIND_ACTIVE_WEEKS":           11,
 	}
 )
 
@@ -159,6 +174,59 @@ func (x MeasureKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use MeasureKind.Descriptor instead.
 func (MeasureKind) EnumDescriptor() ([]byte, []int) {
 	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{1}
+}
+
+// Scale says how a measure's raw value becomes a sub-score.
+type Scale int32
+
+const (
+	// The measure's points (piecewise linear, clamped at both ends).
+	Scale_SCALE_UNSPECIFIED Scale = 0
+	// The tenant's own distribution of the raw value, on a logarithmic scale:
+	// the tenant's median account scores 50 and its quartiles 25 and 75, taken
+	// afresh each day from every account with enough history; an arctangent curve,
+	// so no two different values tie at an end. Works on any product without
+	// configuration, whatever its rhythm (daily SaaS or monthly orders).
+	Scale_SCALE_TENANT_LOG Scale = 1
+)
+
+// Enum value maps for Scale.
+var (
+	Scale_name = map[int32]string{
+		0: "SCALE_UNSPECIFIED",
+		1: "SCALE_TENANT_LOG",
+	}
+	Scale_value = map[string]int32{
+		"SCALE_UNSPECIFIED": 0,
+		"SCALE_TENANT_LOG":  1,
+	}
+)
+
+func (x Scale) Enum() *Scale {
+	p := new(Scale)
+	*p = x
+	return p
+}
+
+func (x Scale) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Scale) Descriptor() protoreflect.EnumDescriptor {
+	return file_lodestar_scoring_v1_scoring_proto_enumTypes[2].Descriptor()
+}
+
+func (Scale) Type() protoreflect.EnumType {
+	return &file_lodestar_scoring_v1_scoring_proto_enumTypes[2]
+}
+
+func (x Scale) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Scale.Descriptor instead.
+func (Scale) EnumDescriptor() ([]byte, []int) {
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{2}
 }
 
 // ListHealthScoresOrder is the order of ListHealthScores.
@@ -200,11 +268,11 @@ func (x ListHealthScoresOrder) String() string {
 }
 
 func (ListHealthScoresOrder) Descriptor() protoreflect.EnumDescriptor {
-	return file_lodestar_scoring_v1_scoring_proto_enumTypes[2].Descriptor()
+	return file_lodestar_scoring_v1_scoring_proto_enumTypes[3].Descriptor()
 }
 
 func (ListHealthScoresOrder) Type() protoreflect.EnumType {
-	return &file_lodestar_scoring_v1_scoring_proto_enumTypes[2]
+	return &file_lodestar_scoring_v1_scoring_proto_enumTypes[3]
 }
 
 func (x ListHealthScoresOrder) Number() protoreflect.EnumNumber {
@@ -213,7 +281,7 @@ func (x ListHealthScoresOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ListHealthScoresOrder.Descriptor instead.
 func (ListHealthScoresOrder) EnumDescriptor() ([]byte, []int) {
-	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{2}
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{3}
 }
 
 // Point maps a raw measure value to a sub-score; a measure's points form a
@@ -284,10 +352,13 @@ type Measure struct {
 	WindowDays int32 `protobuf:"varint,4,opt,name=window_days,json=windowDays,proto3" json:"window_days,omitempty"`
 	// Stakeholder levels that count (STAKEHOLDER_ENGAGEMENT), for example ["S", "A"].
 	Levels []string `protobuf:"bytes,5,rep,name=levels,proto3" json:"levels,omitempty"`
-	// Normalisation, at least two points with strictly increasing values.
+	// Normalisation, at least two points with strictly increasing values;
+	// none with SCALE_TENANT_LOG.
 	Points []*Point `protobuf:"bytes,6,rep,name=points,proto3" json:"points,omitempty"`
 	// Relative weight, > 0.
-	Weight        float64 `protobuf:"fixed64,7,opt,name=weight,proto3" json:"weight,omitempty"`
+	Weight float64 `protobuf:"fixed64,7,opt,name=weight,proto3" json:"weight,omitempty"`
+	// How the raw value is normalised; the points when unspecified.
+	Scale         Scale `protobuf:"varint,8,opt,name=scale,proto3,enum=lodestar.scoring.v1.Scale" json:"scale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -369,6 +440,13 @@ func (x *Measure) GetWeight() float64 {
 		return x.Weight
 	}
 	return 0
+}
+
+func (x *Measure) GetScale() Scale {
+	if x != nil {
+		return x.Scale
+	}
+	return Scale_SCALE_UNSPECIFIED
 }
 
 // Bands sets the cut points: red below red_below, green at or above green_from.
@@ -510,9 +588,12 @@ type Scorecard struct {
 	// when the CRM gives no stage; 30 when zero.
 	OnboardingDays int32 `protobuf:"varint,10,opt,name=onboarding_days,json=onboardingDays,proto3" json:"onboarding_days,omitempty"`
 	// Set by the server.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Days of history (since the account's first event) before an account is
+	// judged; until then its band is BAND_INSUFFICIENT_DATA. 14 when zero.
+	MinHistoryDays int32 `protobuf:"varint,12,opt,name=min_history_days,json=minHistoryDays,proto3" json:"min_history_days,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Scorecard) Reset() {
@@ -620,6 +701,13 @@ func (x *Scorecard) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Scorecard) GetMinHistoryDays() int32 {
+	if x != nil {
+		return x.MinHistoryDays
+	}
+	return 0
 }
 
 // MeasureResult explains one measure's part in a score.
@@ -1928,7 +2016,7 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"!lodestar/scoring/v1/scoring.proto\x12\x13lodestar.scoring.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!lodestar/account/v1/account.proto\"3\n" +
 	"\x05Point\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x14\n" +
-	"\x05score\x18\x02 \x01(\x01R\x05score\"\xf0\x01\n" +
+	"\x05score\x18\x02 \x01(\x01R\x05score\"\xa2\x02\n" +
 	"\aMeasure\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .lodestar.scoring.v1.MeasureKindR\x04kind\x12\x16\n" +
@@ -1937,7 +2025,8 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"windowDays\x12\x16\n" +
 	"\x06levels\x18\x05 \x03(\tR\x06levels\x122\n" +
 	"\x06points\x18\x06 \x03(\v2\x1a.lodestar.scoring.v1.PointR\x06points\x12\x16\n" +
-	"\x06weight\x18\a \x01(\x01R\x06weight\"C\n" +
+	"\x06weight\x18\a \x01(\x01R\x06weight\x120\n" +
+	"\x05scale\x18\b \x01(\x0e2\x1a.lodestar.scoring.v1.ScaleR\x05scale\"C\n" +
 	"\x05Bands\x12\x1b\n" +
 	"\tred_below\x18\x01 \x01(\x01R\bredBelow\x12\x1d\n" +
 	"\n" +
@@ -1948,7 +2037,7 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\bmeasures\x18\x03 \x03(\v2\x1c.lodestar.scoring.v1.MeasureR\bmeasures\x1a:\n" +
 	"\fWeightsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcf\x04\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf9\x04\n" +
 	"\tScorecard\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x05R\aversion\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
@@ -1965,7 +2054,8 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x0fonboarding_days\x18\n" +
 	" \x01(\x05R\x0eonboardingDays\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1a=\n" +
+	"updateTime\x12(\n" +
+	"\x10min_history_days\x18\f \x01(\x05R\x0eminHistoryDays\x1a=\n" +
 	"\x0fRoleLevelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x02\n" +
@@ -2069,13 +2159,15 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12A\n" +
 	"\bproblems\x18\x02 \x03(\v2%.lodestar.scoring.v1.ScorecardProblemR\bproblems\"J\n" +
 	"\x10ScoreChangeEvent\x126\n" +
-	"\x05score\x18\x01 \x01(\v2 .lodestar.scoring.v1.HealthScoreR\x05score*K\n" +
+	"\x05score\x18\x01 \x01(\v2 .lodestar.scoring.v1.HealthScoreR\x05score*y\n" +
 	"\x04Band\x12\x14\n" +
 	"\x10BAND_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bBAND_RED\x10\x01\x12\x0f\n" +
 	"\vBAND_YELLOW\x10\x02\x12\x0e\n" +
 	"\n" +
-	"BAND_GREEN\x10\x03*\xeb\x02\n" +
+	"BAND_GREEN\x10\x03\x12\x1a\n" +
+	"\x16BAND_INSUFFICIENT_DATA\x10\x04\x12\x10\n" +
+	"\fBAND_CHURNED\x10\x05*\x8a\x03\n" +
 	"\vMeasureKind\x12\x1c\n" +
 	"\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eMEASURE_KIND_ACTIVE_SEAT_RATIO\x10\x01\x12%\n" +
@@ -2088,7 +2180,11 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x19MEASURE_KIND_SUPPORT_LOAD\x10\b\x12\x18\n" +
 	"\x14MEASURE_KIND_BILLING\x10\t\x12&\n" +
 	"\"MEASURE_KIND_ONBOARDING_MILESTONES\x10\n" +
-	"*\xc1\x01\n" +
+	"\x12\x1d\n" +
+	"\x19MEASURE_KIND_ACTIVE_WEEKS\x10\v*4\n" +
+	"\x05Scale\x12\x15\n" +
+	"\x11SCALE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10SCALE_TENANT_LOG\x10\x01*\xc1\x01\n" +
 	"\x15ListHealthScoresOrder\x12(\n" +
 	"$LIST_HEALTH_SCORES_ORDER_UNSPECIFIED\x10\x00\x12,\n" +
 	"(LIST_HEALTH_SCORES_ORDER_SCORE_ASCENDING\x10\x01\x12-\n" +
@@ -2115,100 +2211,102 @@ func file_lodestar_scoring_v1_scoring_proto_rawDescGZIP() []byte {
 	return file_lodestar_scoring_v1_scoring_proto_rawDescData
 }
 
-var file_lodestar_scoring_v1_scoring_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_lodestar_scoring_v1_scoring_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_lodestar_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_lodestar_scoring_v1_scoring_proto_goTypes = []any{
 	(Band)(0),                            // 0: lodestar.scoring.v1.Band
 	(MeasureKind)(0),                     // 1: lodestar.scoring.v1.MeasureKind
-	(ListHealthScoresOrder)(0),           // 2: lodestar.scoring.v1.ListHealthScoresOrder
-	(*Point)(nil),                        // 3: lodestar.scoring.v1.Point
-	(*Measure)(nil),                      // 4: lodestar.scoring.v1.Measure
-	(*Bands)(nil),                        // 5: lodestar.scoring.v1.Bands
-	(*StageOverride)(nil),                // 6: lodestar.scoring.v1.StageOverride
-	(*Scorecard)(nil),                    // 7: lodestar.scoring.v1.Scorecard
-	(*MeasureResult)(nil),                // 8: lodestar.scoring.v1.MeasureResult
-	(*Attribution)(nil),                  // 9: lodestar.scoring.v1.Attribution
-	(*HealthScore)(nil),                  // 10: lodestar.scoring.v1.HealthScore
-	(*GetHealthScoreRequest)(nil),        // 11: lodestar.scoring.v1.GetHealthScoreRequest
-	(*GetHealthScoreResponse)(nil),       // 12: lodestar.scoring.v1.GetHealthScoreResponse
-	(*BatchGetHealthScoresRequest)(nil),  // 13: lodestar.scoring.v1.BatchGetHealthScoresRequest
-	(*BatchGetHealthScoresResponse)(nil), // 14: lodestar.scoring.v1.BatchGetHealthScoresResponse
-	(*ListHealthScoresRequest)(nil),      // 15: lodestar.scoring.v1.ListHealthScoresRequest
-	(*BandCounts)(nil),                   // 16: lodestar.scoring.v1.BandCounts
-	(*ListHealthScoresResponse)(nil),     // 17: lodestar.scoring.v1.ListHealthScoresResponse
-	(*GetScoreHistoryRequest)(nil),       // 18: lodestar.scoring.v1.GetScoreHistoryRequest
-	(*GetScoreHistoryResponse)(nil),      // 19: lodestar.scoring.v1.GetScoreHistoryResponse
-	(*GetScorecardRequest)(nil),          // 20: lodestar.scoring.v1.GetScorecardRequest
-	(*GetScorecardResponse)(nil),         // 21: lodestar.scoring.v1.GetScorecardResponse
-	(*UpdateScorecardRequest)(nil),       // 22: lodestar.scoring.v1.UpdateScorecardRequest
-	(*UpdateScorecardResponse)(nil),      // 23: lodestar.scoring.v1.UpdateScorecardResponse
-	(*ValidateScorecardRequest)(nil),     // 24: lodestar.scoring.v1.ValidateScorecardRequest
-	(*ScorecardProblem)(nil),             // 25: lodestar.scoring.v1.ScorecardProblem
-	(*ValidateScorecardResponse)(nil),    // 26: lodestar.scoring.v1.ValidateScorecardResponse
-	(*ScoreChangeEvent)(nil),             // 27: lodestar.scoring.v1.ScoreChangeEvent
-	nil,                                  // 28: lodestar.scoring.v1.StageOverride.WeightsEntry
-	nil,                                  // 29: lodestar.scoring.v1.Scorecard.RoleLevelsEntry
-	(v1.LifecycleStage)(0),               // 30: lodestar.account.v1.LifecycleStage
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
-	(v1.Tier)(0),                         // 32: lodestar.account.v1.Tier
-	(*v1.Money)(nil),                     // 33: lodestar.account.v1.Money
+	(Scale)(0),                           // 2: lodestar.scoring.v1.Scale
+	(ListHealthScoresOrder)(0),           // 3: lodestar.scoring.v1.ListHealthScoresOrder
+	(*Point)(nil),                        // 4: lodestar.scoring.v1.Point
+	(*Measure)(nil),                      // 5: lodestar.scoring.v1.Measure
+	(*Bands)(nil),                        // 6: lodestar.scoring.v1.Bands
+	(*StageOverride)(nil),                // 7: lodestar.scoring.v1.StageOverride
+	(*Scorecard)(nil),                    // 8: lodestar.scoring.v1.Scorecard
+	(*MeasureResult)(nil),                // 9: lodestar.scoring.v1.MeasureResult
+	(*Attribution)(nil),                  // 10: lodestar.scoring.v1.Attribution
+	(*HealthScore)(nil),                  // 11: lodestar.scoring.v1.HealthScore
+	(*GetHealthScoreRequest)(nil),        // 12: lodestar.scoring.v1.GetHealthScoreRequest
+	(*GetHealthScoreResponse)(nil),       // 13: lodestar.scoring.v1.GetHealthScoreResponse
+	(*BatchGetHealthScoresRequest)(nil),  // 14: lodestar.scoring.v1.BatchGetHealthScoresRequest
+	(*BatchGetHealthScoresResponse)(nil), // 15: lodestar.scoring.v1.BatchGetHealthScoresResponse
+	(*ListHealthScoresRequest)(nil),      // 16: lodestar.scoring.v1.ListHealthScoresRequest
+	(*BandCounts)(nil),                   // 17: lodestar.scoring.v1.BandCounts
+	(*ListHealthScoresResponse)(nil),     // 18: lodestar.scoring.v1.ListHealthScoresResponse
+	(*GetScoreHistoryRequest)(nil),       // 19: lodestar.scoring.v1.GetScoreHistoryRequest
+	(*GetScoreHistoryResponse)(nil),      // 20: lodestar.scoring.v1.GetScoreHistoryResponse
+	(*GetScorecardRequest)(nil),          // 21: lodestar.scoring.v1.GetScorecardRequest
+	(*GetScorecardResponse)(nil),         // 22: lodestar.scoring.v1.GetScorecardResponse
+	(*UpdateScorecardRequest)(nil),       // 23: lodestar.scoring.v1.UpdateScorecardRequest
+	(*UpdateScorecardResponse)(nil),      // 24: lodestar.scoring.v1.UpdateScorecardResponse
+	(*ValidateScorecardRequest)(nil),     // 25: lodestar.scoring.v1.ValidateScorecardRequest
+	(*ScorecardProblem)(nil),             // 26: lodestar.scoring.v1.ScorecardProblem
+	(*ValidateScorecardResponse)(nil),    // 27: lodestar.scoring.v1.ValidateScorecardResponse
+	(*ScoreChangeEvent)(nil),             // 28: lodestar.scoring.v1.ScoreChangeEvent
+	nil,                                  // 29: lodestar.scoring.v1.StageOverride.WeightsEntry
+	nil,                                  // 30: lodestar.scoring.v1.Scorecard.RoleLevelsEntry
+	(v1.LifecycleStage)(0),               // 31: lodestar.account.v1.LifecycleStage
+	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
+	(v1.Tier)(0),                         // 33: lodestar.account.v1.Tier
+	(*v1.Money)(nil),                     // 34: lodestar.account.v1.Money
 }
 var file_lodestar_scoring_v1_scoring_proto_depIdxs = []int32{
 	1,  // 0: lodestar.scoring.v1.Measure.kind:type_name -> lodestar.scoring.v1.MeasureKind
-	3,  // 1: lodestar.scoring.v1.Measure.points:type_name -> lodestar.scoring.v1.Point
-	30, // 2: lodestar.scoring.v1.StageOverride.stage:type_name -> lodestar.account.v1.LifecycleStage
-	28, // 3: lodestar.scoring.v1.StageOverride.weights:type_name -> lodestar.scoring.v1.StageOverride.WeightsEntry
-	4,  // 4: lodestar.scoring.v1.StageOverride.measures:type_name -> lodestar.scoring.v1.Measure
-	4,  // 5: lodestar.scoring.v1.Scorecard.measures:type_name -> lodestar.scoring.v1.Measure
-	5,  // 6: lodestar.scoring.v1.Scorecard.bands:type_name -> lodestar.scoring.v1.Bands
-	6,  // 7: lodestar.scoring.v1.Scorecard.stage_overrides:type_name -> lodestar.scoring.v1.StageOverride
-	29, // 8: lodestar.scoring.v1.Scorecard.role_levels:type_name -> lodestar.scoring.v1.Scorecard.RoleLevelsEntry
-	31, // 9: lodestar.scoring.v1.Scorecard.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 10: lodestar.scoring.v1.MeasureResult.kind:type_name -> lodestar.scoring.v1.MeasureKind
-	0,  // 11: lodestar.scoring.v1.HealthScore.band:type_name -> lodestar.scoring.v1.Band
-	30, // 12: lodestar.scoring.v1.HealthScore.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
-	31, // 13: lodestar.scoring.v1.HealthScore.score_time:type_name -> google.protobuf.Timestamp
-	8,  // 14: lodestar.scoring.v1.HealthScore.measures:type_name -> lodestar.scoring.v1.MeasureResult
-	9,  // 15: lodestar.scoring.v1.HealthScore.attributions:type_name -> lodestar.scoring.v1.Attribution
-	32, // 16: lodestar.scoring.v1.HealthScore.tier:type_name -> lodestar.account.v1.Tier
-	33, // 17: lodestar.scoring.v1.HealthScore.arr:type_name -> lodestar.account.v1.Money
-	31, // 18: lodestar.scoring.v1.HealthScore.renewal_time:type_name -> google.protobuf.Timestamp
-	10, // 19: lodestar.scoring.v1.GetHealthScoreResponse.score:type_name -> lodestar.scoring.v1.HealthScore
-	10, // 20: lodestar.scoring.v1.BatchGetHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
-	0,  // 21: lodestar.scoring.v1.ListHealthScoresRequest.band:type_name -> lodestar.scoring.v1.Band
-	32, // 22: lodestar.scoring.v1.ListHealthScoresRequest.tier:type_name -> lodestar.account.v1.Tier
-	30, // 23: lodestar.scoring.v1.ListHealthScoresRequest.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
-	2,  // 24: lodestar.scoring.v1.ListHealthScoresRequest.order_by:type_name -> lodestar.scoring.v1.ListHealthScoresOrder
-	10, // 25: lodestar.scoring.v1.ListHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
-	16, // 26: lodestar.scoring.v1.ListHealthScoresResponse.band_counts:type_name -> lodestar.scoring.v1.BandCounts
-	31, // 27: lodestar.scoring.v1.GetScoreHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
-	31, // 28: lodestar.scoring.v1.GetScoreHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
-	10, // 29: lodestar.scoring.v1.GetScoreHistoryResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
-	7,  // 30: lodestar.scoring.v1.GetScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	7,  // 31: lodestar.scoring.v1.UpdateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	7,  // 32: lodestar.scoring.v1.UpdateScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	7,  // 33: lodestar.scoring.v1.ValidateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	25, // 34: lodestar.scoring.v1.ValidateScorecardResponse.problems:type_name -> lodestar.scoring.v1.ScorecardProblem
-	10, // 35: lodestar.scoring.v1.ScoreChangeEvent.score:type_name -> lodestar.scoring.v1.HealthScore
-	11, // 36: lodestar.scoring.v1.ScoringService.GetHealthScore:input_type -> lodestar.scoring.v1.GetHealthScoreRequest
-	13, // 37: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:input_type -> lodestar.scoring.v1.BatchGetHealthScoresRequest
-	15, // 38: lodestar.scoring.v1.ScoringService.ListHealthScores:input_type -> lodestar.scoring.v1.ListHealthScoresRequest
-	18, // 39: lodestar.scoring.v1.ScoringService.GetScoreHistory:input_type -> lodestar.scoring.v1.GetScoreHistoryRequest
-	20, // 40: lodestar.scoring.v1.ScoringService.GetScorecard:input_type -> lodestar.scoring.v1.GetScorecardRequest
-	22, // 41: lodestar.scoring.v1.ScoringService.UpdateScorecard:input_type -> lodestar.scoring.v1.UpdateScorecardRequest
-	24, // 42: lodestar.scoring.v1.ScoringService.ValidateScorecard:input_type -> lodestar.scoring.v1.ValidateScorecardRequest
-	12, // 43: lodestar.scoring.v1.ScoringService.GetHealthScore:output_type -> lodestar.scoring.v1.GetHealthScoreResponse
-	14, // 44: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:output_type -> lodestar.scoring.v1.BatchGetHealthScoresResponse
-	17, // 45: lodestar.scoring.v1.ScoringService.ListHealthScores:output_type -> lodestar.scoring.v1.ListHealthScoresResponse
-	19, // 46: lodestar.scoring.v1.ScoringService.GetScoreHistory:output_type -> lodestar.scoring.v1.GetScoreHistoryResponse
-	21, // 47: lodestar.scoring.v1.ScoringService.GetScorecard:output_type -> lodestar.scoring.v1.GetScorecardResponse
-	23, // 48: lodestar.scoring.v1.ScoringService.UpdateScorecard:output_type -> lodestar.scoring.v1.UpdateScorecardResponse
-	26, // 49: lodestar.scoring.v1.ScoringService.ValidateScorecard:output_type -> lodestar.scoring.v1.ValidateScorecardResponse
-	43, // [43:50] is the sub-list for method output_type
-	36, // [36:43] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	4,  // 1: lodestar.scoring.v1.Measure.points:type_name -> lodestar.scoring.v1.Point
+	2,  // 2: lodestar.scoring.v1.Measure.scale:type_name -> lodestar.scoring.v1.Scale
+	31, // 3: lodestar.scoring.v1.StageOverride.stage:type_name -> lodestar.account.v1.LifecycleStage
+	29, // 4: lodestar.scoring.v1.StageOverride.weights:type_name -> lodestar.scoring.v1.StageOverride.WeightsEntry
+	5,  // 5: lodestar.scoring.v1.StageOverride.measures:type_name -> lodestar.scoring.v1.Measure
+	5,  // 6: lodestar.scoring.v1.Scorecard.measures:type_name -> lodestar.scoring.v1.Measure
+	6,  // 7: lodestar.scoring.v1.Scorecard.bands:type_name -> lodestar.scoring.v1.Bands
+	7,  // 8: lodestar.scoring.v1.Scorecard.stage_overrides:type_name -> lodestar.scoring.v1.StageOverride
+	30, // 9: lodestar.scoring.v1.Scorecard.role_levels:type_name -> lodestar.scoring.v1.Scorecard.RoleLevelsEntry
+	32, // 10: lodestar.scoring.v1.Scorecard.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: lodestar.scoring.v1.MeasureResult.kind:type_name -> lodestar.scoring.v1.MeasureKind
+	0,  // 12: lodestar.scoring.v1.HealthScore.band:type_name -> lodestar.scoring.v1.Band
+	31, // 13: lodestar.scoring.v1.HealthScore.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	32, // 14: lodestar.scoring.v1.HealthScore.score_time:type_name -> google.protobuf.Timestamp
+	9,  // 15: lodestar.scoring.v1.HealthScore.measures:type_name -> lodestar.scoring.v1.MeasureResult
+	10, // 16: lodestar.scoring.v1.HealthScore.attributions:type_name -> lodestar.scoring.v1.Attribution
+	33, // 17: lodestar.scoring.v1.HealthScore.tier:type_name -> lodestar.account.v1.Tier
+	34, // 18: lodestar.scoring.v1.HealthScore.arr:type_name -> lodestar.account.v1.Money
+	32, // 19: lodestar.scoring.v1.HealthScore.renewal_time:type_name -> google.protobuf.Timestamp
+	11, // 20: lodestar.scoring.v1.GetHealthScoreResponse.score:type_name -> lodestar.scoring.v1.HealthScore
+	11, // 21: lodestar.scoring.v1.BatchGetHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
+	0,  // 22: lodestar.scoring.v1.ListHealthScoresRequest.band:type_name -> lodestar.scoring.v1.Band
+	33, // 23: lodestar.scoring.v1.ListHealthScoresRequest.tier:type_name -> lodestar.account.v1.Tier
+	31, // 24: lodestar.scoring.v1.ListHealthScoresRequest.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	3,  // 25: lodestar.scoring.v1.ListHealthScoresRequest.order_by:type_name -> lodestar.scoring.v1.ListHealthScoresOrder
+	11, // 26: lodestar.scoring.v1.ListHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
+	17, // 27: lodestar.scoring.v1.ListHealthScoresResponse.band_counts:type_name -> lodestar.scoring.v1.BandCounts
+	32, // 28: lodestar.scoring.v1.GetScoreHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	32, // 29: lodestar.scoring.v1.GetScoreHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	11, // 30: lodestar.scoring.v1.GetScoreHistoryResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
+	8,  // 31: lodestar.scoring.v1.GetScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	8,  // 32: lodestar.scoring.v1.UpdateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	8,  // 33: lodestar.scoring.v1.UpdateScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	8,  // 34: lodestar.scoring.v1.ValidateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	26, // 35: lodestar.scoring.v1.ValidateScorecardResponse.problems:type_name -> lodestar.scoring.v1.ScorecardProblem
+	11, // 36: lodestar.scoring.v1.ScoreChangeEvent.score:type_name -> lodestar.scoring.v1.HealthScore
+	12, // 37: lodestar.scoring.v1.ScoringService.GetHealthScore:input_type -> lodestar.scoring.v1.GetHealthScoreRequest
+	14, // 38: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:input_type -> lodestar.scoring.v1.BatchGetHealthScoresRequest
+	16, // 39: lodestar.scoring.v1.ScoringService.ListHealthScores:input_type -> lodestar.scoring.v1.ListHealthScoresRequest
+	19, // 40: lodestar.scoring.v1.ScoringService.GetScoreHistory:input_type -> lodestar.scoring.v1.GetScoreHistoryRequest
+	21, // 41: lodestar.scoring.v1.ScoringService.GetScorecard:input_type -> lodestar.scoring.v1.GetScorecardRequest
+	23, // 42: lodestar.scoring.v1.ScoringService.UpdateScorecard:input_type -> lodestar.scoring.v1.UpdateScorecardRequest
+	25, // 43: lodestar.scoring.v1.ScoringService.ValidateScorecard:input_type -> lodestar.scoring.v1.ValidateScorecardRequest
+	13, // 44: lodestar.scoring.v1.ScoringService.GetHealthScore:output_type -> lodestar.scoring.v1.GetHealthScoreResponse
+	15, // 45: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:output_type -> lodestar.scoring.v1.BatchGetHealthScoresResponse
+	18, // 46: lodestar.scoring.v1.ScoringService.ListHealthScores:output_type -> lodestar.scoring.v1.ListHealthScoresResponse
+	20, // 47: lodestar.scoring.v1.ScoringService.GetScoreHistory:output_type -> lodestar.scoring.v1.GetScoreHistoryResponse
+	22, // 48: lodestar.scoring.v1.ScoringService.GetScorecard:output_type -> lodestar.scoring.v1.GetScorecardResponse
+	24, // 49: lodestar.scoring.v1.ScoringService.UpdateScorecard:output_type -> lodestar.scoring.v1.UpdateScorecardResponse
+	27, // 50: lodestar.scoring.v1.ScoringService.ValidateScorecard:output_type -> lodestar.scoring.v1.ValidateScorecardResponse
+	44, // [44:51] is the sub-list for method output_type
+	37, // [37:44] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_lodestar_scoring_v1_scoring_proto_init() }
@@ -2221,7 +2319,7 @@ func file_lodestar_scoring_v1_scoring_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lodestar_scoring_v1_scoring_proto_rawDesc), len(file_lodestar_scoring_v1_scoring_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
