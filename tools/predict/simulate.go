@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
+)
+
+var simNames = baselineNames{days: "days since the last event", events: "number of events (fewer riskier)"}
+
+// badFate reports the fates ranked first: accounts leaving or gone quiet.
+func badFate(f sim.Fate) bool { return f == sim.Declining || f == sim.Silent || f == sim.Churning }
+
+func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*DataSet, error) {
+	p, err := sim.New(sim.Config{Seed: o.simSeed, Accounts: o.simAccounts, Now: now, Mix: sim.DefaultMix()})
+	if err != nil {
+		return nil, err
+	}
+	from := now.AddDate(0, 0, -o.simDays)
+	type tally struct {
+		last   time.Time
+		events int
+	}
+	seen := map[string]*tally{}
+	var caught *caughtUp
+	var sent int
+	var lastDay time.Time
+	start := time.Now()
+	err = withLodestar(ctx, bin, dir, func(l *lodestar, r *scoreReader) error {
+		if o.simCRM {
+			if err := upsertCRM(ctx, r, p.Accounts()); err != nil {
+				return err
+			}
+		}
+		c := &segmentClient{url: "http://" + l.httpAddr, writeKey: l.keys.WriteKey, client: &http.Client{Timeout: 30 * time.Second}, concurrency: o.concurrency}
+		var buf []sim.Event
+		var day []sim.SegmentEvent
+		for d := from; d.Before(now); d = d.AddDate(0, 0, 1) {
+			day = day[:0]
+			for h := d; h.Before(d.AddDate(0, 0, 1)) && h.Before(now); h = h.Add(time.Hour) {
+				buf = p.AppendHour(buf[:0], h)
+				for _, ev := range buf {
+					t := seen[ev.AccountID]
+					if t == nil {
+						t = &tally{}
+						seen[ev.AccountID] = t
+					}
+					t.last, t.events = ev.Time, t.events+1
+					if ev.Time.After(lastDay) {
+						lastDay = ev.Time
+					}
+					day = append(day, ev.Segment())
+				}
+			}
+			if err := c.send(ctx, day); err != nil {
+				return err
+			}
+		}
+		lastDay = lastDay.Truncate(24 * time.Hour)
+		ids := make([]string, 0, len(p.Accounts()))
+		for _, a := range p.Accounts() {
+			ids = append(ids, a.ID)
+		}
+		logf("sim: sent %d events of %d accounts over %d days; waiting for the scores", c.sent, len(ids), o.simDays)
+		sent = c.sent
+		caught, err = waitScores(ctx, l, r, c.sent, ids, lastDay, o.catchUp)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(start)
+
+	var accts, onboarding []account
+	for _, a := range p.Accounts() {
+		acct := account{ID: a.ID, Positive: badFate(a.Fate), Score: caught.Scores[a.ID]}
+		if t := seen[a.ID]; t != nil {
+			acct.DaysSinceLast = float64(lastDay.Sub(t.last.Truncate(24*time.Hour)) / (24 * time.Hour))
+			acct.Events = float64(t.events)
+		} else {
+			acct.DaysSinceLast = math.Inf(1) // no event at all: the most silent
+		}
+		if a.Fate == sim.Onboarding {
+			onboarding = append(onboarding, acct)
+		} else {
+			accts = append(accts, acct)
+		}
+	}
+	d := &DataSet{
+		Name: "Simulation (loadgen fates)",
+		Description: fmt.Sprintf("%d accounts of the loadgen simulation (seed %d, default mix), %d days of history to %s replayed through the Segment HTTP API in event time%s. Positive: declining, silent or churning; negative: healthy or expanding; onboarding accounts are left out of the AUC.",
+			o.simAccounts, o.simSeed, o.simDays, now.Format(time.RFC3339), map[bool]string{true: ", their CRM facts upserted first (AccountService), as the demo does", false: ", without CRM facts"}[o.simCRM]),
+	}
+	d.count("accounts", float64(len(p.Accounts())))
+	d.count("ranked (not onboarding)", float64(len(accts)))
+	d.count("positive (declining, silent, churning)", float64(countPositive(accts)))
+	d.count("scored (a score of the last day)", float64(caught.scored()))
+	d.count("unscored", float64(len(p.Accounts())-caught.scored()))
+	d.count("events sent", float64(sent))
+	d.count("seconds to replay and catch up", math.Round(elapsed.Seconds()))
+	d.Rows = evaluate(accts, simNames, defaultScore)
+	d.Scores = distribution(append(accts, onboarding...))
+	d.note("Scores by fate: %s.", byFate(p.Accounts(), caught))
+	if caught.TimedOut {
+		d.note("Scoring had not settled when the wait timed out (-catch-up-timeout).")
+	}
+	return d, nil
+}
+
+// byFate summarises the scores of each fate: count scored and mean score.
+func byFate(accts []*sim.Account, caught *caughtUp) string {
+	var parts []string
+	for _, f := range sim.Fates() {
+		var n, scored int
+		var sum float64
+		for _, a := range accts {
+			if a.Fate != f {
+				continue
+			}
+			n++
+			if s := caught.Scores[a.ID]; s != nil {
+				scored++
+				sum += s.GetScore()
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		mean := "n/a"
+		if scored > 0 {
+			mean = fmt.Sprintf("%.1f", sum/float64(scored))
+		}
+		parts = append(parts, fmt.Sprintf("%s %d (scored %d, mean %s)", f, n, scored, mean))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// upsertCRM sends the accounts' CRM facts, as a CRM integration would.
+func upsertCRM(ctx context.Context, r *scoreReader, accts []*sim.Account) error {
+	client := accountv1.NewAccountServiceClient(r.conn)
+	const maxUpsert = 1000 // accounts in one UpsertAccounts call, at most
+	for start := 0; start < len(accts); start += maxUpsert {
+		req := &accountv1.UpsertAccountsRequest{}
+		for _, a := range accts[start:min(start+maxUpsert, len(accts))] {
+			req.Accounts = append(req.Accounts, a.CRM())
+		}
+		if _, err := client.UpsertAccounts(r.auth(ctx), req); err != nil {
+			return fmt.Errorf("UpsertAccounts: %w", err)
+		}
+	}
+	return nil
+}
