@@ -121,7 +121,7 @@ type Distribution struct {
 	Red    float64 `json:"red"`
 	Yellow float64 `json:"yellow"`
 	Green  float64 `json:"green"`
-	// Quantiles of the score: min, p10, median, p90, max.
+	// Quantiles of the score (nearest rank): min, p10, median, p90, max.
 	Quantiles [5]float64 `json:"quantiles"`
 }
 
@@ -231,6 +231,49 @@ func (l *learned) coefficients() []Coefficient {
 	out := make([]Coefficient, len(l.names))
 	for i, name := range l.names {
 		out[i] = Coefficient{Measure: name, PerSD: l.model.Coef[i], PerPoint: raw[i], Mean: l.model.Mean[i]}
+	}
+	return out
+}
+
+// MeasureSummary describes one measure over the scored accounts: how many
+// have data for it and how spread its values are.
+type MeasureSummary struct {
+	Measure  string  `json:"measure"`
+	WithData int     `json:"with_data"`
+	Distinct int     `json:"distinct_sub_scores"`
+	MinRaw   float64 `json:"min_raw"`
+	MaxRaw   float64 `json:"max_raw"`
+	MeanSub  float64 `json:"mean_sub_score"`
+}
+
+func measureSummaries(accts []account) []MeasureSummary {
+	names := measureNames(accts)
+	out := make([]MeasureSummary, len(names))
+	subs := make([][]float64, len(names))
+	for i, name := range names {
+		out[i] = MeasureSummary{Measure: name, MinRaw: math.Inf(1), MaxRaw: math.Inf(-1)}
+	}
+	for _, a := range accts {
+		for _, m := range a.Score.GetMeasures() {
+			i := slices.Index(names, m.GetName())
+			if !m.GetHasData() {
+				continue
+			}
+			s := &out[i]
+			s.WithData++
+			s.MinRaw, s.MaxRaw = math.Min(s.MinRaw, m.GetRawValue()), math.Max(s.MaxRaw, m.GetRawValue())
+			s.MeanSub += m.GetSubScore()
+			subs[i] = append(subs[i], m.GetSubScore())
+		}
+	}
+	for i := range out {
+		if out[i].WithData == 0 {
+			out[i].MinRaw, out[i].MaxRaw = 0, 0
+			continue
+		}
+		out[i].MeanSub /= float64(out[i].WithData)
+		slices.Sort(subs[i])
+		out[i].Distinct = len(slices.Compact(subs[i]))
 	}
 	return out
 }

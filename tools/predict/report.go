@@ -22,11 +22,14 @@ type DataSet struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
 	// Counts are named counts, in order: accounts, scored, events sent...
-	Counts       []Count       `json:"counts"`
-	Rows         []Row         `json:"rows"`
-	Scores       Distribution  `json:"scores"`
-	Coefficients []Coefficient `json:"learned_coefficients,omitempty"`
-	Notes        []string      `json:"notes,omitempty"`
+	Counts []Count      `json:"counts"`
+	Rows   []Row        `json:"rows"`
+	Scores Distribution `json:"scores"`
+	// Measures summarise the default scorecard's measures over the scored
+	// accounts.
+	Measures     []MeasureSummary `json:"measures"`
+	Coefficients []Coefficient    `json:"learned_coefficients,omitempty"`
+	Notes        []string         `json:"notes,omitempty"`
 }
 
 // Count is one named count.
@@ -74,6 +77,12 @@ func (r *report) markdown() []byte {
 		fmt.Fprintf(&b, "\nScores: %d scored, %d distinct values; red %.1f%%, yellow %.1f%%, green %.1f%%; min %s, p10 %s, median %s, p90 %s, max %s.\n",
 			s.Scored, s.Distinct, 100*s.Red, 100*s.Yellow, 100*s.Green,
 			trim(s.Quantiles[0]), trim(s.Quantiles[1]), trim(s.Quantiles[2]), trim(s.Quantiles[3]), trim(s.Quantiles[4]))
+		if len(d.Measures) > 0 {
+			fmt.Fprintf(&b, "\nMeasures of the scored accounts:\n\n| measure | with data | distinct sub-scores | mean sub-score | raw min | raw max |\n|---|---:|---:|---:|---:|---:|\n")
+			for _, m := range d.Measures {
+				fmt.Fprintf(&b, "| %s | %d | %d | %.1f | %s | %s |\n", m.Measure, m.WithData, m.Distinct, m.MeanSub, trim(m.MinRaw), trim(m.MaxRaw))
+			}
+		}
 		if len(d.Coefficients) > 0 {
 			fmt.Fprintf(&b, "\nLearned scorecard (log-odds of churn; a missing sub-score taken at its mean):\n\n| measure | per SD | per sub-score point | mean sub-score |\n|---|---:|---:|---:|\n")
 			for _, c := range d.Coefficients {

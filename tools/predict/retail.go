@@ -134,6 +134,7 @@ func retailSet(s *splitScores, description string, signals ...scoreSignal) *Data
 	d.count("seconds to replay and catch up", math.Round(s.elapsed.Seconds()))
 	d.Rows = evaluate(s.accts, retailNames, signals...)
 	d.Scores = distribution(s.accts)
+	d.Measures = measureSummaries(s.accts)
 	if !s.wm.Equal(s.split.Last) {
 		d.note("The last invoice sent is of %s, not the split's last day: scores are of that day.", s.wm.Format(time.DateOnly))
 	}

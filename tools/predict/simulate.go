@@ -105,7 +105,8 @@ func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*
 	d.count("events sent", float64(sent))
 	d.count("seconds to replay and catch up", math.Round(elapsed.Seconds()))
 	d.Rows = evaluate(accts, simNames, defaultScore)
-	d.Scores = distribution(append(accts, onboarding...))
+	all := append(accts, onboarding...)
+	d.Scores, d.Measures = distribution(all), measureSummaries(all)
 	d.note("Scores by fate: %s.", byFate(p.Accounts(), caught))
 	if caught.TimedOut {
 		d.note("Scoring had not settled when the wait timed out (-catch-up-timeout).")
