@@ -58,11 +58,12 @@ type options struct {
 	concurrency int
 	catchUp     time.Duration
 
-	simSeed     uint64
-	simAccounts int
-	simDays     int
-	simNow      string
-	simCRM      bool
+	simSeed      uint64
+	simTrainSeed uint64
+	simAccounts  int
+	simDays      int
+	simNow       string
+	simCRM       bool
 }
 
 func (o *options) registerFlags(fs *flag.FlagSet) {
@@ -75,7 +76,8 @@ func (o *options) registerFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.lambda, "lambda", 0.01, "L2 penalty of the learned scorecard's fit, on standardised sub-scores.")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "Segment batch requests in flight.")
 	fs.DurationVar(&o.catchUp, "catch-up-timeout", 3*time.Minute, "Longest wait at a split for scoring to catch up.")
-	fs.Uint64Var(&o.simSeed, "sim.seed", 1, "Seed of the simulation.")
+	fs.Uint64Var(&o.simSeed, "sim.seed", 1, "Seed of the simulated world scored.")
+	fs.Uint64Var(&o.simTrainSeed, "sim.train-seed", 2, "Seed of the simulated world the learned scorecard is fitted to.")
 	fs.IntVar(&o.simAccounts, "sim.accounts", 600, "Simulated accounts.")
 	fs.IntVar(&o.simDays, "sim.days", 45, "Days of simulated history replayed, up to -sim.now.")
 	fs.StringVar(&o.simNow, "sim.now", "2025-11-01T00:00:00Z", "The simulation's present, against which the fates are told (RFC 3339, in the past): fixed, so that runs compare.")

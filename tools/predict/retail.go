@@ -146,6 +146,16 @@ func retailSet(s *splitScores, description string, signals ...scoreSignal) *Data
 
 func (c *caughtUp) scored() int { return len(c.Scores) }
 
+func scoredCount(accts []account) int {
+	n := 0
+	for _, a := range accts {
+		if a.Score != nil {
+			n++
+		}
+	}
+	return n
+}
+
 func countPositive(accts []account) int {
 	n := 0
 	for _, a := range accts {

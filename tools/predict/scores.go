@@ -60,29 +60,35 @@ type caughtUp struct {
 	Scores map[string]*scoringv1.HealthScore
 	// Stale counts accounts whose score is of an earlier day.
 	Stale int
-	// TimedOut is true when the wait ended at its timeout, before every
-	// account was scored or their number settled.
+	// TimedOut is true when the wait ended at its timeout, before the
+	// scores stopped changing.
 	TimedOut bool
 	// Wait is how long it took from the last event sent.
 	Wait time.Duration
 }
 
-// settle is how long the number of scored accounts must stay unchanged, after
-// scoring applied every event, for the rest to count as not scored: scoring
-// flushes every 50 ms and sets a due account's score at the next flush.
-const settle = 2 * time.Second
+// Scores are read again until two reads pollInterval apart agree: scoring
+// applies an event before it flushes (every 50 ms by default) the scores it
+// moved, so a read right after the last event is applied may miss its effect.
+// An account without a score of the day by then has none.
+const pollInterval = 500 * time.Millisecond
 
-// waitScores waits until scoring has applied every event sent and every
-// account has a score of the watermark's day, or the number of such
-// accounts has settled, at most timeout; and returns those scores.
+// waitScores waits until scoring has applied every event sent and the scores
+// of the watermark's day have stopped changing, at most timeout; and returns
+// them.
 func waitScores(ctx context.Context, l *lodestar, r *scoreReader, sent int, ids []string, day time.Time, timeout time.Duration) (*caughtUp, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	if err := l.drain(ctx, sent, timeout); err != nil {
 		return nil, err
 	}
-	last, since := -1, time.Now()
+	var last *caughtUp
 	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pollInterval):
+		}
 		all, err := r.read(ctx, ids)
 		if err != nil {
 			return nil, err
@@ -95,21 +101,27 @@ func waitScores(ctx context.Context, l *lodestar, r *scoreReader, sent int, ids 
 				res.Stale++
 			}
 		}
-		n := len(res.Scores)
-		if n != last {
-			last, since = n, time.Now()
-		}
-		if n == len(ids) || time.Since(since) >= settle {
+		if last != nil && last.same(res) {
 			return res, nil
 		}
 		if time.Now().After(deadline) {
 			res.TimedOut = true
 			return res, nil
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		last = res
+	}
+}
+
+// same reports whether two reads found the same scores at the same times.
+func (c *caughtUp) same(o *caughtUp) bool {
+	if len(c.Scores) != len(o.Scores) || c.Stale != o.Stale {
+		return false
+	}
+	for id, s := range c.Scores {
+		t := o.Scores[id]
+		if t == nil || t.GetScore() != s.GetScore() || !t.GetScoreTime().AsTime().Equal(s.GetScoreTime().AsTime()) {
+			return false
 		}
 	}
+	return true
 }

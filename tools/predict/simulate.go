@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,19 +18,73 @@ var simNames = baselineNames{days: "days since the last event", events: "number 
 // badFate reports the fates ranked first: accounts leaving or gone quiet.
 func badFate(f sim.Fate) bool { return f == sim.Declining || f == sim.Silent || f == sim.Churning }
 
+// simWorld is one simulated world replayed into a fresh Lodestar and scored.
+type simWorld struct {
+	product *sim.Product
+	// accts are the accounts ranked (not onboarding), onboarding the others.
+	accts, onboarding []account
+	caught            *caughtUp
+	sent              int
+	elapsed           time.Duration
+}
+
 func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*DataSet, error) {
-	p, err := sim.New(sim.Config{Seed: o.simSeed, Accounts: o.simAccounts, Now: now, Mix: sim.DefaultMix()})
+	w, err := o.replaySim(ctx, bin, filepath.Join(dir, "test"), o.simSeed, now)
 	if err != nil {
 		return nil, err
 	}
+	train, err := o.replaySim(ctx, bin, filepath.Join(dir, "train"), o.simTrainSeed, now)
+	if err != nil {
+		return nil, fmt.Errorf("training world: %w", err)
+	}
+	model, err := learn(train.accts, o.lambda)
+	if err != nil {
+		return nil, fmt.Errorf("training world: %w", err)
+	}
+	d := &DataSet{
+		Name: "Simulation (loadgen fates)",
+		Description: fmt.Sprintf("%d accounts of the loadgen simulation (seed %d, default mix), %d days of history to %s replayed through the Segment HTTP API in event time%s. Positive: declining, silent or churning; negative: healthy or expanding; onboarding accounts are left out of the AUC. The learned scorecard is fitted to the fates of another world (seed %d, replayed the same way into its own Lodestar) and applied to this one's sub-scores.",
+			o.simAccounts, o.simSeed, o.simDays, now.Format(time.RFC3339), map[bool]string{true: ", their CRM facts upserted first (AccountService), as the demo does", false: ", without CRM facts"}[o.simCRM], o.simTrainSeed),
+	}
+	d.count("accounts", float64(len(w.product.Accounts())))
+	d.count("ranked (not onboarding)", float64(len(w.accts)))
+	d.count("positive (declining, silent, churning)", float64(countPositive(w.accts)))
+	d.count("scored (a score of the last day)", float64(w.caught.scored()))
+	d.count("unscored", float64(len(w.product.Accounts())-w.caught.scored()))
+	d.count("of them with a stale score (an earlier day's)", float64(w.caught.Stale))
+	d.count("events sent", float64(w.sent))
+	d.count("seconds to replay and catch up", math.Round(w.elapsed.Seconds()))
+	d.count("seconds to replay and catch up the training world", math.Round(train.elapsed.Seconds()))
+	d.Rows = evaluate(w.accts, simNames, defaultScore, model.signal())
+	all := append(w.accts, w.onboarding...)
+	d.Scores, d.Measures = distribution(all), measureSummaries(all)
+	d.Coefficients = model.coefficients()
+	d.note("Scores by fate: %s.", byFate(w.product.Accounts(), w.caught))
+	d.note("The learned scorecard: L2-regularised logistic regression (lambda %g on standardised sub-scores, %d Newton steps) of a bad fate on the measures' sub-scores of the training world's %d scored accounts (onboarding left out).",
+		o.lambda, model.model.Iterations, scoredCount(train.accts))
+	d.note("The simulation has no renewal outcomes of its own; the renewal backtest against fates is services/renewalforecast's loadgen backtest (in memory).")
+	for _, x := range []*simWorld{w, train} {
+		if x.caught.TimedOut {
+			d.note("Scoring had not settled when the wait timed out (-catch-up-timeout).")
+		}
+	}
+	return d, nil
+}
+
+// replaySim replays a simulated world of the given seed into a fresh Lodestar
+// in dir and reads every account's score at the end.
+func (o *options) replaySim(ctx context.Context, bin, dir string, seed uint64, now time.Time) (*simWorld, error) {
+	p, err := sim.New(sim.Config{Seed: seed, Accounts: o.simAccounts, Now: now, Mix: sim.DefaultMix()})
+	if err != nil {
+		return nil, err
+	}
+	w := &simWorld{product: p}
 	from := now.AddDate(0, 0, -o.simDays)
 	type tally struct {
 		last   time.Time
 		events int
 	}
 	seen := map[string]*tally{}
-	var caught *caughtUp
-	var sent int
 	var lastDay time.Time
 	start := time.Now()
 	err = withLodestar(ctx, bin, dir, func(l *lodestar, r *scoreReader) error {
@@ -67,19 +122,17 @@ func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*
 		for _, a := range p.Accounts() {
 			ids = append(ids, a.ID)
 		}
-		logf("sim: sent %d events of %d accounts over %d days; waiting for the scores", c.sent, len(ids), o.simDays)
-		sent = c.sent
-		caught, err = waitScores(ctx, l, r, c.sent, ids, lastDay, o.catchUp)
+		logf("sim (seed %d): sent %d events of %d accounts over %d days; waiting for the scores", seed, c.sent, len(ids), o.simDays)
+		w.sent = c.sent
+		w.caught, err = waitScores(ctx, l, r, c.sent, ids, lastDay, o.catchUp)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	elapsed := time.Since(start)
-
-	var accts, onboarding []account
+	w.elapsed = time.Since(start)
 	for _, a := range p.Accounts() {
-		acct := account{ID: a.ID, Positive: badFate(a.Fate), Score: caught.Scores[a.ID]}
+		acct := account{ID: a.ID, Positive: badFate(a.Fate), Score: w.caught.Scores[a.ID]}
 		if t := seen[a.ID]; t != nil {
 			acct.DaysSinceLast = float64(lastDay.Sub(t.last.Truncate(24*time.Hour)) / (24 * time.Hour))
 			acct.Events = float64(t.events)
@@ -87,31 +140,12 @@ func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*
 			acct.DaysSinceLast = math.Inf(1) // no event at all: the most silent
 		}
 		if a.Fate == sim.Onboarding {
-			onboarding = append(onboarding, acct)
+			w.onboarding = append(w.onboarding, acct)
 		} else {
-			accts = append(accts, acct)
+			w.accts = append(w.accts, acct)
 		}
 	}
-	d := &DataSet{
-		Name: "Simulation (loadgen fates)",
-		Description: fmt.Sprintf("%d accounts of the loadgen simulation (seed %d, default mix), %d days of history to %s replayed through the Segment HTTP API in event time%s. Positive: declining, silent or churning; negative: healthy or expanding; onboarding accounts are left out of the AUC.",
-			o.simAccounts, o.simSeed, o.simDays, now.Format(time.RFC3339), map[bool]string{true: ", their CRM facts upserted first (AccountService), as the demo does", false: ", without CRM facts"}[o.simCRM]),
-	}
-	d.count("accounts", float64(len(p.Accounts())))
-	d.count("ranked (not onboarding)", float64(len(accts)))
-	d.count("positive (declining, silent, churning)", float64(countPositive(accts)))
-	d.count("scored (a score of the last day)", float64(caught.scored()))
-	d.count("unscored", float64(len(p.Accounts())-caught.scored()))
-	d.count("events sent", float64(sent))
-	d.count("seconds to replay and catch up", math.Round(elapsed.Seconds()))
-	d.Rows = evaluate(accts, simNames, defaultScore)
-	all := append(accts, onboarding...)
-	d.Scores, d.Measures = distribution(all), measureSummaries(all)
-	d.note("Scores by fate: %s.", byFate(p.Accounts(), caught))
-	if caught.TimedOut {
-		d.note("Scoring had not settled when the wait timed out (-catch-up-timeout).")
-	}
-	return d, nil
+	return w, nil
 }
 
 // byFate summarises the scores of each fate: count scored and mean score.
