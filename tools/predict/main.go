@@ -34,6 +34,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -137,6 +138,7 @@ func (o *options) run(ctx context.Context, args []string) error {
 		Command:  "go run ./tools/predict " + strings.Join(args, " "),
 		Date:     start.UTC().Format(time.RFC3339),
 		Lodestar: o.lodestarPkg,
+		Revision: revision(ctx),
 	}
 	if o.lodestarBin != "" {
 		rep.Lodestar = o.lodestarBin
@@ -175,6 +177,20 @@ func withLodestar(ctx context.Context, bin, dir string, fn func(*lodestar, *scor
 	}
 	defer r.Close()
 	return fn(l, r)
+}
+
+// revision is the repository's commit, "+dirty" when the tree has changes;
+// empty outside a git checkout.
+func revision(ctx context.Context) string {
+	head, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(head))
+	if status, err := exec.CommandContext(ctx, "git", "status", "--porcelain").Output(); err == nil && len(status) > 0 {
+		rev += "+dirty"
+	}
+	return rev
 }
 
 func logf(format string, args ...any) {

@@ -13,6 +13,7 @@ type report struct {
 	Command    string     `json:"command"`
 	Date       string     `json:"date"`
 	Lodestar   string     `json:"lodestar"`
+	Revision   string     `json:"revision"`
 	RunSeconds float64    `json:"run_seconds"`
 	DataSets   []*DataSet `json:"data_sets"`
 }
@@ -59,7 +60,7 @@ func (r *report) markdown() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Predictive benchmark\n\n")
 	fmt.Fprintf(&b, "How well health scores rank the accounts that leave: ROC AUC (the chance that a random churner ranks above a random stayer, ties half; 0.5 is chance), beside single signals computed in the same run. Written by `tools/predict` (`make bench-predict`); the JSON twin is `predict.json`.\n\n")
-	fmt.Fprintf(&b, "- Command: `%s`\n- Date: %s\n- Lodestar: `%s`, `-target=all`, no configuration (the default scorecard)\n- Run time: %.0f s\n", r.Command, r.Date, r.Lodestar, r.RunSeconds)
+	fmt.Fprintf(&b, "- Command: `%s`\n- Date: %s\n- Lodestar: `%s` at %s, `-target=all`, no configuration (the default scorecard)\n- Run time: %.0f s\n", r.Command, r.Date, r.Lodestar, r.Revision, r.RunSeconds)
 	for _, d := range r.DataSets {
 		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", d.Name, d.Description)
 		for _, c := range d.Counts {
