@@ -34,11 +34,10 @@ var defaultScore = scoreSignal{Name: "default scorecard", Risk: func(s *scoringv
 
 // Populations of the rows.
 const (
-	popAll            = "all accounts"
-	popScored         = "scored accounts"
-	popUnscoredFirst  = "all, unscored ranked riskiest"
-	popUnscoredLast   = "all, unscored ranked safest"
-	popAllDescription = "every account with history"
+	popAll           = "all accounts"
+	popScored        = "scored accounts"
+	popUnscoredFirst = "all, unscored ranked riskiest"
+	popUnscoredLast  = "all, unscored ranked safest"
 )
 
 // Row is one signal's ranking quality on one population.

@@ -131,7 +131,8 @@ func retailSet(s *splitScores, description string, signals ...scoreSignal) *Data
 	d.count("unscored", float64(len(s.accts)-scored))
 	d.count("of them with a stale score (an earlier day's)", float64(s.caught.Stale))
 	d.count("invoices sent (cumulative)", float64(s.events))
-	d.count("seconds to replay and catch up", math.Round(s.elapsed.Seconds()))
+	d.count("seconds to send the invoices", seconds(s.elapsed-s.caught.Wait))
+	d.count("seconds from the last invoice sent to stable scores", seconds(s.caught.Wait))
 	d.Rows = evaluate(s.accts, retailNames, signals...)
 	d.Scores = distribution(s.accts)
 	d.Measures = measureSummaries(s.accts)
@@ -145,6 +146,9 @@ func retailSet(s *splitScores, description string, signals ...scoreSignal) *Data
 }
 
 func (c *caughtUp) scored() int { return len(c.Scores) }
+
+// seconds rounds d to tenths of a second.
+func seconds(d time.Duration) float64 { return d.Round(100 * time.Millisecond).Seconds() }
 
 func scoredCount(accts []account) int {
 	n := 0

@@ -63,7 +63,8 @@ type caughtUp struct {
 	// TimedOut is true when the wait ended at its timeout, before the
 	// scores stopped changing.
 	TimedOut bool
-	// Wait is how long it took from the last event sent.
+	// Wait is how long it took from the last event answered to stable
+	// scores.
 	Wait time.Duration
 }
 

@@ -25,7 +25,8 @@ type simWorld struct {
 	accts, onboarding []account
 	caught            *caughtUp
 	sent              int
-	elapsed           time.Duration
+	// elapsed is the time from the first event sent to stable scores.
+	elapsed time.Duration
 }
 
 func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*DataSet, error) {
@@ -53,8 +54,9 @@ func (o *options) runSim(ctx context.Context, bin, dir string, now time.Time) (*
 	d.count("unscored", float64(len(w.product.Accounts())-w.caught.scored()))
 	d.count("of them with a stale score (an earlier day's)", float64(w.caught.Stale))
 	d.count("events sent", float64(w.sent))
-	d.count("seconds to replay and catch up", math.Round(w.elapsed.Seconds()))
-	d.count("seconds to replay and catch up the training world", math.Round(train.elapsed.Seconds()))
+	d.count("seconds to send the events", seconds(w.elapsed-w.caught.Wait))
+	d.count("seconds from the last event sent to stable scores", seconds(w.caught.Wait))
+	d.count("seconds to replay the training world and read its scores", seconds(train.elapsed))
 	d.Rows = evaluate(w.accts, simNames, defaultScore, model.signal())
 	all := append(w.accts, w.onboarding...)
 	d.Scores, d.Measures = distribution(all), measureSummaries(all)
@@ -86,13 +88,13 @@ func (o *options) replaySim(ctx context.Context, bin, dir string, seed uint64, n
 	}
 	seen := map[string]*tally{}
 	var lastDay time.Time
-	start := time.Now()
 	err = withLodestar(ctx, bin, dir, func(l *lodestar, r *scoreReader) error {
 		if o.simCRM {
 			if err := upsertCRM(ctx, r, p.Accounts()); err != nil {
 				return err
 			}
 		}
+		start := time.Now()
 		c := &segmentClient{url: "http://" + l.httpAddr, writeKey: l.keys.WriteKey, client: &http.Client{Timeout: 30 * time.Second}, concurrency: o.concurrency}
 		var buf []sim.Event
 		var day []sim.SegmentEvent
@@ -125,12 +127,12 @@ func (o *options) replaySim(ctx context.Context, bin, dir string, seed uint64, n
 		logf("sim (seed %d): sent %d events of %d accounts over %d days; waiting for the scores", seed, c.sent, len(ids), o.simDays)
 		w.sent = c.sent
 		w.caught, err = waitScores(ctx, l, r, c.sent, ids, lastDay, o.catchUp)
+		w.elapsed = time.Since(start)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	w.elapsed = time.Since(start)
 	for _, a := range p.Accounts() {
 		acct := account{ID: a.ID, Positive: badFate(a.Fate), Score: w.caught.Scores[a.ID]}
 		if t := seen[a.ID]; t != nil {
