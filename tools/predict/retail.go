@@ -109,11 +109,9 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 	earlySet := retailSet(early, fmt.Sprintf("Online Retail, early split (training): history to %s, churned = no invoice %s .. %s. The learned scorecard is fitted here.",
 		early.split.Last.Format(time.DateOnly), early.split.End().Format(time.DateOnly), early.split.OutcomeEnd().AddDate(0, 0, -1).Format(time.DateOnly)),
 		defaultScore)
-	earlySet.Name = "Online Retail at " + early.split.Last.Format(time.DateOnly)
 	finalSet := retailSet(final, fmt.Sprintf("The data set's README split: history to %s, churned = no invoice %s .. %s; each customer an account, each invoice an `%s` track event through the Segment HTTP API in event time. The learned scorecard is the one fitted at %s, applied to this split's sub-scores.",
 		final.split.Last.Format(time.DateOnly), final.split.End().Format(time.DateOnly), final.split.OutcomeEnd().AddDate(0, 0, -1).Format(time.DateOnly), orderEvent, early.split.Last.Format(time.DateOnly)),
 		defaultScore, model.signal())
-	finalSet.Name = "Online Retail at " + final.split.Last.Format(time.DateOnly)
 	finalSet.Coefficients = model.coefficients()
 	finalSet.note("The learned scorecard: L2-regularised logistic regression (lambda %g on standardised sub-scores, Newton's method, %d steps) of churn on the measures' sub-scores of the %d accounts scored at %s, with their outcomes known by %s: no look-ahead.",
 		o.lambda, model.model.Iterations, early.caught.scored(), early.split.Last.Format(time.DateOnly), final.split.Last.Format(time.DateOnly))
@@ -123,7 +121,7 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 
 // retailSet is the data set of one split.
 func retailSet(s *splitScores, description string, signals ...scoreSignal) *DataSet {
-	d := &DataSet{Description: description}
+	d := &DataSet{Name: "Online Retail at " + s.split.Last.Format(time.DateOnly), Description: description}
 	scored := s.caught.scored()
 	d.count("customers with history", float64(len(s.accts)))
 	d.count("churned", float64(countPositive(s.accts)))
