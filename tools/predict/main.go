@@ -144,11 +144,11 @@ func (o *options) run(ctx context.Context, args []string) error {
 		rep.Lodestar = o.lodestarBin
 	}
 	if slices.Contains(sets, setRetail) {
-		sets, err := o.runRetail(ctx, bin, filepath.Join(tmp, setRetail))
+		splits, err := o.runRetail(ctx, bin, filepath.Join(tmp, setRetail))
 		if err != nil {
 			return fmt.Errorf("retail: %w", err)
 		}
-		rep.DataSets = append(rep.DataSets, sets...)
+		rep.DataSets = append(rep.DataSets, splits...)
 	}
 	if slices.Contains(sets, setSim) {
 		set, err := o.runSim(ctx, bin, filepath.Join(tmp, setSim), simNow)
