@@ -8,6 +8,8 @@ GENERATORS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 
 TEST_TIMEOUT ?= 15m
 TEST_FLAGS   ?= -race
+# The Online Retail invoices of the predictive benchmark.
+PREDICT_DATA ?= ../shared/data/online-retail-invoices.csv
 
 .PHONY: help
 help: ## List the targets.
@@ -64,6 +66,10 @@ bench: ## Micro-benchmarks of the hot paths.
 bench-report: ## The benchmark report: docs/benchmarks.md and .json (starts what it measures itself).
 	@scripts/ensure-redis.sh
 	$(GO) run ./tools/bench -out docs/benchmarks.md -json docs/benchmarks.json -profile
+
+.PHONY: bench-predict
+bench-predict: ## The predictive benchmark: docs/predict.md and .json (real invoices and the simulation; starts its own Lodestar).
+	$(GO) run ./tools/predict -data $(PREDICT_DATA) -out docs/predict.md -json docs/predict.json
 
 .PHONY: clean
 clean:

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+)
+
+// maxBatchGet is the most accounts one BatchGetHealthScores call may name.
+const maxBatchGet = 1000
+
+// scoreReader reads health scores over gRPC with the tenant's API key.
+type scoreReader struct {
+	conn   *grpc.ClientConn
+	client scoringv1.ScoringServiceClient
+	apiKey string
+}
+
+func newScoreReader(addr, apiKey string) (*scoreReader, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return &scoreReader{conn: conn, client: scoringv1.NewScoringServiceClient(conn), apiKey: apiKey}, nil
+}
+
+func (r *scoreReader) Close() error { return r.conn.Close() }
+
+func (r *scoreReader) auth(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.apiKey)
+}
+
+// read returns the current score of each account that has one.
+func (r *scoreReader) read(ctx context.Context, ids []string) (map[string]*scoringv1.HealthScore, error) {
+	out := make(map[string]*scoringv1.HealthScore, len(ids))
+	for start := 0; start < len(ids); start += maxBatchGet {
+		resp, err := r.client.BatchGetHealthScores(r.auth(ctx), &scoringv1.BatchGetHealthScoresRequest{
+			AccountIds: ids[start:min(start+maxBatchGet, len(ids))],
+		})
+		if err != nil {
+			return nil, fmt.Errorf("BatchGetHealthScores: %w", err)
+		}
+		for _, s := range resp.GetScores() {
+			out[s.GetAccountId()] = s
+		}
+	}
+	return out, nil
+}
+
+// caughtUp is the scores read at a pause of the replay.
+type caughtUp struct {
+	// Scores are the accounts' scores at the watermark's day; accounts
+	// without a score or with one of an earlier day (stale) are left out.
+	Scores map[string]*scoringv1.HealthScore
+	// Stale counts accounts whose score is of an earlier day.
+	Stale int
+	// TimedOut is true when the wait ended at its timeout, before the
+	// scores stopped changing.
+	TimedOut bool
+	// Wait is how long it took from the last event answered to stable
+	// scores.
+	Wait time.Duration
+}
+
+// Scores are read again until two reads pollInterval apart agree: scoring
+// applies an event before it flushes (every 50 ms by default) the scores it
+// moved, so a read right after the last event is applied may miss its effect.
+// An account without a score of the day by then has none.
+const pollInterval = 500 * time.Millisecond
+
+// waitScores waits until scoring has applied every event sent and the scores
+// of the watermark's day have stopped changing, at most timeout; and returns
+// them.
+func waitScores(ctx context.Context, l *lodestar, r *scoreReader, sent int, ids []string, day time.Time, timeout time.Duration) (*caughtUp, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	if err := l.drain(ctx, sent, timeout); err != nil {
+		return nil, err
+	}
+	var last *caughtUp
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pollInterval):
+		}
+		all, err := r.read(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		res := &caughtUp{Scores: make(map[string]*scoringv1.HealthScore, len(all)), Wait: time.Since(start)}
+		for id, s := range all {
+			if s.GetScoreTime().AsTime().Truncate(24 * time.Hour).Equal(day) {
+				res.Scores[id] = s
+			} else {
+				res.Stale++
+			}
+		}
+		if last != nil && last.same(res) {
+			return res, nil
+		}
+		if time.Now().After(deadline) {
+			res.TimedOut = true
+			return res, nil
+		}
+		last = res
+	}
+}
+
+// same reports whether two reads found the same scores at the same times.
+func (c *caughtUp) same(o *caughtUp) bool {
+	if len(c.Scores) != len(o.Scores) || c.Stale != o.Stale {
+		return false
+	}
+	for id, s := range c.Scores {
+		t := o.Scores[id]
+		if t == nil || t.GetScore() != s.GetScore() || !t.GetScoreTime().AsTime().Equal(s.GetScoreTime().AsTime()) {
+			return false
+		}
+	}
+	return true
+}
