@@ -11,7 +11,7 @@
 // seen and never past the wall clock, so replaying last year's events gives last
 // year's scores.
 //
-// Scales that come from the tenant's own accounts (scorecard.SCALE_TENANT_LOG) are
+// Scales that come from the tenant's own accounts (scorecard.SCALE_TENANT_RANK) are
 // taken when a tenant's watermark enters a new day, from every account as the day
 // before ended: in event order, so a replay takes the same ones.
 //

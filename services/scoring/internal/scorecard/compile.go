@@ -104,7 +104,7 @@ type Measure struct {
 	// tenant's scale.
 	Points []Point
 	// TenantScale says the sub-score comes from the tenant's distribution of
-	// the raw value (SCALE_TENANT_LOG); HigherBetter is its direction.
+	// the raw value (SCALE_TENANT_RANK); HigherBetter is its direction.
 	TenantScale, HigherBetter bool
 	// Group is the index in Compiled.Groups of the measure's event set, -1 if none.
 	Group int
@@ -280,7 +280,7 @@ func compileMeasure(sc *scoringv1.Scorecard, m *scoringv1.Measure, groups *group
 	for _, p := range m.GetPoints() {
 		cm.Points = append(cm.Points, Point{Value: p.GetValue(), Score: p.GetScore()})
 	}
-	if m.GetScale() == scoringv1.Scale_SCALE_TENANT_LOG {
+	if m.GetScale() == scoringv1.Scale_SCALE_TENANT_RANK {
 		cm.TenantScale = true
 		cm.HigherBetter, _ = Direction(kind)
 	}

@@ -39,7 +39,7 @@
 // The default scorecard (Default) works on any product's events without
 // configuration: it names no core events, so every product event counts as core
 // use, and its recency, regularity, trend and seat measures take their scales from
-// the tenant's own accounts (SCALE_TENANT_LOG), over horizons up to a year
+// the tenant's own accounts (SCALE_TENANT_RANK), over horizons up to a year
 // (MaxWindowDays; daily counts for DailyDays, weekly counts beyond). An account is
 // watched, not judged, for its first MinHistoryDays. Tenants refine it with their
 // own core events and measures; the demo product's scorecard

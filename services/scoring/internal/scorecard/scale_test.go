@@ -1,68 +1,54 @@
 package scorecard
 
 import (
-	"math"
 	"testing"
 )
 
-func TestScaleQuartilesScore25And75(t *testing.T) {
+func TestScaleRanks(t *testing.T) {
+	fit := func(vals ...float64) Scale {
+		var b ScaleBuilder
+		for _, v := range vals {
+			b.Add(v)
+		}
+		return b.Scale()
+	}
 	for _, tc := range []struct {
-		name   string
-		values func(i int) float64 // i in 0..999
+		name         string
+		scale        Scale
+		raw          float64
+		higherBetter bool
+		want         float64
 	}{
-		{"daily product, days silent", func(i int) float64 { return float64(i % 20) }},
-		{"monthly orders, days silent", func(i int) float64 { return float64(10 + i/3) }},
-		{"events per week, heavy tail", func(i int) float64 { return math.Pow(1.01, float64(i)) }},
+		{"no values yet", Scale{}, 12, true, 50},
+		{"median of four", fit(1, 2, 3, 4), 3, true, 62.5},
+		{"lowest of four", fit(1, 2, 3, 4), 1, true, 12.5},
+		{"best of four", fit(1, 2, 3, 4), 4, true, 100},
+		{"beyond the best", fit(1, 2, 3, 4), 40, true, 100},
+		{"below the worst", fit(1, 2, 3, 4), 0, true, 0},
+		{"days silent: fewest is best", fit(0, 3, 30, 300), 0, false, 100},
+		{"days silent: most is worst", fit(0, 3, 30, 300), 300, false, 12.5},
+		{"days silent: 25 and 250 apart", fit(0, 3, 25, 100, 250), 25, false, 50},
+		{"days silent: 250", fit(0, 3, 25, 100, 250), 250, false, 10},
+		// A daily product: most accounts active today, tied at the best.
+		{"ties at the best", fit(0, 0, 0, 0, 0, 0, 2, 9), 0, false, 100},
+		{"ties elsewhere count half", fit(0, 5, 5, 9), 5, false, 50},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var b ScaleBuilder
-			vals := make([]float64, 1000)
-			for i := range vals {
-				vals[i] = tc.values(i)
-				b.Add(vals[i])
-			}
-			s := b.Scale()
-			if s.N != 1000 {
-				t.Fatalf("N = %d", s.N)
-			}
-			// The median value scores about 50, higher better or not.
-			med := vals[500]
-			if tc.name != "daily product, days silent" { // values sorted by i
-				if got := s.Normalise(med, true); math.Abs(got-50) > 2 {
-					t.Errorf("median scores %.1f, want ~50", got)
-				}
-				// Exactly 25 and 75 where the log values are symmetric; a
-				// skewed distribution shifts them a little.
-				q1, q3 := vals[250], vals[750]
-				if lo, hi := s.Normalise(q1, true), s.Normalise(q3, true); lo < 15 || lo > 35 || hi < 65 || hi > 85 || hi-lo < 40 {
-					t.Errorf("quartiles score %.1f and %.1f, want about 25 and 75", lo, hi)
-				}
-			}
-			// Monotone and never saturating: far values are still apart.
-			if a, b := s.Normalise(1e3, false), s.Normalise(1e4, false); !(a > b && b > 0) {
-				t.Errorf("lower-better scores of 1e3 and 1e4: %v, %v", a, b)
-			}
-		})
+		if got := tc.scale.Normalise(tc.raw, tc.higherBetter); got != tc.want {
+			t.Errorf("%s: %v scores %v, want %v", tc.name, tc.raw, got, tc.want)
+		}
 	}
 }
 
-func TestScaleWithoutValuesIsNeutral(t *testing.T) {
+func TestScaleOfManyValuesIsSmall(t *testing.T) {
 	var b ScaleBuilder
-	if got := b.Scale().Normalise(12, true); got != 50 {
-		t.Fatalf("no scale scores %v, want 50", got)
-	}
-}
-
-func TestScaleSpreadHasAFloor(t *testing.T) {
-	var b ScaleBuilder
-	for range 100 {
-		b.Add(3) // every account alike
+	for i := range 1_000_000 {
+		b.Add(float64(i % 400))
 	}
 	s := b.Scale()
-	if s.Spread <= 0 || math.IsInf(s.Spread, 0) {
-		t.Fatalf("spread %v", s.Spread)
+	if s.N() != 1_000_000 || len(s.Bins) > scaleBins {
+		t.Fatalf("N %d, %d bins", s.N(), len(s.Bins))
 	}
-	if got := s.Normalise(3, true); math.Abs(got-50) > 2 {
-		t.Errorf("the common value scores %v, want ~50", got)
+	if got := s.Normalise(200, true); got < 45 || got > 55 {
+		t.Errorf("the middle value scores %v", got)
 	}
 }

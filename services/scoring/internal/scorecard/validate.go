@@ -181,7 +181,7 @@ func (v *validator) measure(path string, m *scoringv1.Measure, hasCore bool) {
 	switch scale := m.GetScale(); {
 	case scoringv1.Scale_name[int32(scale)] == "":
 		v.add(path+".scale", "unknown scale %d", scale)
-	case scale == scoringv1.Scale_SCALE_TENANT_LOG:
+	case scale == scoringv1.Scale_SCALE_TENANT_RANK:
 		if _, ok := Direction(kind); !ok {
 			v.add(path+".scale", "%s cannot take the tenant's scale: it has no better direction", kind)
 		}

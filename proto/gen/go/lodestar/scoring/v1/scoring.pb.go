@@ -182,23 +182,24 @@ type Scale int32
 const (
 	// The measure's points (piecewise linear, clamped at both ends).
 	Scale_SCALE_UNSPECIFIED Scale = 0
-	// The tenant's own distribution of the raw value, on a logarithmic scale:
-	// the tenant's median account scores 50 and its quartiles 25 and 75, taken
-	// afresh each day from every account with enough history; an arctangent curve,
-	// so no two different values tie at an end. Works on any product without
-	// configuration, whatever its rhythm (daily SaaS or monthly orders).
-	Scale_SCALE_TENANT_LOG Scale = 1
+	// The account's rank among the tenant's accounts: the share of them it does
+	// better than, ties counted half, and 100 when none does better (the
+	// tenant's median account scores 50). Taken afresh each day from every
+	// account with enough history. Works on any product without configuration,
+	// whatever its rhythm (daily SaaS or monthly orders), and never saturates
+	// where accounts lie between two values.
+	Scale_SCALE_TENANT_RANK Scale = 1
 )
 
 // Enum value maps for Scale.
 var (
 	Scale_name = map[int32]string{
 		0: "SCALE_UNSPECIFIED",
-		1: "SCALE_TENANT_LOG",
+		1: "SCALE_TENANT_RANK",
 	}
 	Scale_value = map[string]int32{
 		"SCALE_UNSPECIFIED": 0,
-		"SCALE_TENANT_LOG":  1,
+		"SCALE_TENANT_RANK": 1,
 	}
 )
 
@@ -353,7 +354,7 @@ type Measure struct {
 	// Stakeholder levels that count (STAKEHOLDER_ENGAGEMENT), for example ["S", "A"].
 	Levels []string `protobuf:"bytes,5,rep,name=levels,proto3" json:"levels,omitempty"`
 	// Normalisation, at least two points with strictly increasing values;
-	// none with SCALE_TENANT_LOG.
+	// none with SCALE_TENANT_RANK.
 	Points []*Point `protobuf:"bytes,6,rep,name=points,proto3" json:"points,omitempty"`
 	// Relative weight, > 0.
 	Weight float64 `protobuf:"fixed64,7,opt,name=weight,proto3" json:"weight,omitempty"`
@@ -2181,10 +2182,10 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x14MEASURE_KIND_BILLING\x10\t\x12&\n" +
 	"\"MEASURE_KIND_ONBOARDING_MILESTONES\x10\n" +
 	"\x12\x1d\n" +
-	"\x19MEASURE_KIND_ACTIVE_WEEKS\x10\v*4\n" +
+	"\x19MEASURE_KIND_ACTIVE_WEEKS\x10\v*5\n" +
 	"\x05Scale\x12\x15\n" +
-	"\x11SCALE_UNSPECIFIED\x10\x00\x12\x14\n" +
-	"\x10SCALE_TENANT_LOG\x10\x01*\xc1\x01\n" +
+	"\x11SCALE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11SCALE_TENANT_RANK\x10\x01*\xc1\x01\n" +
 	"\x15ListHealthScoresOrder\x12(\n" +
 	"$LIST_HEALTH_SCORES_ORDER_UNSPECIFIED\x10\x00\x12,\n" +
 	"(LIST_HEALTH_SCORES_ORDER_SCORE_ASCENDING\x10\x01\x12-\n" +
