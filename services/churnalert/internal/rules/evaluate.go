@@ -80,6 +80,12 @@ func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 		// Nothing left to save; expansion is moot.
 		return Verdict{Recovered: true}
 	}
+	if f.Score.GetBand() == scoringv1.Band_BAND_INSUFFICIENT_DATA &&
+		r.GetKind() != alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED {
+		// Not judged yet: a day of events is no reason to page anyone. Onboarding
+		// is the exception, judged on milestones against contract days.
+		return Verdict{}
+	}
 	switch r.GetKind() {
 	case alertv1.RuleKind_RULE_KIND_RED_BAND:
 		band := f.Score.GetBand()
@@ -230,6 +236,10 @@ func bandName(b scoringv1.Band) string {
 		return "yellow"
 	case scoringv1.Band_BAND_GREEN:
 		return "green"
+	case scoringv1.Band_BAND_INSUFFICIENT_DATA:
+		return "not judged yet"
+	case scoringv1.Band_BAND_CHURNED:
+		return "churned"
 	}
 	return "unscored"
 }

@@ -141,6 +141,11 @@ func TestEvaluate(t *testing.T) {
 		{"churned and back", "win-back", churned, scored(20, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 2, "last core event 2 days ago")), nil, true, false, "Churned on 2026-01-09 and active again"},
 		{"churned and quiet", "win-back", churned, scored(5, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 30, "")), nil, false, false, ""},
 		{"churned: no risk alert", "red-band", churned, scored(5, scoringv1.Band_BAND_RED), nil, false, true, ""},
+		// Not judged yet (too little history): no risk rule fires on it.
+		{"watched: not red", "red-band", nil, scored(11, scoringv1.Band_BAND_INSUFFICIENT_DATA), nil, false, false, ""},
+		{"watched: not silent", "silent-account", nil, scored(11, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 30, "")), nil, false, false, ""},
+		{"watched: no drop", "score-drop", nil, scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA), nil, false, false, ""},
+		{"watched: onboarding still judged", "onboarding-stalled", onboarding(35 * day), scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "1 of 3")), nil, true, false, "Day 35 of onboarding"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
