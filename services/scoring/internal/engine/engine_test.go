@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +83,26 @@ func TestGolden(t *testing.T) {
 			t.Fatalf("no score for %s", a.GetAccountId())
 		}
 		golden(t, a.GetAccountId()+".json", canonicalJSON(t, hs))
+	}
+}
+
+var stillMove = regexp.MustCompile(`([+-][0-9.]+) \(still [^)]*\)`)
+
+// TestSummariesSayWhy checks the timeline's explanations: no measure is
+// named for a move that rounds to nothing, and a measure whose value stayed
+// while its points moved says why.
+func TestSummariesSayWhy(t *testing.T) {
+	for _, line := range run(scenarioEngine(t), 0, scenarioDays) {
+		if strings.Contains(line, " +0.0 (") || strings.Contains(line, " -0.0 (") {
+			t.Errorf("a move of nothing named: %s", line)
+		}
+		// A value that reads the same may still have moved a little below
+		// the rounding; a point or more is the weights' doing.
+		for _, m := range stillMove.FindAllStringSubmatch(line, -1) {
+			if p, _ := strconv.ParseFloat(m[1], 64); math.Abs(p) >= 1 && !strings.Contains(m[0], "share of the score") {
+				t.Errorf("a measure moved the score %v with its value unchanged, unexplained: %s", p, line)
+			}
+		}
 	}
 }
 

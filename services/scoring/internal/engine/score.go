@@ -121,7 +121,7 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 	if band == scoringv1.Band_BAND_INSUFFICIENT_DATA {
 		e.buf = appendWatching(e.buf[:0], history, sc.MinHistoryDays)
 	} else {
-		e.buf = appendSummary(e.buf[:0], hs, prev, f.Seats)
+		e.buf = appendSummary(e.buf[:0], sc, hs, prev, f.Seats)
 	}
 	hs.Summary = string(e.buf)
 
@@ -506,7 +506,7 @@ const smallMove = 5
 
 // appendSummary answers in one line why the score moved or, for a first score or one
 // with no change worth telling, what holds it back.
-func appendSummary(b []byte, hs *scoringv1.HealthScore, prev *published, seats int32) []byte {
+func appendSummary(b []byte, sc *scorecard.Compiled, hs *scoringv1.HealthScore, prev *published, seats int32) []byte {
 	const parts = 3
 	band := bandName(hs.GetBand())
 	if prev == nil {
@@ -549,7 +549,8 @@ func appendSummary(b []byte, hs *scoringv1.HealthScore, prev *published, seats i
 	// Name the measures that moved the score the way it went, largest first.
 	n := 0
 	for _, at := range hs.GetAttributions() {
-		if n == parts || at.GetPoints()*hs.GetDelta() <= 0 {
+		// A move that rounds to +0.0 explains nothing.
+		if n == parts || at.GetPoints()*hs.GetDelta() <= 0 || math.Abs(at.GetPoints()) < 0.05 {
 			continue
 		}
 		if n > 0 {
@@ -578,6 +579,7 @@ func appendSummary(b []byte, hs *scoringv1.HealthScore, prev *published, seats i
 		b = append(b, now...)
 		b = append(b, ' ')
 		b = appendUnit(b, cur.GetKind(), seats)
+		b = appendWhy(b, sc, cur, before, at.GetPoints(), bytes.Equal(was, now))
 		b = append(b, ')')
 	}
 	// A measure gaining or losing data shifts the weights of all the others: say so,
@@ -600,6 +602,51 @@ func appendSummary(b []byte, hs *scoringv1.HealthScore, prev *published, seats i
 	// back does.
 	if hs.GetBand() != scoringv1.Band_BAND_GREEN && math.Abs(hs.GetDelta()) < smallMove {
 		b = appendHeldBack(b, hs, seats)
+	}
+	return b
+}
+
+// appendWhy says why a measure moved the score when its own value does not:
+// the value stayed while the points moved, or it moved one way and the points
+// the other. Then either its share of the score changed (another measure
+// gained or lost data, or the stage changed the weights) or, on the tenant's
+// scale, the tenant's other accounts moved.
+func appendWhy(b []byte, sc *scorecard.Compiled, cur *scoringv1.MeasureResult, before *publishedMeasure, points float64, still bool) []byte {
+	var m *scorecard.Measure
+	for i := range sc.Measures {
+		if sc.Measures[i].Name == cur.GetName() {
+			m = &sc.Measures[i]
+		}
+	}
+	if m == nil {
+		return b
+	}
+	against := false
+	if up, ok := scorecard.Direction(m.Kind); ok && !still && before.HasData {
+		better := cur.GetRawValue() > before.Raw
+		if !up {
+			better = cur.GetRawValue() < before.Raw
+		}
+		against = better != (points > 0)
+	}
+	if !still && !against {
+		return b
+	}
+	sep := ", "
+	if against {
+		sep = ", yet "
+	}
+	switch {
+	case before.Weight > 0 && math.Abs(cur.GetEffectiveWeight()-before.Weight) >= 0.0005:
+		b = append(b, sep...)
+		b = append(b, "its share of the score went from "...)
+		b = strconv.AppendFloat(b, 100*before.Weight, 'f', 0, 64)
+		b = append(b, "% to "...)
+		b = strconv.AppendFloat(b, 100*cur.GetEffectiveWeight(), 'f', 0, 64)
+		b = append(b, '%')
+	case m.TenantScale && (against || cur.GetRawValue() == before.Raw):
+		b = append(b, sep...)
+		b = append(b, "ranked against the tenant's other accounts, which moved"...)
 	}
 	return b
 }
@@ -741,6 +788,7 @@ func baseline(t *tenant, hs *scoringv1.HealthScore) *published {
 			Kind:         r.GetKind(),
 			HasData:      r.GetHasData(),
 			Raw:          r.GetRawValue(),
+			Weight:       r.GetEffectiveWeight(),
 			Contribution: r.GetContribution(),
 		}
 	}

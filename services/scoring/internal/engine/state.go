@@ -376,10 +376,12 @@ type published struct {
 }
 
 type publishedMeasure struct {
-	Name         string
-	Kind         scoringv1.MeasureKind
-	HasData      bool
-	Raw          float64
+	Name    string
+	Kind    scoringv1.MeasureKind
+	HasData bool
+	Raw     float64
+	// Weight is the effective weight, 0 in snapshots before format 3.
+	Weight       float64
 	Contribution float64
 }
 
