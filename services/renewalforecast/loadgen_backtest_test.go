@@ -16,12 +16,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"gopkg.in/yaml.v3"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/backtest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/history"
-	"github.com/lodestar-cs/lodestar/services/scoring/replay"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
@@ -29,13 +29,13 @@ import (
 // default fate mix, the demo scenario's 300 accounts and 45 days of
 // backfill, seed 1) played hour by hour, converted to events as loadgen
 // sends them, scored in event time with the scoring service's default
-// scorecard through services/scoring/replay, and backtested
+// scorecard through internal/scorecore/replay, and backtested
 // (internal/backtest) against renewal outcomes told by the accounts' fates.
 //
 // The replay is in memory. Storing the same history in an embedded EVENTS
-// stream and replaying it with replay.Stream gave the same score changes,
+// stream and replaying it with eventreplay.Stream gave the same score changes,
 // one for one, but the NATS server under the race detector more than
-// doubled the run; replay's TestStream covers that path.
+// doubled the run; eventreplay's TestStream covers that path.
 const (
 	lgSeed     = 1
 	lgAccounts = 300
@@ -142,12 +142,12 @@ func lgFacts(p *sim.Product, renewals []lgRenewal) []replay.Fact {
 }
 
 // lgDefaultScorecard reads the scoring service's built-in scorecard from its
-// source (services/scoring/internal/scorecard/default.yaml, which its
+// source (internal/scorecore/scorecard/default.yaml, which its
 // package embeds and this one may not import), decoding it as that package's
 // Parse does: YAML through JSON to protojson, short enum names expanded.
 func lgDefaultScorecard(t *testing.T) *scoringv1.Scorecard {
 	t.Helper()
-	const path = "../scoring/internal/scorecard/default.yaml"
+	const path = "../../internal/scorecore/scorecard/default.yaml"
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

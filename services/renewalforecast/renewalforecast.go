@@ -9,7 +9,7 @@
 // Its state is rebuilt from the ACCOUNT_CHANGES and SCORES streams at every
 // start (ordered consumers, nothing stored of its own); a candidate
 // scorecard is judged by replaying the EVENTS stream through the scoring core
-// (services/scoring/replay).
+// (internal/scorecore/replay).
 package renewalforecast
 
 import (

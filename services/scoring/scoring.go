@@ -22,12 +22,12 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/api"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/pipeline"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/snapshot"
 )
