@@ -41,6 +41,9 @@ import (
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/segment"
 )
 
+// Target is the service's name as a -target, NATS name and OTel service.
+const Target = "ingest"
+
 // instrumentation names the meter and tracer of the service.
 const instrumentation = "github.com/lodestar-cs/lodestar/services/ingest"
 
