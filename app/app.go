@@ -80,6 +80,7 @@ func DefaultConfig() Config {
 		Scoring:        scoring.DefaultConfig(),
 		ChurnAlert:     churnalert.DefaultConfig(),
 		Forecast:       renewalforecast.DefaultConfig(),
+		Cache:          cache.DefaultConfig(),
 	}
 }
 
@@ -96,18 +97,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.LogFormat, "log.format", c.LogFormat, "Log format: text or json.")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown.grace", c.ShutdownGrace, "How long a graceful shutdown may take before the process stops anyway.")
-	c.Limits.RegisterFlags(fs)
-	c.Ingest.RegisterFlags(fs)
-	c.Scoring.RegisterFlags(fs)
-	c.ChurnAlert.RegisterFlags(fs)
-	c.Forecast.RegisterFlags(fs)
-	fs.IntVar(&c.Cache.HistoryLength, "cache.history-length", 100, "Score changes kept per account in the cache; older ones are read from the SCORES stream.")
+	for _, m := range modules {
+		if m.config != nil {
+			m.config(c).RegisterFlags(m.name, fs)
+		}
+	}
 }
 
-// Validate reports every problem of the configuration.
+// Validate reports every problem of the configuration: the runner's own and
+// that of every module the targets need.
 func (c *Config) Validate() error {
 	var errs []error
-	if _, err := c.services(); err != nil {
+	names, err := c.services()
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := telemetry.ParseLevel(c.LogLevel); err != nil {
@@ -119,27 +121,18 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("-data-dir is required"))
 	}
-	if err := c.Limits.Validate(); err != nil {
+	order, err := initOrder(names)
+	if err != nil {
 		errs = append(errs, err)
 	}
-	if c.runs(ingest.Target) {
-		if err := c.Ingest.Validate(); err != nil {
-			errs = append(errs, err)
+	for _, m := range order {
+		if m.config == nil {
+			continue
 		}
-	}
-	if c.runs(scoring.Target) {
-		if err := c.Scoring.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.runs(churnalert.Target) {
-		if err := c.ChurnAlert.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.runs(renewalforecast.Target) {
-		if err := c.Forecast.Validate(); err != nil {
-			errs = append(errs, err)
+		if v, ok := m.config(c).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -171,11 +164,6 @@ func (c *Config) services() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-func (c *Config) runs(target string) bool {
-	s, _ := c.services()
-	return slices.Contains(s, target)
 }
 
 // service is what every target runs.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
 
@@ -32,21 +33,35 @@ type module struct {
 	deps []string
 	// target: a service, named by -target and run by -target=all.
 	target bool
+	// config is the module's part of Config; its flags are -<name>.*.
+	config func(c *Config) moduleConfig
 	// init builds the module; a service module returns its service, which
 	// the runner registers and runs.
 	init func(a *App, ctx context.Context) (service, error)
 }
 
-// modules is the module table. Adding a service is one entry here (and its
-// Config in Config).
+// moduleConfig is a module's configuration; one with a Validate() error
+// method is validated when the module runs.
+type moduleConfig interface {
+	RegisterFlags(prefix string, fs *flag.FlagSet)
+}
+
+// modules is the module table. Adding a service is one entry here and its
+// Config's field in Config (with its default in DefaultConfig).
 var modules = []module{
 	{name: moduleServer, init: (*App).initServer},
-	{name: moduleNATS, init: (*App).initNATS},
-	{name: moduleCache, init: (*App).initCache},
-	{name: ingest.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initIngest},
-	{name: scoring.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleCache}, init: (*App).initScoring},
-	{name: churnalert.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initChurnAlert},
-	{name: renewalforecast.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initRenewalForecast},
+	{name: moduleNATS, init: (*App).initNATS,
+		config: func(c *Config) moduleConfig { return &c.Limits }},
+	{name: moduleCache, init: (*App).initCache,
+		config: func(c *Config) moduleConfig { return &c.Cache }},
+	{name: ingest.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initIngest,
+		config: func(c *Config) moduleConfig { return &c.Ingest }},
+	{name: scoring.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleCache}, init: (*App).initScoring,
+		config: func(c *Config) moduleConfig { return &c.Scoring }},
+	{name: churnalert.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initChurnAlert,
+		config: func(c *Config) moduleConfig { return &c.ChurnAlert }},
+	{name: renewalforecast.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initRenewalForecast,
+		config: func(c *Config) moduleConfig { return &c.Forecast }},
 }
 
 // targets lists the names -target accepts besides "all", in table order.

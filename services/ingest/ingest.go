@@ -89,14 +89,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// RegisterFlags registers the configuration as -ingest.* flags, with c's
-// values as defaults.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Partitions, "ingest.partitions", c.Partitions, "Partitions of each tenant's events (hash of tenant and account mod this); every reader of EVENTS must agree.")
-	fs.IntVar(&c.MaxEventBytes, "ingest.max-event-bytes", c.MaxEventBytes, "Largest event accepted: a single Segment call's body, a batch element or a gRPC event (Segment's limit is 32 KB).")
-	fs.IntVar(&c.MaxBatchBytes, "ingest.max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
-	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
-	fs.IntVar(&c.AttributionCacheSize, "ingest.attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is Target), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.Partitions, prefix+".partitions", c.Partitions, "Partitions of each tenant's events (hash of tenant and account mod this); every reader of EVENTS must agree.")
+	fs.IntVar(&c.MaxEventBytes, prefix+".max-event-bytes", c.MaxEventBytes, "Largest event accepted: a single Segment call's body, a batch element or a gRPC event (Segment's limit is 32 KB).")
+	fs.IntVar(&c.MaxBatchBytes, prefix+".max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
+	fs.DurationVar(&c.PublishTimeout, prefix+".publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
+	fs.IntVar(&c.AttributionCacheSize, prefix+".attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
 }
 
 // Validate reports every setting that cannot work.

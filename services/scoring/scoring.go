@@ -69,16 +69,17 @@ func DefaultConfig() Config {
 	}
 }
 
-// RegisterFlags registers the -scoring.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.WindowDays, "scoring.window-days", c.WindowDays, "Days of event-time history kept per account (35-90).")
-	fs.StringVar(&c.ScorecardFile, "scoring.scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in generic B2B SaaS scorecard.")
-	fs.StringVar(&c.Partitions, "scoring.partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
-	fs.IntVar(&c.MaxUsersPerAccount, "scoring.max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
-	fs.DurationVar(&c.FlushInterval, "scoring.flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")
-	fs.DurationVar(&c.IndexInterval, "scoring.index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
-	fs.DurationVar(&c.TickInterval, "scoring.tick-interval", c.TickInterval, "How often time passes for silent accounts of live tenants.")
-	fs.DurationVar(&c.SnapshotInterval, "scoring.snapshot-interval", c.SnapshotInterval, "How often scoring state is snapshotted (restarts replay only what came after).")
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is Target), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.WindowDays, prefix+".window-days", c.WindowDays, "Days of event-time history kept per account (35-90).")
+	fs.StringVar(&c.ScorecardFile, prefix+".scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in generic B2B SaaS scorecard.")
+	fs.StringVar(&c.Partitions, prefix+".partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
+	fs.IntVar(&c.MaxUsersPerAccount, prefix+".max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
+	fs.DurationVar(&c.FlushInterval, prefix+".flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")
+	fs.DurationVar(&c.IndexInterval, prefix+".index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
+	fs.DurationVar(&c.TickInterval, prefix+".tick-interval", c.TickInterval, "How often time passes for silent accounts of live tenants.")
+	fs.DurationVar(&c.SnapshotInterval, prefix+".snapshot-interval", c.SnapshotInterval, "How often scoring state is snapshotted (restarts replay only what came after).")
 }
 
 // Validate reports every problem of the configuration.

@@ -560,7 +560,7 @@ func (b *bench) alert(ctx context.Context) error {
 		Note: "every tenant's, over the probes and their settling"})
 	sec.add(Figure{Name: "changes churn-alert applied", Value: ptr(res.Applied), Unit: "changes/s",
 		Baseline: "published to SCORES", BaselineValue: ptr(res.ScoresIn),
-		Note: fmt.Sprintf("score and account changes; below 1 churn-alert fell behind and the probes queued behind the backlog (-alert.workers %d)", b.ls.cfg.ChurnAlert.Workers)})
+		Note: fmt.Sprintf("score and account changes; below 1 churn-alert fell behind and the probes queued behind the backlog (-churn-alert.workers %d)", b.ls.cfg.ChurnAlert.Workers)})
 	if restarted != "" {
 		sec.note("%s", restarted)
 	}
