@@ -166,8 +166,8 @@ func (c *Config) services() ([]string, error) {
 	return out, nil
 }
 
-// service is what every target runs.
-type service interface {
+// runnable is what every target runs.
+type runnable interface {
 	// Register registers the service's gRPC services.
 	Register(grpc.ServiceRegistrar)
 	// Run works until ctx is done, then drains and returns.
@@ -178,7 +178,7 @@ type service interface {
 
 type runningService struct {
 	name     string
-	svc      service
+	svc      runnable
 	grpcSvcs []string // the gRPC services it registered, for health
 }
 
@@ -243,7 +243,7 @@ func (a *App) init(ctx context.Context) error {
 }
 
 // initServer sets up telemetry, the tenants and the gRPC and HTTP servers.
-func (a *App) initServer(ctx context.Context) (service, error) {
+func (a *App) initServer(ctx context.Context) (runnable, error) {
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: a.otelServiceName(), Logger: a.logger})
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
@@ -293,7 +293,7 @@ func (a *App) initTenants() error {
 }
 
 // initNATS connects to the external NATS server, or starts an embedded one.
-func (a *App) initNATS(ctx context.Context) (service, error) {
+func (a *App) initNATS(ctx context.Context) (runnable, error) {
 	var err error
 	if a.cfg.NATSURL == "" {
 		a.embedded, err = natsembed.Start(natsembed.Config{

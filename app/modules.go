@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/services/ingest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
@@ -37,7 +38,7 @@ type module struct {
 	config func(c *Config) moduleConfig
 	// init builds the module; a service module returns its service, which
 	// the runner registers and runs.
-	init func(a *App, ctx context.Context) (service, error)
+	init func(a *App, ctx context.Context) (runnable, error)
 }
 
 // moduleConfig is a module's configuration; one with a Validate() error
@@ -118,15 +119,12 @@ func initOrder(targets []string) ([]module, error) {
 	return order, nil
 }
 
-func (a *App) initIngest(context.Context) (service, error) {
+func (a *App) initIngest(context.Context) (runnable, error) {
 	s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
-		JS:             a.js,
-		Tenants:        a.tenants,
-		Limits:         a.cfg.Limits,
-		Logger:         a.logger.With("service", ingest.Target),
-		MeterProvider:  a.tel.MeterProvider(),
-		TracerProvider: a.tel.TracerProvider(),
-		Propagator:     a.tel.Propagator(),
+		JS:      a.js,
+		Tenants: a.tenants,
+		Limits:  a.cfg.Limits,
+		Deps:    a.serviceDeps(ingest.Target),
 	})
 	if err != nil {
 		return nil, err
@@ -135,42 +133,45 @@ func (a *App) initIngest(context.Context) (service, error) {
 	return s, nil
 }
 
-func (a *App) initScoring(context.Context) (service, error) {
+func (a *App) initScoring(context.Context) (runnable, error) {
 	return scoring.New(a.cfg.Scoring, scoring.Deps{
-		JS:             a.js,
-		Cache:          a.cache,
-		Limits:         a.cfg.Limits,
-		Logger:         a.logger.With("service", scoring.Target),
-		MeterProvider:  a.tel.MeterProvider(),
-		TracerProvider: a.tel.TracerProvider(),
-		Propagator:     a.tel.Propagator(),
+		JS:     a.js,
+		Cache:  a.cache,
+		Limits: a.cfg.Limits,
+		Deps:   a.serviceDeps(scoring.Target),
 	})
 }
 
-func (a *App) initChurnAlert(context.Context) (service, error) {
+func (a *App) initChurnAlert(context.Context) (runnable, error) {
 	return churnalert.New(a.cfg.ChurnAlert, churnalert.Deps{
-		JS:             a.js,
-		Limits:         a.cfg.Limits,
-		Logger:         a.logger.With("service", churnalert.Target),
-		MeterProvider:  a.tel.MeterProvider(),
-		TracerProvider: a.tel.TracerProvider(),
-		Propagator:     a.tel.Propagator(),
-		Stopping:       a.grpc.Stopping(),
+		JS:       a.js,
+		Limits:   a.cfg.Limits,
+		Deps:     a.serviceDeps(churnalert.Target),
+		Stopping: a.grpc.Stopping(),
 	})
 }
 
-func (a *App) initRenewalForecast(context.Context) (service, error) {
+func (a *App) initRenewalForecast(context.Context) (runnable, error) {
 	return renewalforecast.New(a.cfg.Forecast, renewalforecast.Deps{
-		JS:            a.js,
-		Limits:        a.cfg.Limits,
-		Logger:        a.logger.With("service", renewalforecast.Target),
-		MeterProvider: a.tel.MeterProvider(),
+		JS:     a.js,
+		Limits: a.cfg.Limits,
+		Deps:   a.serviceDeps(renewalforecast.Target),
 	})
+}
+
+// serviceDeps is the telemetry of a service, its logs marked with its name.
+func (a *App) serviceDeps(name string) service.Deps {
+	return service.Deps{
+		Logger:         a.logger.With("service", name),
+		MeterProvider:  a.tel.MeterProvider(),
+		TracerProvider: a.tel.TracerProvider(),
+		Propagator:     a.tel.Propagator(),
+	}
 }
 
 // initCache connects to Redis when an address is given, else uses the
 // in-process cache.
-func (a *App) initCache(context.Context) (service, error) {
+func (a *App) initCache(context.Context) (runnable, error) {
 	if a.cfg.RedisAddr == "" {
 		a.cache = cache.NewMemory(a.cfg.Cache)
 		return nil, nil

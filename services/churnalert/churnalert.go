@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/mail"
 	"net/url"
@@ -28,16 +27,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
@@ -202,11 +197,7 @@ type Deps struct {
 	JS jetstream.JetStream
 	// Limits give the replicas and duplicate window of the streams.
 	Limits natsx.Limits
-	// Logger, MeterProvider, TracerProvider and Propagator are optional.
-	Logger         *slog.Logger
-	MeterProvider  metric.MeterProvider
-	TracerProvider trace.TracerProvider
-	Propagator     propagation.TextMapPropagator
+	service.Deps
 	// Stopping, closed when the gRPC server begins to stop, ends WatchAlerts
 	// streams (grpcserver.Server.Stopping). Optional.
 	Stopping <-chan struct{}
@@ -229,22 +220,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	if deps.JS == nil {
-		return nil, errors.New("churnalert: Deps.JS is required")
+		return nil, errors.New("Deps.JS is required")
 	}
 	// The limits also configure SCORES and ACCOUNT_CHANGES, which Run
 	// ensures: zero values would change those streams.
 	if err := deps.Limits.Validate(); err != nil {
-		return nil, fmt.Errorf("churnalert: Deps.Limits: %w", err)
+		return nil, fmt.Errorf("Deps.Limits: %w", err)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.MeterProvider == nil {
-		deps.MeterProvider = metricnoop.NewMeterProvider()
-	}
-	if deps.TracerProvider == nil {
-		deps.TracerProvider = tracenoop.NewTracerProvider()
-	}
+	deps.Deps = deps.Deps.WithDefaults()
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}

@@ -17,14 +17,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/api"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/follow"
@@ -89,10 +88,9 @@ func (c Config) Validate() error {
 
 // Deps are the service's dependencies.
 type Deps struct {
-	JS            jetstream.JetStream
-	Limits        natsx.Limits
-	Logger        *slog.Logger
-	MeterProvider metric.MeterProvider
+	JS     jetstream.JetStream
+	Limits natsx.Limits
+	service.Deps
 }
 
 // Service is the renewal forecast service.
@@ -108,9 +106,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.JS == nil || deps.Logger == nil || deps.MeterProvider == nil {
-		return nil, errors.New("renewal forecast: JS, Logger and MeterProvider are required")
+	if deps.JS == nil {
+		return nil, errors.New("Deps.JS is required")
 	}
+	deps.Deps = deps.Deps.WithDefaults()
 	store := history.NewStore()
 	return &Service{
 		deps: deps,

@@ -2,12 +2,10 @@ package scoring_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,8 +51,8 @@ func startAPI(t *testing.T, accounts int) apiFixture {
 	cfg.FlushInterval = 20 * time.Millisecond
 	cfg.IndexInterval = 50 * time.Millisecond
 	svc, err := scoring.New(cfg, scoring.Deps{
+		// No telemetry: the defaults (pkg/service) must do.
 		JS: js, Cache: cache.NewMemory(cache.Config{HistoryLength: 3}), Limits: natsx.DefaultLimits(),
-		Logger: slog.New(slog.DiscardHandler), MeterProvider: noop.NewMeterProvider(),
 	})
 	if err != nil {
 		t.Fatal(err)

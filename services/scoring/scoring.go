@@ -9,22 +9,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/api"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/pipeline"
@@ -124,14 +120,11 @@ type Cache interface {
 
 // Deps are the service's dependencies.
 type Deps struct {
-	JS            jetstream.JetStream
-	Cache         Cache
-	Limits        natsx.Limits
-	Logger        *slog.Logger
-	MeterProvider metric.MeterProvider
-	// TracerProvider and Propagator continue ingest's traces; no tracing when nil.
-	TracerProvider trace.TracerProvider
-	Propagator     propagation.TextMapPropagator
+	JS     jetstream.JetStream
+	Cache  Cache
+	Limits natsx.Limits
+	// Deps' TracerProvider and Propagator continue ingest's traces.
+	service.Deps
 }
 
 // Service is the scoring service.
@@ -151,6 +144,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	deps.Deps = deps.Deps.WithDefaults()
 	sc, err := scorecard.Default()
 	if cfg.ScorecardFile != "" {
 		sc, err = scorecard.LoadFile(cfg.ScorecardFile)
@@ -201,10 +195,6 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("ensure object store %s: %w", snapshot.Bucket, err)
 	}
 	store := scorecards.New(kv)
-	tp := s.deps.TracerProvider
-	if tp == nil {
-		tp = noop.NewTracerProvider()
-	}
 	s.api.SetScorecards(store)
 	s.pipeline = pipeline.New(pipeline.Config{
 		Name:             s.snapName,
@@ -221,7 +211,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Scorecards: store,
 		Logger:     s.deps.Logger,
 		Meter:      s.deps.MeterProvider.Meter(instrumentation),
-		Tracer:     tp.Tracer(instrumentation),
+		Tracer:     s.deps.TracerProvider.Tracer(instrumentation),
 		Propagator: s.deps.Propagator,
 	})
 	s.started.Store(true)
