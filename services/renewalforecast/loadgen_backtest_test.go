@@ -2,21 +2,18 @@ package renewalforecast_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"gopkg.in/yaml.v3"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -141,58 +138,12 @@ func lgFacts(p *sim.Product, renewals []lgRenewal) []replay.Fact {
 	return facts
 }
 
-// lgDefaultScorecard reads the scoring service's built-in scorecard from its
-// source (internal/scorecore/scorecard/default.yaml, which its
-// package embeds and this one may not import), decoding it as that package's
-// Parse does: YAML through JSON to protojson, short enum names expanded.
+// lgDefaultScorecard is the scoring service's built-in scorecard.
 func lgDefaultScorecard(t *testing.T) *scoringv1.Scorecard {
 	t.Helper()
-	const path = "../../internal/scorecore/scorecard/default.yaml"
-	b, err := os.ReadFile(path)
+	sc, err := scorecard.Default()
 	if err != nil {
 		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	enum := func(s, prefix string) string {
-		s = strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToUpper(strings.TrimSpace(s)))
-		if !strings.HasPrefix(s, prefix) {
-			s = prefix + s
-		}
-		return s
-	}
-	kinds := func(measures any) {
-		list, _ := measures.([]any)
-		for _, m := range list {
-			if m, ok := m.(map[string]any); ok {
-				if s, ok := m["kind"].(string); ok {
-					m["kind"] = enum(s, "MEASURE_KIND_")
-				}
-			}
-		}
-	}
-	kinds(doc["measures"])
-	overrides, _ := doc["stage_overrides"].([]any)
-	for _, o := range overrides {
-		if o, ok := o.(map[string]any); ok {
-			if s, ok := o["stage"].(string); ok {
-				o["stage"] = enum(s, "LIFECYCLE_STAGE_")
-			}
-			kinds(o["measures"])
-		}
-	}
-	js, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	sc := &scoringv1.Scorecard{}
-	if err := protojson.Unmarshal(js, sc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if problems := replay.Validate(sc); len(problems) > 0 {
-		t.Fatalf("%s: %v", path, problems)
 	}
 	return sc
 }

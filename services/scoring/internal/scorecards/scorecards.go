@@ -1,5 +1,6 @@
 // Package scorecards keeps every tenant's scorecard versions durably in a
-// JetStream KV bucket. Versions are immutable; the active one is a pointer
+// JetStream KV bucket (the scorecard itself, its parsing and validation, is
+// internal/scorecore/scorecard). Versions are immutable; the active one is a pointer
 // updated with compare-and-set, so two concurrent updates never get the same
 // version.
 package scorecards
