@@ -14,16 +14,11 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 )
 
-// kv returns a fresh bucket holding keys a and b, and a connection of its
-// own that the test may close.
+// kv returns a fresh bucket holding keys a and b, and its connection, which
+// the test may close.
 func kv(t *testing.T) (jetstream.KeyValue, *nats.Conn) {
 	t.Helper()
-	srv, _ := testenv.NATS(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	_, nc := testenv.NATS(t)
 	js, err := natsx.NewJetStream(nc)
 	if err != nil {
 		t.Fatal(err)

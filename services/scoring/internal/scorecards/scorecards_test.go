@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -18,12 +16,7 @@ import (
 // closed watch ends Watch with an error (which stops scoring) rather than
 // quietly, leaving scoring ready while activations no longer arrive.
 func TestWatchClosed(t *testing.T) {
-	srv, _ := testenv.NATS(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	_, nc := testenv.NATS(t)
 	js, err := natsx.NewJetStream(nc)
 	if err != nil {
 		t.Fatal(err)
