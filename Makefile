@@ -45,7 +45,7 @@ lint: $(GENERATORS) ## buf lint, gofmt and go vet.
 
 .PHONY: build
 build: ## Build bin/lodestar and the tools.
-	$(GO) build -o $(BIN)/lodestar ./services/allinone/cmd/lodestar
+	$(GO) build -o $(BIN)/lodestar ./cmd/lodestar
 	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
 	$(GO) build -o $(BIN)/lodestarctl ./tools/lodestarctl
 

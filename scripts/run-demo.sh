@@ -26,7 +26,7 @@ fi
 
 echo "Building bin/lodestar, bin/loadgen and bin/lodestarctl..."
 mkdir -p "$bin"
-"$go" build -o "$bin/lodestar" ./services/allinone/cmd/lodestar
+"$go" build -o "$bin/lodestar" ./cmd/lodestar
 "$go" build -o "$bin/loadgen" ./tools/loadgen
 "$go" build -o "$bin/lodestarctl" ./tools/lodestarctl
 

@@ -29,6 +29,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -66,10 +67,23 @@ type Config struct {
 	// KeyPrefix starts every Redis key; "lodestar" when empty. Memory has no
 	// keys and ignores it.
 	KeyPrefix string
-	// HistoryLength is how many recorded changes are kept per account; 500
-	// when zero. Older history lives in the durable SCORES stream. In Redis an
-	// account's history costs up to HistoryLength encoded scores.
+	// HistoryLength is how many recorded changes are kept per account;
+	// DefaultHistoryLength when zero. Older history lives in the durable
+	// SCORES stream. In Redis an account's history costs up to HistoryLength
+	// encoded scores.
 	HistoryLength int
+}
+
+// DefaultHistoryLength is the history kept per account unless configured.
+const DefaultHistoryLength = 100
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{HistoryLength: DefaultHistoryLength} }
+
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is "cache"), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.HistoryLength, prefix+".history-length", c.HistoryLength, "Score changes kept per account in the cache; older ones are read from the SCORES stream.")
 }
 
 func (c Config) withDefaults() Config {
@@ -77,7 +91,7 @@ func (c Config) withDefaults() Config {
 		c.KeyPrefix = "lodestar"
 	}
 	if c.HistoryLength <= 0 {
-		c.HistoryLength = 500
+		c.HistoryLength = DefaultHistoryLength
 	}
 	return c
 }

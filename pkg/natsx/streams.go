@@ -155,13 +155,14 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	return kv, nil
 }
 
-// RegisterFlags registers the limits as -nats.* flags.
-func (l *Limits) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&l.EventsMaxAge, "nats.events-max-age", l.EventsMaxAge, "How long the EVENTS stream keeps usage events.")
-	fs.Int64Var(&l.EventsMaxBytes, "nats.events-max-bytes", l.EventsMaxBytes, "Size bound of the EVENTS stream; the oldest events go first.")
-	fs.DurationVar(&l.DuplicateWindow, "nats.duplicate-window", l.DuplicateWindow, "How long message ids are remembered for publish deduplication (held in server memory).")
-	fs.DurationVar(&l.AccountsMaxAge, "nats.accounts-max-age", l.AccountsMaxAge, "How long the ACCOUNT_CHANGES stream keeps account changes.")
-	fs.DurationVar(&l.ScoresMaxAge, "nats.scores-max-age", l.ScoresMaxAge, "How long the SCORES stream keeps score history.")
-	fs.Int64Var(&l.ScoresMaxBytes, "nats.scores-max-bytes", l.ScoresMaxBytes, "Size bound of the SCORES stream.")
-	fs.IntVar(&l.Replicas, "nats.replicas", l.Replicas, "Replicas of every stream and bucket (a NATS cluster wants 3).")
+// RegisterFlags registers the limits as -<prefix>.* flags (the runner's
+// prefix is "nats"), with l's values as defaults.
+func (l *Limits) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.DurationVar(&l.EventsMaxAge, prefix+".events-max-age", l.EventsMaxAge, "How long the EVENTS stream keeps usage events.")
+	fs.Int64Var(&l.EventsMaxBytes, prefix+".events-max-bytes", l.EventsMaxBytes, "Size bound of the EVENTS stream; the oldest events go first.")
+	fs.DurationVar(&l.DuplicateWindow, prefix+".duplicate-window", l.DuplicateWindow, "How long message ids are remembered for publish deduplication (held in server memory).")
+	fs.DurationVar(&l.AccountsMaxAge, prefix+".accounts-max-age", l.AccountsMaxAge, "How long the ACCOUNT_CHANGES stream keeps account changes.")
+	fs.DurationVar(&l.ScoresMaxAge, prefix+".scores-max-age", l.ScoresMaxAge, "How long the SCORES stream keeps score history.")
+	fs.Int64Var(&l.ScoresMaxBytes, prefix+".scores-max-bytes", l.ScoresMaxBytes, "Size bound of the SCORES stream.")
+	fs.IntVar(&l.Replicas, prefix+".replicas", l.Replicas, "Replicas of every stream and bucket (a NATS cluster wants 3).")
 }

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/mail"
 	"net/url"
@@ -28,15 +27,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
@@ -126,47 +122,48 @@ func DefaultConfig() Config {
 	}
 }
 
-// RegisterFlags registers the -alert.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Workers, "alert.workers", c.Workers, "Workers applying score and account changes (each owns a share of accounts).")
-	fs.IntVar(&c.StateCache, "alert.state-cache", c.StateCache, "Accounts whose alert state is kept in memory (least recently used go first); 0 reads every account's state before each change.")
-	fs.IntVar(&c.DeliveryWorkers, "alert.delivery-workers", c.DeliveryWorkers, "Deliveries sent in parallel.")
-	fs.IntVar(&c.DeliveryAttempts, "alert.delivery-attempts", c.DeliveryAttempts, "Tries of a delivery before it goes to the dead letters (lodestar.deliveries.dead.<channel>).")
-	fs.DurationVar(&c.DeliveryBackoff, "alert.delivery-backoff", c.DeliveryBackoff, "Delay before a failed delivery's first retry; doubles per retry, up to 10m.")
-	fs.DurationVar(&c.DeliveryTimeout, "alert.delivery-timeout", c.DeliveryTimeout, "Time limit of one send to Slack, PagerDuty, a webhook or the SMTP relay.")
-	fs.IntVar(&c.Shard, "alert.shard", c.Shard, "The shard of accounts this replica applies changes for, 0 to -alert.shards - 1.")
-	fs.IntVar(&c.Shards, "alert.shards", c.Shards, "Replicas the accounts are split between; run one replica per shard.")
-	fs.DurationVar(&c.CheckpointInterval, "alert.checkpoint-interval", c.CheckpointInterval, "How often the position in SCORES and ACCOUNT_CHANGES is stored (a restart re-reads what came after).")
-	fs.DurationVar(&c.DigestCheckInterval, "alert.digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
-	fs.DurationVar(&c.SweepInterval, "alert.sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
-	fs.DurationVar(&c.RescanInterval, "alert.rescan-interval", c.RescanInterval, "How often every account is read again for date-driven conditions (renewal near, onboarding overdue).")
-	fs.DurationVar(&c.MaxPageAge, "alert.max-page-age", c.MaxPageAge, "Changes published longer ago update alerts but page nobody (replays, long outages).")
-	fs.DurationVar(&c.AlertsMaxAge, "alert.alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
-	fs.DurationVar(&c.DeliveriesMaxAge, "alert.deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
-	fs.DurationVar(&c.DeadLettersMaxAge, "alert.dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
-	fs.StringVar(&c.AccountURL, "alert.account-url", c.AccountURL, "Link to an account in alerts; {tenant} and {account} are replaced.")
-	fs.StringVar(&c.PagerDutyURL, "alert.pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
-	fs.StringVar(&c.SMTPAddr, "alert.smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
-	fs.StringVar(&c.SMTPFrom, "alert.smtp-from", c.SMTPFrom, "From address of alert e-mails.")
-	fs.StringVar(&c.SMTPUsername, "alert.smtp-username", c.SMTPUsername, "SMTP AUTH PLAIN user; empty sends without AUTH.")
-	fs.StringVar(&c.SMTPPassword, "alert.smtp-password", c.SMTPPassword, "SMTP AUTH PLAIN password (prefer LODESTAR_ALERT_SMTP_PASSWORD).")
-	fs.BoolVar(&c.AllowHTTPEndpoints, "alert.allow-http-endpoints", c.AllowHTTPEndpoints, "Accept plain http Slack and webhook URLs (local runs only).")
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is Target), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.Workers, prefix+".workers", c.Workers, "Workers applying score and account changes (each owns a share of accounts).")
+	fs.IntVar(&c.StateCache, prefix+".state-cache", c.StateCache, "Accounts whose alert state is kept in memory (least recently used go first); 0 reads every account's state before each change.")
+	fs.IntVar(&c.DeliveryWorkers, prefix+".delivery-workers", c.DeliveryWorkers, "Deliveries sent in parallel.")
+	fs.IntVar(&c.DeliveryAttempts, prefix+".delivery-attempts", c.DeliveryAttempts, "Tries of a delivery before it goes to the dead letters (lodestar.deliveries.dead.<channel>).")
+	fs.DurationVar(&c.DeliveryBackoff, prefix+".delivery-backoff", c.DeliveryBackoff, "Delay before a failed delivery's first retry; doubles per retry, up to 10m.")
+	fs.DurationVar(&c.DeliveryTimeout, prefix+".delivery-timeout", c.DeliveryTimeout, "Time limit of one send to Slack, PagerDuty, a webhook or the SMTP relay.")
+	fs.IntVar(&c.Shard, prefix+".shard", c.Shard, "The shard of accounts this replica applies changes for, 0 to -"+prefix+".shards - 1.")
+	fs.IntVar(&c.Shards, prefix+".shards", c.Shards, "Replicas the accounts are split between; run one replica per shard.")
+	fs.DurationVar(&c.CheckpointInterval, prefix+".checkpoint-interval", c.CheckpointInterval, "How often the position in SCORES and ACCOUNT_CHANGES is stored (a restart re-reads what came after).")
+	fs.DurationVar(&c.DigestCheckInterval, prefix+".digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
+	fs.DurationVar(&c.SweepInterval, prefix+".sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
+	fs.DurationVar(&c.RescanInterval, prefix+".rescan-interval", c.RescanInterval, "How often every account is read again for date-driven conditions (renewal near, onboarding overdue).")
+	fs.DurationVar(&c.MaxPageAge, prefix+".max-page-age", c.MaxPageAge, "Changes published longer ago update alerts but page nobody (replays, long outages).")
+	fs.DurationVar(&c.AlertsMaxAge, prefix+".alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
+	fs.DurationVar(&c.DeliveriesMaxAge, prefix+".deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
+	fs.DurationVar(&c.DeadLettersMaxAge, prefix+".dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
+	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts; {tenant} and {account} are replaced.")
+	fs.StringVar(&c.PagerDutyURL, prefix+".pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
+	fs.StringVar(&c.SMTPAddr, prefix+".smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
+	fs.StringVar(&c.SMTPFrom, prefix+".smtp-from", c.SMTPFrom, "From address of alert e-mails.")
+	fs.StringVar(&c.SMTPUsername, prefix+".smtp-username", c.SMTPUsername, "SMTP AUTH PLAIN user; empty sends without AUTH.")
+	fs.StringVar(&c.SMTPPassword, prefix+".smtp-password", c.SMTPPassword, "SMTP AUTH PLAIN password (prefer "+config.EnvName(prefix+".smtp-password")+").")
+	fs.BoolVar(&c.AllowHTTPEndpoints, prefix+".allow-http-endpoints", c.AllowHTTPEndpoints, "Accept plain http Slack and webhook URLs (local runs only).")
 }
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	var errs []error
 	if c.Workers < 1 || c.Workers > 256 || c.DeliveryWorkers < 1 || c.DeliveryWorkers > 256 {
-		errs = append(errs, errors.New("-alert.workers and -alert.delivery-workers: want 1 to 256"))
+		errs = append(errs, errors.New("-churn-alert.workers and -churn-alert.delivery-workers: want 1 to 256"))
 	}
 	if c.StateCache < 0 {
-		errs = append(errs, fmt.Errorf("-alert.state-cache %d: want 0 or more", c.StateCache))
+		errs = append(errs, fmt.Errorf("-churn-alert.state-cache %d: want 0 or more", c.StateCache))
 	}
 	if c.Shards < 1 || c.Shards > 1024 || c.Shard < 0 || c.Shard >= c.Shards {
-		errs = append(errs, fmt.Errorf("-alert.shard %d of -alert.shards %d: want 0 <= shard < shards <= 1024", c.Shard, c.Shards))
+		errs = append(errs, fmt.Errorf("-churn-alert.shard %d of -churn-alert.shards %d: want 0 <= shard < shards <= 1024", c.Shard, c.Shards))
 	}
 	if c.DeliveryAttempts < 1 || c.DeliveryAttempts > 100 {
-		errs = append(errs, fmt.Errorf("-alert.delivery-attempts %d: want 1 to 100", c.DeliveryAttempts))
+		errs = append(errs, fmt.Errorf("-churn-alert.delivery-attempts %d: want 1 to 100", c.DeliveryAttempts))
 	}
 	for _, d := range []struct {
 		name string
@@ -178,18 +175,18 @@ func (c Config) Validate() error {
 		{"dead-letters-max-age", c.DeadLettersMaxAge},
 	} {
 		if d.d <= 0 {
-			errs = append(errs, fmt.Errorf("-alert.%s must be positive", d.name))
+			errs = append(errs, fmt.Errorf("-churn-alert.%s must be positive", d.name))
 		}
 	}
 	if u, err := url.Parse(c.PagerDutyURL); err != nil || u.Host == "" {
-		errs = append(errs, fmt.Errorf("-alert.pagerduty-url %q: not an absolute URL", c.PagerDutyURL))
+		errs = append(errs, fmt.Errorf("-churn-alert.pagerduty-url %q: not an absolute URL", c.PagerDutyURL))
 	}
 	if c.SMTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
-			errs = append(errs, fmt.Errorf("-alert.smtp-addr %q: want host:port", c.SMTPAddr))
+			errs = append(errs, fmt.Errorf("-churn-alert.smtp-addr %q: want host:port", c.SMTPAddr))
 		}
 		if _, err := mail.ParseAddress(c.SMTPFrom); err != nil {
-			errs = append(errs, fmt.Errorf("-alert.smtp-from %q: %w", c.SMTPFrom, err))
+			errs = append(errs, fmt.Errorf("-churn-alert.smtp-from %q: %w", c.SMTPFrom, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -200,11 +197,7 @@ type Deps struct {
 	JS jetstream.JetStream
 	// Limits give the replicas and duplicate window of the streams.
 	Limits natsx.Limits
-	// Logger, MeterProvider, TracerProvider and Propagator are optional.
-	Logger         *slog.Logger
-	MeterProvider  metric.MeterProvider
-	TracerProvider trace.TracerProvider
-	Propagator     propagation.TextMapPropagator
+	service.Deps
 	// Stopping, closed when the gRPC server begins to stop, ends WatchAlerts
 	// streams (grpcserver.Server.Stopping). Optional.
 	Stopping <-chan struct{}
@@ -227,22 +220,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	if deps.JS == nil {
-		return nil, errors.New("churnalert: Deps.JS is required")
+		return nil, errors.New("Deps.JS is required")
 	}
 	// The limits also configure SCORES and ACCOUNT_CHANGES, which Run
 	// ensures: zero values would change those streams.
 	if err := deps.Limits.Validate(); err != nil {
-		return nil, fmt.Errorf("churnalert: Deps.Limits: %w", err)
+		return nil, fmt.Errorf("Deps.Limits: %w", err)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.MeterProvider == nil {
-		deps.MeterProvider = metricnoop.NewMeterProvider()
-	}
-	if deps.TracerProvider == nil {
-		deps.TracerProvider = tracenoop.NewTracerProvider()
-	}
+	deps.Deps = deps.Deps.WithDefaults()
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}

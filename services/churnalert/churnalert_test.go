@@ -12,12 +12,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
+	"github.com/lodestar-cs/lodestar/internal/testenv/receivers"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
-	"github.com/lodestar-cs/lodestar/services/churnalert/internal/receivers"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 )
 

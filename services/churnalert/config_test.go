@@ -16,9 +16,9 @@ func TestConfig(t *testing.T) {
 	}
 	cfg := churnalert.DefaultConfig()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	env := map[string]string{"LODESTAR_ALERT_SMTP_PASSWORD": "from-env"}
-	err := config.Parse(fs, []string{"-alert.shard=1", "-alert.shards=2", "-alert.sweep-interval=2s", "-alert.smtp-addr=mail.local:25"},
+	cfg.RegisterFlags("churn-alert", fs)
+	env := map[string]string{"LODESTAR_CHURN_ALERT_SMTP_PASSWORD": "from-env"}
+	err := config.Parse(fs, []string{"-churn-alert.shard=1", "-churn-alert.shards=2", "-churn-alert.sweep-interval=2s", "-churn-alert.smtp-addr=mail.local:25"},
 		func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestConfig(t *testing.T) {
 	bad.Workers, bad.Shard, bad.DeliveryAttempts, bad.SweepInterval, bad.StateCache = 0, 3, 0, 0, -1
 	bad.PagerDutyURL, bad.SMTPAddr, bad.SMTPFrom = "nowhere", "no-port", "not an address"
 	err = bad.Validate()
-	for _, want := range []string{"-alert.workers", "-alert.shard 3", "-alert.delivery-attempts", "-alert.sweep-interval", "-alert.state-cache", "-alert.pagerduty-url", "-alert.smtp-addr", "-alert.smtp-from"} {
+	for _, want := range []string{"-churn-alert.workers", "-churn-alert.shard 3", "-churn-alert.delivery-attempts", "-churn-alert.sweep-interval", "-churn-alert.state-cache", "-churn-alert.pagerduty-url", "-churn-alert.smtp-addr", "-churn-alert.smtp-from"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("no problem reported for %s: %v", want, err)
 		}

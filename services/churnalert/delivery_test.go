@@ -13,10 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
+	"github.com/lodestar-cs/lodestar/internal/testenv/receivers"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
-	"github.com/lodestar-cs/lodestar/services/churnalert/internal/receivers"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 )
 

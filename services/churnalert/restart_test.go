@@ -14,11 +14,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
+	"github.com/lodestar-cs/lodestar/internal/testenv/receivers"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
-	"github.com/lodestar-cs/lodestar/services/churnalert/internal/receivers"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 )
 

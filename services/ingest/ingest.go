@@ -16,21 +16,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/accounts"
@@ -40,6 +37,9 @@ import (
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/publish"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/segment"
 )
+
+// Target is the service's name as a -target, NATS name and OTel service.
+const Target = "ingest"
 
 // instrumentation names the meter and tracer of the service.
 const instrumentation = "github.com/lodestar-cs/lodestar/services/ingest"
@@ -86,14 +86,14 @@ func DefaultConfig() Config {
 	}
 }
 
-// RegisterFlags registers the configuration as -ingest.* flags, with c's
-// values as defaults.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Partitions, "ingest.partitions", c.Partitions, "Partitions of each tenant's events (hash of tenant and account mod this); every reader of EVENTS must agree.")
-	fs.IntVar(&c.MaxEventBytes, "ingest.max-event-bytes", c.MaxEventBytes, "Largest event accepted: a single Segment call's body, a batch element or a gRPC event (Segment's limit is 32 KB).")
-	fs.IntVar(&c.MaxBatchBytes, "ingest.max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
-	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
-	fs.IntVar(&c.AttributionCacheSize, "ingest.attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is Target), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.Partitions, prefix+".partitions", c.Partitions, "Partitions of each tenant's events (hash of tenant and account mod this); every reader of EVENTS must agree.")
+	fs.IntVar(&c.MaxEventBytes, prefix+".max-event-bytes", c.MaxEventBytes, "Largest event accepted: a single Segment call's body, a batch element or a gRPC event (Segment's limit is 32 KB).")
+	fs.IntVar(&c.MaxBatchBytes, prefix+".max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
+	fs.DurationVar(&c.PublishTimeout, prefix+".publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
+	fs.IntVar(&c.AttributionCacheSize, prefix+".attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
 }
 
 // Validate reports every setting that cannot work.
@@ -124,11 +124,7 @@ type Deps struct {
 	JS      jetstream.JetStream
 	Tenants *auth.Registry
 	Limits  natsx.Limits
-	// Logger, MeterProvider, TracerProvider and Propagator are optional.
-	Logger         *slog.Logger
-	MeterProvider  metric.MeterProvider
-	TracerProvider trace.TracerProvider
-	Propagator     propagation.TextMapPropagator
+	service.Deps
 }
 
 // Service is the ingest service.
@@ -154,23 +150,15 @@ type backends struct {
 // New returns the service; it does no I/O (Run does).
 func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("ingest config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	if deps.JS == nil || deps.Tenants == nil {
-		return nil, errors.New("ingest: Deps.JS and Deps.Tenants are required")
+		return nil, errors.New("Deps.JS and Deps.Tenants are required")
 	}
 	if err := deps.Limits.Validate(); err != nil {
-		return nil, fmt.Errorf("ingest: nats limits: %w", err)
+		return nil, fmt.Errorf("nats limits: %w", err)
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.MeterProvider == nil {
-		deps.MeterProvider = metricnoop.NewMeterProvider()
-	}
-	if deps.TracerProvider == nil {
-		deps.TracerProvider = tracenoop.NewTracerProvider()
-	}
+	deps.Deps = deps.Deps.WithDefaults()
 	s := &Service{
 		cfg:    cfg,
 		deps:   deps,
@@ -187,7 +175,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.segment, err = segment.New(segment.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes},
 		deps.Tenants, pipeline, deps.Logger, s.meter, s.tracer, deps.Propagator)
 	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
+		return nil, fmt.Errorf("segment API: %w", err)
 	}
 	s.ingest = ingestrpc.New(ingestrpc.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes}, pipeline, deps.Logger)
 	s.accounts = accounts.NewServer(func() *accounts.Store {
@@ -229,24 +217,21 @@ func (s *Service) Run(ctx context.Context) error {
 	resolver := attribution.New(users, s.cfg.AttributionCacheSize)
 	publisher, err := publish.New(s.deps.JS, s.cfg.Partitions, s.cfg.PublishTimeout, s.deps.Propagator, s.meter)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return fmt.Errorf("publisher: %w", err)
 	}
 	pipeline, err := intake.NewPipeline(s.deps.Tenants, resolver, publisher, s.meter, s.tracer)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return fmt.Errorf("intake: %w", err)
 	}
 	followChanges, err := resolver.Watch(ctx)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return err
 	}
 	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator)})
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 	s.deps.Logger.InfoContext(ctx, "ingest ready", "partitions", s.cfg.Partitions)
-	if err := followChanges(); err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	return nil
+	return followChanges()
 }
 
 // ensure creates the streams and buckets, retrying while JetStream does not
@@ -266,7 +251,7 @@ func (s *Service) ensure(ctx context.Context) (users, accountsKV jetstream.KeyVa
 			return users, accountsKV, nil
 		}
 		if apiErr := new(jetstream.APIError); errors.As(err, &apiErr) {
-			return nil, nil, fmt.Errorf("ingest: %w", err)
+			return nil, nil, err
 		}
 		s.deps.Logger.WarnContext(ctx, "JetStream not ready; retrying", "err", err, "in", wait)
 		select {

@@ -2,26 +2,23 @@ package renewalforecast_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"gopkg.in/yaml.v3"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/backtest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/history"
-	"github.com/lodestar-cs/lodestar/services/scoring/replay"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
@@ -29,13 +26,13 @@ import (
 // default fate mix, the demo scenario's 300 accounts and 45 days of
 // backfill, seed 1) played hour by hour, converted to events as loadgen
 // sends them, scored in event time with the scoring service's default
-// scorecard through services/scoring/replay, and backtested
+// scorecard through internal/scorecore/replay, and backtested
 // (internal/backtest) against renewal outcomes told by the accounts' fates.
 //
 // The replay is in memory. Storing the same history in an embedded EVENTS
-// stream and replaying it with replay.Stream gave the same score changes,
+// stream and replaying it with eventreplay.Stream gave the same score changes,
 // one for one, but the NATS server under the race detector more than
-// doubled the run; replay's TestStream covers that path.
+// doubled the run; eventreplay's TestStream covers that path.
 const (
 	lgSeed     = 1
 	lgAccounts = 300
@@ -141,58 +138,13 @@ func lgFacts(p *sim.Product, renewals []lgRenewal) []replay.Fact {
 	return facts
 }
 
-// lgDefaultScorecard reads the simulated product's scorecard from its source
-// (tools/loadgen/sim/scorecard.yaml, the one the demo scores it with),
-// decoding it as the scorecard package's Parse does: YAML through JSON to
-// protojson, short enum names expanded.
+// lgDefaultScorecard is the simulated product's scorecard, the one the demo
+// scores it with.
 func lgDefaultScorecard(t *testing.T) *scoringv1.Scorecard {
 	t.Helper()
-	const path = "../../tools/loadgen/sim/scorecard.yaml"
-	b, err := os.ReadFile(path)
+	sc, err := scorecard.Parse(sim.ScorecardYAML)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	enum := func(s, prefix string) string {
-		s = strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToUpper(strings.TrimSpace(s)))
-		if !strings.HasPrefix(s, prefix) {
-			s = prefix + s
-		}
-		return s
-	}
-	kinds := func(measures any) {
-		list, _ := measures.([]any)
-		for _, m := range list {
-			if m, ok := m.(map[string]any); ok {
-				if s, ok := m["kind"].(string); ok {
-					m["kind"] = enum(s, "MEASURE_KIND_")
-				}
-			}
-		}
-	}
-	kinds(doc["measures"])
-	overrides, _ := doc["stage_overrides"].([]any)
-	for _, o := range overrides {
-		if o, ok := o.(map[string]any); ok {
-			if s, ok := o["stage"].(string); ok {
-				o["stage"] = enum(s, "LIFECYCLE_STAGE_")
-			}
-			kinds(o["measures"])
-		}
-	}
-	js, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	sc := &scoringv1.Scorecard{}
-	if err := protojson.Unmarshal(js, sc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if problems := replay.Validate(sc); len(problems) > 0 {
-		t.Fatalf("%s: %v", path, problems)
 	}
 	return sc
 }

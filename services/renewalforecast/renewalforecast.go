@@ -9,7 +9,7 @@
 // Its state is rebuilt from the ACCOUNT_CHANGES and SCORES streams at every
 // start (ordered consumers, nothing stored of its own); a candidate
 // scorecard is judged by replaying the EVENTS stream through the scoring core
-// (services/scoring/replay).
+// (internal/scorecore/replay).
 package renewalforecast
 
 import (
@@ -17,14 +17,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/api"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/follow"
@@ -56,42 +55,42 @@ func DefaultConfig() Config {
 	return Config{MinOutcomes: 50, Simulations: 2000, Seed: 1, AtRiskBelow: 0.7, HorizonDays: 90}
 }
 
-// RegisterFlags registers the -forecast.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.MinOutcomes, "forecast.min-outcomes", c.MinOutcomes, "Recorded renewal outcomes (at least 10 churned and 10 renewed) from which a tenant's renewal model is fitted instead of the default.")
-	fs.IntVar(&c.Simulations, "forecast.simulations", c.Simulations, "Monte Carlo draws of a portfolio forecast's ranges, unless a request asks for another number (at most 20000).")
-	fs.Uint64Var(&c.Seed, "forecast.seed", c.Seed, "Seed of the portfolio simulations, unless a request gives one: the same seed and state give the same ranges.")
-	fs.Float64Var(&c.AtRiskBelow, "forecast.at-risk-below", c.AtRiskBelow, "Renewal probability below which a renewal counts as at risk (at-risk ARR, ListRenewals at_risk_only).")
-	fs.IntVar(&c.HorizonDays, "forecast.horizon-days", c.HorizonDays, "Days before each renewal at which EvaluateScorecard reads the health score, unless a request gives its own.")
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is Target), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.MinOutcomes, prefix+".min-outcomes", c.MinOutcomes, "Recorded renewal outcomes (at least 10 churned and 10 renewed) from which a tenant's renewal model is fitted instead of the default.")
+	fs.IntVar(&c.Simulations, prefix+".simulations", c.Simulations, "Monte Carlo draws of a portfolio forecast's ranges, unless a request asks for another number (at most 20000).")
+	fs.Uint64Var(&c.Seed, prefix+".seed", c.Seed, "Seed of the portfolio simulations, unless a request gives one: the same seed and state give the same ranges.")
+	fs.Float64Var(&c.AtRiskBelow, prefix+".at-risk-below", c.AtRiskBelow, "Renewal probability below which a renewal counts as at risk (at-risk ARR, ListRenewals at_risk_only).")
+	fs.IntVar(&c.HorizonDays, prefix+".horizon-days", c.HorizonDays, "Days before each renewal at which EvaluateScorecard reads the health score, unless a request gives its own.")
 }
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	var errs []error
 	if c.MinOutcomes < 20 {
-		errs = append(errs, fmt.Errorf("-forecast.min-outcomes %d: want at least 20 (10 churned and 10 renewed)", c.MinOutcomes))
+		errs = append(errs, fmt.Errorf("-renewal-forecast.min-outcomes %d: want at least 20 (10 churned and 10 renewed)", c.MinOutcomes))
 	}
 	if c.Simulations < 100 || c.Simulations > 20000 {
-		errs = append(errs, fmt.Errorf("-forecast.simulations %d: want 100 to 20000", c.Simulations))
+		errs = append(errs, fmt.Errorf("-renewal-forecast.simulations %d: want 100 to 20000", c.Simulations))
 	}
 	if c.Seed == 0 {
-		errs = append(errs, errors.New("-forecast.seed must not be 0 (a request's 0 means the default)"))
+		errs = append(errs, errors.New("-renewal-forecast.seed must not be 0 (a request's 0 means the default)"))
 	}
 	if c.AtRiskBelow <= 0 || c.AtRiskBelow >= 1 {
-		errs = append(errs, fmt.Errorf("-forecast.at-risk-below %v: want a probability strictly between 0 and 1", c.AtRiskBelow))
+		errs = append(errs, fmt.Errorf("-renewal-forecast.at-risk-below %v: want a probability strictly between 0 and 1", c.AtRiskBelow))
 	}
 	if c.HorizonDays < 1 || c.HorizonDays > 365 {
-		errs = append(errs, fmt.Errorf("-forecast.horizon-days %d: want 1 to 365", c.HorizonDays))
+		errs = append(errs, fmt.Errorf("-renewal-forecast.horizon-days %d: want 1 to 365", c.HorizonDays))
 	}
 	return errors.Join(errs...)
 }
 
 // Deps are the service's dependencies.
 type Deps struct {
-	JS            jetstream.JetStream
-	Limits        natsx.Limits
-	Logger        *slog.Logger
-	MeterProvider metric.MeterProvider
+	JS     jetstream.JetStream
+	Limits natsx.Limits
+	service.Deps
 }
 
 // Service is the renewal forecast service.
@@ -107,9 +106,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.JS == nil || deps.Logger == nil || deps.MeterProvider == nil {
-		return nil, errors.New("renewal forecast: JS, Logger and MeterProvider are required")
+	if deps.JS == nil {
+		return nil, errors.New("Deps.JS is required")
 	}
+	deps.Deps = deps.Deps.WithDefaults()
 	store := history.NewStore()
 	return &Service{
 		deps: deps,

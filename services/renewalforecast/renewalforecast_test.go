@@ -20,6 +20,7 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
@@ -45,7 +46,7 @@ func start(t *testing.T) (forecastv1.ForecastServiceClient, *world) {
 	cfg := renewalforecast.DefaultConfig()
 	cfg.MinOutcomes = 20
 	svc, err := renewalforecast.New(cfg, renewalforecast.Deps{
-		JS: js, Limits: limits, Logger: slog.New(slog.DiscardHandler), MeterProvider: noop.NewMeterProvider(),
+		JS: js, Limits: limits, Deps: service.Deps{Logger: slog.New(slog.DiscardHandler), MeterProvider: noop.NewMeterProvider()},
 	})
 	if err != nil {
 		t.Fatal(err)

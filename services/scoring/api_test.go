@@ -2,25 +2,23 @@ package scoring_test
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
 )
 
 type apiFixture struct {
@@ -52,9 +50,12 @@ func startAPI(t *testing.T, accounts int) apiFixture {
 	cfg := scoring.DefaultConfig()
 	cfg.FlushInterval = 20 * time.Millisecond
 	cfg.IndexInterval = 50 * time.Millisecond
+	// The history is the demo product's: scored with its scorecard, its
+	// declining accounts record a change most days.
+	cfg.ScorecardFile = "../../tools/loadgen/sim/scorecard.yaml"
 	svc, err := scoring.New(cfg, scoring.Deps{
+		// No telemetry: the defaults (pkg/service) must do.
 		JS: js, Cache: cache.NewMemory(cache.Config{HistoryLength: 3}), Limits: natsx.DefaultLimits(),
-		Logger: slog.New(slog.DiscardHandler), MeterProvider: noop.NewMeterProvider(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,25 +9,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/api"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/pipeline"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/snapshot"
 )
@@ -69,16 +65,17 @@ func DefaultConfig() Config {
 	}
 }
 
-// RegisterFlags registers the -scoring.* flags.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.WindowDays, "scoring.window-days", c.WindowDays, "Days of event-time history kept per account (35-90).")
-	fs.StringVar(&c.ScorecardFile, "scoring.scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in scorecard, made for any product's events.")
-	fs.StringVar(&c.Partitions, "scoring.partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
-	fs.IntVar(&c.MaxUsersPerAccount, "scoring.max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
-	fs.DurationVar(&c.FlushInterval, "scoring.flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")
-	fs.DurationVar(&c.IndexInterval, "scoring.index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
-	fs.DurationVar(&c.TickInterval, "scoring.tick-interval", c.TickInterval, "How often time passes for silent accounts of live tenants.")
-	fs.DurationVar(&c.SnapshotInterval, "scoring.snapshot-interval", c.SnapshotInterval, "How often scoring state is snapshotted (restarts replay only what came after).")
+// RegisterFlags registers the configuration as -<prefix>.* flags (the
+// runner's prefix is Target), with c's values as defaults.
+func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
+	fs.IntVar(&c.WindowDays, prefix+".window-days", c.WindowDays, "Days of event-time history kept per account (35-90).")
+	fs.StringVar(&c.ScorecardFile, prefix+".scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in scorecard, made for any product's events.")
+	fs.StringVar(&c.Partitions, prefix+".partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
+	fs.IntVar(&c.MaxUsersPerAccount, prefix+".max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
+	fs.DurationVar(&c.FlushInterval, prefix+".flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")
+	fs.DurationVar(&c.IndexInterval, prefix+".index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
+	fs.DurationVar(&c.TickInterval, prefix+".tick-interval", c.TickInterval, "How often time passes for silent accounts of live tenants.")
+	fs.DurationVar(&c.SnapshotInterval, prefix+".snapshot-interval", c.SnapshotInterval, "How often scoring state is snapshotted (restarts replay only what came after).")
 }
 
 // Validate reports every problem of the configuration.
@@ -123,14 +120,11 @@ type Cache interface {
 
 // Deps are the service's dependencies.
 type Deps struct {
-	JS            jetstream.JetStream
-	Cache         Cache
-	Limits        natsx.Limits
-	Logger        *slog.Logger
-	MeterProvider metric.MeterProvider
-	// TracerProvider and Propagator continue ingest's traces; no tracing when nil.
-	TracerProvider trace.TracerProvider
-	Propagator     propagation.TextMapPropagator
+	JS     jetstream.JetStream
+	Cache  Cache
+	Limits natsx.Limits
+	// Deps' TracerProvider and Propagator continue ingest's traces.
+	service.Deps
 }
 
 // Service is the scoring service.
@@ -150,6 +144,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	deps.Deps = deps.Deps.WithDefaults()
 	sc, err := scorecard.Default()
 	if cfg.ScorecardFile != "" {
 		sc, err = scorecard.LoadFile(cfg.ScorecardFile)
@@ -200,10 +195,6 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("ensure object store %s: %w", snapshot.Bucket, err)
 	}
 	store := scorecards.New(kv)
-	tp := s.deps.TracerProvider
-	if tp == nil {
-		tp = noop.NewTracerProvider()
-	}
 	s.api.SetScorecards(store)
 	s.pipeline = pipeline.New(pipeline.Config{
 		Name:             s.snapName,
@@ -220,7 +211,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Scorecards: store,
 		Logger:     s.deps.Logger,
 		Meter:      s.deps.MeterProvider.Meter(instrumentation),
-		Tracer:     tp.Tracer(instrumentation),
+		Tracer:     s.deps.TracerProvider.Tracer(instrumentation),
 		Propagator: s.deps.Propagator,
 	})
 	s.started.Store(true)

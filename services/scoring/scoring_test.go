@@ -21,6 +21,7 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/service"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -64,11 +65,10 @@ func newService(js jetstream.JetStream, c scoring.Cache) (*scoring.Service, erro
 	cfg.IndexInterval = 50 * time.Millisecond
 	cfg.SnapshotInterval = 100 * time.Millisecond
 	return scoring.New(cfg, scoring.Deps{
-		JS:            js,
-		Cache:         c,
-		Limits:        natsx.DefaultLimits(),
-		Logger:        slog.New(slog.DiscardHandler),
-		MeterProvider: noop.NewMeterProvider(),
+		JS:     js,
+		Cache:  c,
+		Limits: natsx.DefaultLimits(),
+		Deps:   service.Deps{Logger: slog.New(slog.DiscardHandler), MeterProvider: noop.NewMeterProvider()},
 	})
 }
 

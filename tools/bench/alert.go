@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
-	"github.com/lodestar-cs/lodestar/services/allinone"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/tools/bench/internal/stats"
 )
@@ -50,7 +50,7 @@ const metricAlertApplied = "lodestar_alert_messages_total"
 // withTarget returns targets with target added, and whether it had to be
 // added ("all" runs every target).
 func withTarget(targets config.StringList, target string) (config.StringList, bool) {
-	if slices.Contains(targets, allinone.TargetAll) || slices.Contains(targets, target) {
+	if slices.Contains(targets, app.TargetAll) || slices.Contains(targets, target) {
 		return targets, false
 	}
 	return append(slices.Clone(targets), target), true
@@ -173,8 +173,8 @@ type alertProber struct {
 }
 
 // alertProbeBody is the batch of one alert probe: a failed payment, an
-// urgent ticket and an NPS of 0 for a new account (as BenchmarkEventToAlert
-// in services/allinone sends): billing, support and survey measures at
+// urgent ticket and an NPS of 0 for a new account (as app's
+// BenchmarkEventToAlert sends): billing, support and survey measures at
 // their worst, so the account's first score is red and the shipped
 // red-band rule fires.
 func alertProbeBody(account string, at time.Time) []byte {
@@ -310,7 +310,7 @@ func (b *bench) setupAlerts(ctx context.Context, url string) error {
 // -nats.url the streams stay, and churn-alert reads SCORES from the start.
 // It returns a note saying what it did.
 func (b *bench) withChurnAlert(ctx context.Context) (string, error) {
-	targets, added := withTarget(b.ls.cfg.Targets, allinone.TargetChurnAlert)
+	targets, added := withTarget(b.ls.cfg.Targets, churnalert.Target)
 	if !added {
 		return "", nil
 	}
@@ -560,7 +560,7 @@ func (b *bench) alert(ctx context.Context) error {
 		Note: "every tenant's, over the probes and their settling"})
 	sec.add(Figure{Name: "changes churn-alert applied", Value: ptr(res.Applied), Unit: "changes/s",
 		Baseline: "published to SCORES", BaselineValue: ptr(res.ScoresIn),
-		Note: fmt.Sprintf("score and account changes; below 1 churn-alert fell behind and the probes queued behind the backlog (-alert.workers %d)", b.ls.cfg.ChurnAlert.Workers)})
+		Note: fmt.Sprintf("score and account changes; below 1 churn-alert fell behind and the probes queued behind the backlog (-churn-alert.workers %d)", b.ls.cfg.ChurnAlert.Workers)})
 	if restarted != "" {
 		sec.note("%s", restarted)
 	}

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lodestar-cs/lodestar/services/allinone"
+	"github.com/lodestar-cs/lodestar/app"
 )
 
 // Counters the bench reads from the all-in-one's /metrics: ingest's stored
@@ -27,7 +27,7 @@ const (
 
 // lodestar is an all-in-one running in this process.
 type lodestar struct {
-	cfg    allinone.Config
+	cfg    app.Config
 	cancel context.CancelFunc
 	done   chan error
 	client *http.Client
@@ -47,13 +47,13 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startLodestar runs allinone.Run with cfg until Stop, and waits until
+// startLodestar runs app.Run with cfg until Stop, and waits until
 // /healthz says every service is ready, at most timeout.
-func startLodestar(ctx context.Context, cfg allinone.Config, logger *slog.Logger, timeout time.Duration) (*lodestar, error) {
+func startLodestar(ctx context.Context, cfg app.Config, logger *slog.Logger, timeout time.Duration) (*lodestar, error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l := &lodestar{cfg: cfg, cancel: cancel, done: make(chan error, 1), client: &http.Client{Timeout: 5 * time.Second}}
 	start := time.Now()
-	go func() { l.done <- allinone.Run(runCtx, cfg, logger, io.Discard) }()
+	go func() { l.done <- app.Run(runCtx, cfg, logger, io.Discard) }()
 	if err := l.waitReady(ctx, timeout); err != nil {
 		return nil, errors.Join(err, l.Stop())
 	}

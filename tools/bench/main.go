@@ -21,7 +21,7 @@
 //
 // It starts what it measures: an embedded NATS server (pkg/natsembed, file
 // store in a temporary directory, loopback) unless -nats.url is given, and
-// the all-in-one in process (allinone.Run) on Redis at -redis.addr. Every
+// the all-in-one in process (app.Run) on Redis at -redis.addr. Every
 // flag of the lodestar binary applies to the Lodestar under test (for
 // example -scoring.flush-interval, or -target=all to add the SCORES
 // consumers to the default ingest,scoring), except the listen addresses,
@@ -55,6 +55,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/config"
@@ -62,7 +63,9 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/telemetry"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/allinone"
+	"github.com/lodestar-cs/lodestar/services/churnalert"
+	"github.com/lodestar-cs/lodestar/services/ingest"
+	"github.com/lodestar-cs/lodestar/services/scoring"
 	"github.com/lodestar-cs/lodestar/tools/bench/internal/stats"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
@@ -248,9 +251,9 @@ func (b *bench) quiet(ctx context.Context, what string) {
 // bench is one run: what it started and what the phases found.
 type bench struct {
 	cfg     options
-	lcfg    allinone.Config // the Lodestar under test
-	logger  *slog.Logger    // the bench's progress
-	lsLog   *slog.Logger    // Lodestar's own log
+	lcfg    app.Config   // the Lodestar under test
+	logger  *slog.Logger // the bench's progress
+	lsLog   *slog.Logger // Lodestar's own log
 	rc      *redis.Client
 	dir     string
 	runID   string
@@ -318,10 +321,10 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	o := defaultOptions()
 	o.register(fs)
-	l := allinone.DefaultConfig()
+	l := app.DefaultConfig()
 	// The pipeline the issue measures; -target=all adds the SCORES
 	// consumers (churn-alert, renewal-forecast), which share the CPU.
-	l.Targets = config.StringList{allinone.TargetIngest, allinone.TargetScoring}
+	l.Targets = config.StringList{ingest.Target, scoring.Target}
 	l.RedisAddr, l.LogLevel = "127.0.0.1:6379", "warn"
 	// The alert phase's webhook receiver is plain http on loopback.
 	l.ChurnAlert.AllowHTTPEndpoints = true
@@ -451,7 +454,7 @@ func (b *bench) setup(ctx context.Context) error {
 		// Nothing before the alert phase measures without churn-alert; the
 		// restart phase keeps b.lcfg's targets.
 		var added bool
-		if cfg.Targets, added = withTarget(cfg.Targets, allinone.TargetChurnAlert); added {
+		if cfg.Targets, added = withTarget(cfg.Targets, churnalert.Target); added {
 			b.alertTargets = cfg.Targets.String()
 		}
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
-	"github.com/lodestar-cs/lodestar/services/allinone"
+	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/tools/bench/internal/stats"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
@@ -230,12 +230,12 @@ func TestOpenLoopCallsEachProbeOnce(t *testing.T) {
 }
 
 func TestWithTarget(t *testing.T) {
-	got, added := withTarget(config.StringList{"ingest", "scoring"}, allinone.TargetChurnAlert)
+	got, added := withTarget(config.StringList{"ingest", "scoring"}, churnalert.Target)
 	if !added || got.String() != "ingest,scoring,churn-alert" {
 		t.Errorf("got %v %v", got, added)
 	}
 	for _, has := range []config.StringList{{"all"}, {"ingest", "churn-alert"}} {
-		if got, added := withTarget(has, allinone.TargetChurnAlert); added || got.String() != has.String() {
+		if got, added := withTarget(has, churnalert.Target); added || got.String() != has.String() {
 			t.Errorf("%v: got %v %v, want it unchanged", has, got, added)
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/replay"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
@@ -97,7 +97,7 @@ type memoryResult struct {
 }
 
 // accountBytes replays the recent workdays of a product of n accounts
-// through the scoring core (services/scoring/replay) and measures the live
+// through the scoring core (internal/scorecore/replay) and measures the live
 // heap it holds per account.
 func (b *bench) accountBytes(ctx context.Context, n int) (memoryResult, error) {
 	res := memoryResult{Accounts: n}
@@ -192,7 +192,7 @@ func liveHeap(m *runtime.MemStats) {
 }
 
 // engineBound is the scoring core's documented bound on an account's bytes
-// (services/scoring/internal/engine's package comment) for u users, with
+// (internal/scorecore/engine's package comment) for u users, with
 // the default scorecard: a 90-day window, one counted event group of four,
 // up to 20 features and ten measures.
 func engineBound(u float64) float64 { return 1000 + 57*u + 4*90 + 32*4 + 16*20 + 48*10 }
@@ -219,6 +219,6 @@ func (b *bench) memory(ctx context.Context) error {
 		b.logger.Info("memory", "accounts", n, "bytes_per_account", int(res.BytesPerAccount), "events", res.Events, "took", res.Took,
 			"apply_events_s", int(float64(res.ApplyEvents)/res.Apply.Seconds()), "core_events_s", int(float64(res.Events)/res.Core.Seconds()))
 	}
-	sec.note("Live heap (after GC) held by a services/scoring/replay replayer, the scoring core itself, after replaying the simulated product's events with the default scorecard, divided by the accounts. The accounts' CRM facts were on the heap before, so the strings the engine shares with them (name, owner, segment: tens of bytes) are not counted. The bound is the engine's own formula, 1000 + 57·U + 4·W·C + 32·G + 16·F + 48·M, taken at the product's mean users per account U: heavy-tailed accounts hold more, small ones less.")
+	sec.note("Live heap (after GC) held by a internal/scorecore/replay replayer, the scoring core itself, after replaying the simulated product's events with the default scorecard, divided by the accounts. The accounts' CRM facts were on the heap before, so the strings the engine shares with them (name, owner, segment: tens of bytes) are not counted. The bound is the engine's own formula, 1000 + 57·U + 4·W·C + 32·G + 16·F + 48·M, taken at the product's mean users per account U: heavy-tailed accounts hold more, small ones less.")
 	return nil
 }

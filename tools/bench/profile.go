@@ -43,7 +43,7 @@ var components = []struct{ prefix, name string }{
 	{"google.golang.org/protobuf/", "protobuf marshal/unmarshal"},
 	{"github.com/nats-io/nats-server/", "NATS server (JetStream)"},
 	{"github.com/nats-io/nats.go", "NATS client"},
-	{"github.com/lodestar-cs/lodestar/services/scoring/internal/engine.", "scoring engine (apply, evaluate)"},
+	{"github.com/lodestar-cs/lodestar/internal/scorecore/engine.", "scoring engine (apply, evaluate)"},
 	{"github.com/lodestar-cs/lodestar/pkg/cache.", "score cache (encoding, script arguments)"},
 	{"github.com/redis/go-redis/", "Redis client"},
 	{"go.opentelemetry.io/", "OpenTelemetry (traces, metrics)"},

@@ -17,7 +17,8 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/natsembed"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
-	"github.com/lodestar-cs/lodestar/services/allinone"
+	"github.com/lodestar-cs/lodestar/services/ingest"
+	"github.com/lodestar-cs/lodestar/services/scoring"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
@@ -51,7 +52,7 @@ func (b *bench) restart(ctx context.Context) error {
 	if cfg.GRPCListenAddr, err = freeAddr(); err != nil {
 		return err
 	}
-	cfg.Targets = config.StringList{allinone.TargetIngest, allinone.TargetScoring}
+	cfg.Targets = config.StringList{ingest.Target, scoring.Target}
 	defer deleteKeys(context.WithoutCancel(ctx), b.rc, cfg.Cache.KeyPrefix+":{"+restartTenant+"}:*")
 
 	ls, err := startLodestar(ctx, cfg, b.lsLog, 2*time.Minute)
@@ -80,7 +81,7 @@ func (b *bench) restart(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	cfg.Targets = config.StringList{allinone.TargetScoring}
+	cfg.Targets = config.StringList{scoring.Target}
 	c := cache.NewRedis(b.rc, cache.Config{KeyPrefix: cfg.Cache.KeyPrefix})
 
 	// From the snapshot: the state is restored and nothing is left to
@@ -120,7 +121,7 @@ func (b *bench) restart(ctx context.Context) error {
 		Note: fmt.Sprintf("replays all %d events of EVENTS (%.0f events/s)", events, float64(events)/res.NoSnapshotReady.Seconds())})
 	sec.add(Figure{Name: "restart without snapshot to caught up", Value: ptr(res.NoSnapshotCaughtUp.Seconds()), Unit: "s",
 		Note: "until the score of the last event's account is in Redis: every score rewritten"})
-	sec.note("A fresh embedded NATS server holds the %d most recent workdays of a simulated product of %d accounts (%d events, sent through ingest's Segment API with the accounts' CRM facts through AccountService). Scoring then restarts alone in the all-in-one (-target=scoring); the times run from allinone.Run to /healthz answering 200 (scoring's readiness: snapshot restored, the EVENTS backlog present at start replayed, the cache answering), and to the last event's score in Redis.",
+	sec.note("A fresh embedded NATS server holds the %d most recent workdays of a simulated product of %d accounts (%d events, sent through ingest's Segment API with the accounts' CRM facts through AccountService). Scoring then restarts alone in the all-in-one (-target=scoring); the times run from app.Run to /healthz answering 200 (scoring's readiness: snapshot restored, the EVENTS backlog present at start replayed, the cache answering), and to the last event's score in Redis.",
 		b.cfg.restartWorkdays, b.cfg.restartAccounts, events)
 	return nil
 }

@@ -142,7 +142,7 @@ func alertTarget(r *alertResult) Target {
 		return t
 	}
 	probes := r.Total.N + r.Lost
-	behind := fmt.Sprintf("churn-alert applied %s changes/s while scoring published %s score changes/s, each change a read, compare-and-set write and outbox publish of the account's alert state (-alert.workers accounts at a time)",
+	behind := fmt.Sprintf("churn-alert applied %s changes/s while scoring published %s score changes/s, each change a read, compare-and-set write and outbox publish of the account's alert state (-churn-alert.workers accounts at a time)",
 		trimFloat(r.Applied), trimFloat(r.ScoresIn))
 	if r.Total.N == 0 {
 		t.Measured = fmt.Sprintf("no webhook for any of %d probes at %s events/s", probes, trimFloat(r.Rate))

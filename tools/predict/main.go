@@ -69,7 +69,7 @@ type options struct {
 
 func (o *options) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.dataPath, "data", "../shared/data/online-retail-invoices.csv", "The Online Retail invoices CSV.")
-	fs.StringVar(&o.lodestarPkg, "lodestar-pkg", "./services/allinone/cmd/lodestar", "Package of the lodestar binary to build and run.")
+	fs.StringVar(&o.lodestarPkg, "lodestar-pkg", "./cmd/lodestar", "Package of the lodestar binary to build and run.")
 	fs.StringVar(&o.lodestarBin, "lodestar-bin", "", "A lodestar binary to run instead of building -lodestar-pkg.")
 	fs.StringVar(&o.out, "out", "docs/predict.md", "The Markdown report.")
 	fs.StringVar(&o.json, "json", "docs/predict.json", "The JSON report.")

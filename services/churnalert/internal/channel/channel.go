@@ -122,7 +122,7 @@ func Validate(c *alertv1.Channel, o ValidateOptions) []*errdetails.BadRequest_Fi
 		case err != nil || u.Host == "":
 			bad(field, "not an absolute URL")
 		case u.Scheme != "https" && !(u.Scheme == "http" && o.AllowHTTP):
-			bad(field, "must be https (http only with -alert.allow-http-endpoints)")
+			bad(field, "must be https (http only with -churn-alert.allow-http-endpoints)")
 		}
 	}
 	switch cfg := c.GetConfig().(type) {
@@ -139,7 +139,7 @@ func Validate(c *alertv1.Channel, o ValidateOptions) []*errdetails.BadRequest_Fi
 		}
 	case *alertv1.Channel_Email:
 		if !o.SMTPConfigured {
-			bad("email", "this server has no SMTP relay (-alert.smtp-addr)")
+			bad("email", "this server has no SMTP relay (-churn-alert.smtp-addr)")
 		}
 		for i, a := range cfg.Email.GetExtraTo() {
 			if _, err := mail.ParseAddress(a); err != nil {

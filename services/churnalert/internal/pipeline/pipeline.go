@@ -19,7 +19,7 @@
 // writes and outboxes of all accounts are in flight at once
 // (alertstate.UpdateMany); a change that fails is retried alone, in order.
 //
-// Replicas split the accounts by shard (-alert.shard of -alert.shards);
+// Replicas split the accounts by shard (-churn-alert.shard of -churn-alert.shards);
 // each reads both streams and applies its own accounts' changes.
 package pipeline
 

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/oncall"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/rules"
@@ -67,25 +68,11 @@ func (s *Store) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", s.kv.Bucket(), err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("watch %s: stopped", s.kv.Bucket())
-			}
-			if e == nil { // the stored values are all delivered
-				s.ready.Store(true)
-				continue
-			}
-			s.applyEntry(e)
-		}
+	loaded := func() error { s.ready.Store(true); return nil }
+	if err := natsx.WatchKV(ctx, w, loaded, func(e jetstream.KeyValueEntry) error { s.applyEntry(e); return nil }); err != nil {
+		return fmt.Errorf("watch %s: %w", s.kv.Bucket(), err)
 	}
+	return nil
 }
 
 func (s *Store) applyEntry(e jetstream.KeyValueEntry) {

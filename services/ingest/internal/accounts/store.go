@@ -109,26 +109,19 @@ func (s *Store) list(ctx context.Context, tenant string) ([]*accountv1.Account, 
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
 	var out []*accountv1.Account
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list accounts: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("list accounts: watch closed")
-			}
-			if e == nil { // every current value delivered
-				return out, nil
-			}
-			a, err := decode(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, a)
+	err = natsx.ReadKV(ctx, w, func(e jetstream.KeyValueEntry) error {
+		a, err := decode(e)
+		if err != nil {
+			return err
 		}
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
 	}
+	return out, nil
 }
 
 // change is one AccountChange to publish with its deduplication id.

@@ -176,27 +176,17 @@ func (r *Resolver) Watch(ctx context.Context) (apply func() error, err error) {
 		return nil, fmt.Errorf("watch %s: %w", natsx.BucketUserAccounts, err)
 	}
 	return func() error {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case e, ok := <-w.Updates():
-				if !ok {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("watch %s: updates closed", natsx.BucketUserAccounts)
-				}
-				if e == nil {
-					continue
-				}
-				account := ""
-				if e.Operation() == jetstream.KeyValuePut {
-					account = string(e.Value())
-				}
-				r.cache.update(e.Key(), account)
+		err := natsx.WatchKV(ctx, w, nil, func(e jetstream.KeyValueEntry) error {
+			account := ""
+			if e.Operation() == jetstream.KeyValuePut {
+				account = string(e.Value())
 			}
+			r.cache.update(e.Key(), account)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", natsx.BucketUserAccounts, err)
 		}
+		return nil
 	}, nil
 }

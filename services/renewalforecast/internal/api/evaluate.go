@@ -8,13 +8,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/backtest"
+	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/eventreplay"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/history"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/retention"
-	"github.com/lodestar-cs/lodestar/services/scoring/replay"
 )
 
 // leadLookback bounds how far before a churn its first red score is looked
@@ -85,7 +86,7 @@ func (s *Server) replay(ctx context.Context, tenant string, req *forecastv1.Eval
 		facts = append(facts, factsOf(acc)...)
 	}
 	tl := history.Timelines{}
-	if err := replay.Stream(ctx, s.js, tenant, req.GetCandidate(), facts, tl.Add); err != nil {
+	if err := eventreplay.Stream(ctx, s.js, tenant, req.GetCandidate(), facts, tl.Add); err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
 	return tl, nil

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
@@ -95,38 +94,15 @@ func (f *Follower) consume(ctx context.Context, stream string, policy jetstream.
 	if err != nil {
 		return nil, fmt.Errorf("%s consumer: %w", stream, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	cc, err := natsx.ConsumeCaughtUp(ctx, cons, caughtUp, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) {
 		if err := apply(msg.Data()); err != nil {
 			// Only services that encoded a message publish it; skip it as
 			// scoring does.
 			f.logger.Error("skip undecodable message", "stream", stream, "subject", msg.Subject(), "err", err)
 		}
-		if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
-			caughtUp.Store(true)
-		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", stream, err)
 	}
-	go markEmpty(ctx, cons, caughtUp)
 	return cc, nil
-}
-
-// markEmpty covers a stream with nothing to read at start: no message comes
-// to say the backlog is done.
-func markEmpty(ctx context.Context, cons jetstream.Consumer, caughtUp *atomic.Bool) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for !caughtUp.Load() {
-		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.Delivered.Consumer == 0 {
-			caughtUp.Store(true)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

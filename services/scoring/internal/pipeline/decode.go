@@ -7,8 +7,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
 )
 
 // Field numbers of lodestar.event.v1: EventBatch.events and the Event fields

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
 )
 
 func mustStruct(m map[string]any) *structpb.Struct {

@@ -40,11 +40,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/snapshot"
 )
@@ -302,7 +302,7 @@ func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContex
 	if err != nil {
 		return nil, fmt.Errorf("account changes consumer: %w", err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	cc, err := natsx.ConsumeCaughtUp(ctx, cons, &p.accountsCaughtUp, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) {
 		var ch accountv1.AccountChange
 		if err := proto.Unmarshal(msg.Data(), &ch); err != nil {
 			p.deps.Logger.Error("skip undecodable account change", "subject", msg.Subject(), "err", err)
@@ -312,14 +312,10 @@ func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContex
 			p.deps.Engine.SetAccount(acc)
 			p.mu.Unlock()
 		}
-		if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
-			p.accountsCaughtUp.Store(true)
-		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consume account changes: %w", err)
 	}
-	go p.markCaughtUp(ctx, cons, &p.accountsCaughtUp)
 	return cc, nil
 }
 
@@ -336,10 +332,9 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 		return nil, fmt.Errorf("events consumer: %w", err)
 	}
 	var dec decoder // only this callback's goroutine uses it
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		meta, err := msg.Metadata()
-		if err != nil {
-			p.deps.Logger.Error("event message without metadata", "err", err)
+	cc, err := natsx.ConsumeCaughtUp(ctx, cons, &p.eventsCaughtUp, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
+		if meta == nil {
+			p.deps.Logger.Error("event message without metadata", "subject", msg.Subject())
 			return
 		}
 		events, err := dec.decode(msg.Data())
@@ -360,34 +355,11 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 		p.mu.Unlock()
 		span.End()
 		p.eventsApplied.Add(context.Background(), int64(len(events)))
-		if meta.NumPending == 0 {
-			p.eventsCaughtUp.Store(true)
-		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consume events: %w", err)
 	}
-	go p.markCaughtUp(ctx, cons, &p.eventsCaughtUp)
 	return cc, nil
-}
-
-// markCaughtUp covers the case where there is nothing to replay: no message
-// arrives to say NumPending is zero.
-func (p *Pipeline) markCaughtUp(ctx context.Context, cons jetstream.Consumer, flag *atomic.Bool) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for !flag.Load() {
-		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer == 0 {
-			flag.Store(true)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // flush scores the accounts due and sets their scores, then hands their

@@ -1,5 +1,6 @@
 // Package scorecards keeps every tenant's scorecard versions durably in a
-// JetStream KV bucket. Versions are immutable; the active one is a pointer
+// JetStream KV bucket (the scorecard itself, its parsing and validation, is
+// internal/scorecore/scorecard). Versions are immutable; the active one is a pointer
 // updated with compare-and-set, so two concurrent updates never get the same
 // version.
 package scorecards
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
@@ -126,39 +128,34 @@ func (s *Store) Put(ctx context.Context, tenant string, sc *scoringv1.Scorecard,
 }
 
 // Watch calls fn with every tenant's active scorecard, first those stored,
-// then each new activation, until ctx is done. initialDone is called once
-// the stored ones have been delivered.
+// then each new activation, until ctx is done (it then returns nil).
+// initialDone is called once the stored ones have been delivered. A watch
+// that closes before ctx is done is an error (natsx.ErrWatchClosed): new
+// activations would no longer reach fn.
 func (s *Store) Watch(ctx context.Context, fn func(tenant string, sc *scoringv1.Scorecard), initialDone func()) error {
 	w, err := s.kv.Watch(ctx, "*.active")
 	if err != nil {
 		return fmt.Errorf("watch scorecards: %w", err)
 	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	loaded := func() error { initialDone(); return nil }
+	err = natsx.WatchKV(ctx, w, loaded, func(e jetstream.KeyValueEntry) error {
+		if e.Operation() != jetstream.KeyValuePut {
 			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil { // end of the stored values
-				initialDone()
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			tenant, _ := strings.CutSuffix(e.Key(), ".active")
-			v, err := strconv.Atoi(string(e.Value()))
-			if err != nil {
-				continue
-			}
-			sc, err := s.Get(ctx, tenant, int32(v))
-			if err != nil {
-				return err
-			}
-			fn(tenant, sc)
 		}
+		tenant, _ := strings.CutSuffix(e.Key(), ".active")
+		v, err := strconv.Atoi(string(e.Value()))
+		if err != nil {
+			return nil
+		}
+		sc, err := s.Get(ctx, tenant, int32(v))
+		if err != nil {
+			return err
+		}
+		fn(tenant, sc)
+		return nil
+	})
+	if errors.Is(err, natsx.ErrWatchClosed) {
+		return fmt.Errorf("watch scorecards: %w", err)
 	}
+	return err
 }

@@ -1,4 +1,4 @@
-package allinone_test
+package app_test
 
 import (
 	"bytes"
@@ -19,12 +19,12 @@ import (
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/allinone"
 )
 
 func freeAddr(t testing.TB) string {
@@ -45,7 +45,7 @@ type instance struct {
 
 // start runs the all-in-one for one fresh tenant and waits until /healthz
 // says every service is ready.
-func start(t testing.TB, redisAddr string, configure ...func(*allinone.Config)) instance {
+func start(t testing.TB, redisAddr string, configure ...func(*app.Config)) instance {
 	t.Helper()
 	tenant := testenv.Tenant(t)
 	writeKey, apiKey := "wk_test_"+tenant+"_0123456789", "ak_test_"+tenant+"_0123456789"
@@ -54,17 +54,17 @@ func start(t testing.TB, redisAddr string, configure ...func(*allinone.Config)) 
 	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := allinone.DefaultConfig()
+	cfg := app.DefaultConfig()
 	cfg.HTTPListenAddr, cfg.GRPCListenAddr = freeAddr(t), freeAddr(t)
 	cfg.DataDir, cfg.TenantsFile, cfg.RedisAddr = t.TempDir(), tenants, redisAddr
-	cfg.Targets = config.StringList{allinone.TargetAll}
+	cfg.Targets = config.StringList{app.TargetAll}
 	for _, c := range configure {
 		c(&cfg)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- allinone.Run(ctx, cfg, slog.New(slog.DiscardHandler), &bytes.Buffer{}) }()
+	go func() { done <- app.Run(ctx, cfg, slog.New(slog.DiscardHandler), &bytes.Buffer{}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -149,7 +149,7 @@ func TestEndToEnd(t *testing.T) {
 			// The simulated product's events, scored by its own scorecard as
 			// the demo is: the product default reads them relative to a tenant's
 			// accounts, and three accounts make no portfolio.
-			in := start(t, tc.redis, func(c *allinone.Config) { c.Scoring.ScorecardFile = demoScorecard })
+			in := start(t, tc.redis, func(c *app.Config) { c.Scoring.ScorecardFile = demoScorecard })
 			ctx := context.Background()
 			accounts := accountv1.NewAccountServiceClient(in.grpc)
 			var accs []*accountv1.Account
@@ -215,7 +215,7 @@ func TestEndToEnd(t *testing.T) {
 
 // checkFates returns what is wrong with the scores, or "".
 // demoScorecard is the simulated product's scorecard, as make run uses it.
-const demoScorecard = "../../tools/loadgen/sim/scorecard.yaml"
+const demoScorecard = "../tools/loadgen/sim/scorecard.yaml"
 
 func checkFates(scores []*scoringv1.HealthScore) string {
 	if len(scores) != len(fates) {

@@ -1,4 +1,7 @@
-package allinone
+// Command lodestar runs Lodestar: every service in one process by default
+// (-target=all), or the services named by -target (microservice mode runs
+// one target per process).
+package main
 
 import (
 	"context"
@@ -9,30 +12,24 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/telemetry"
 )
 
-// Main is the whole of a Lodestar binary: it parses flags (with their
-// LODESTAR_* twins), runs until SIGINT or SIGTERM and returns the exit code.
-// A per-service binary passes its target; the one binary passes "".
-func Main(args []string, target string) int {
-	cfg := DefaultConfig()
+func main() { os.Exit(run(os.Args[1:])) }
+
+// run parses flags (with their LODESTAR_* twins), runs until SIGINT or
+// SIGTERM and returns the exit code.
+func run(args []string) int {
+	cfg := app.DefaultConfig()
 	fs := flag.NewFlagSet("lodestar", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	if target != "" {
-		cfg.Targets = config.StringList{target}
-		fs.Lookup("target").DefValue = target
-	}
 	if err := config.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintln(os.Stderr, "lodestar:", err)
-		return 2
-	}
-	if target != "" && (len(cfg.Targets) != 1 || cfg.Targets[0] != target) {
-		fmt.Fprintf(os.Stderr, "lodestar: this binary runs only -target=%s\n", target)
 		return 2
 	}
 	level, err := telemetry.ParseLevel(cfg.LogLevel)
@@ -44,7 +41,7 @@ func Main(args []string, target string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, cfg, logger, os.Stdout); err != nil {
+	if err := app.Run(ctx, cfg, logger, os.Stdout); err != nil {
 		logger.Error("lodestar stopped", "err", err)
 		return 1
 	}

@@ -1,9 +1,11 @@
-// Package allinone runs any set of Lodestar's services in one process, as
-// Grafana Tempo and Loki do: -target=all (the default) runs every service
-// with an embedded NATS server and an in-process cache unless external ones
-// are given; a comma list runs some of them. The all-in-one and the
-// microservice deployment share this one code path.
-package allinone
+// Package app is Lodestar's runner: it runs any set of Lodestar's services
+// in one process, as Grafana Tempo and Loki do: -target=all (the default)
+// runs every service with an embedded NATS server and an in-process cache
+// unless external ones are given; a comma list runs some of them. The
+// all-in-one and the microservice deployment share this one code path. The
+// modules and their dependencies are in modules.go; nothing under services/
+// or pkg/ imports this package.
+package app
 
 import (
 	"context"
@@ -39,21 +41,6 @@ import (
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
 	"github.com/lodestar-cs/lodestar/services/scoring"
 )
-
-// Target names, kebab-case as in binaries, NATS durable names and OTel
-// service names.
-const (
-	TargetAll             = "all"
-	TargetIngest          = "ingest"
-	TargetScoring         = scoring.Target
-	TargetChurnAlert      = churnalert.Target
-	TargetRenewalForecast = renewalforecast.Target
-)
-
-// serviceTargets lists the targets "all" expands to, in start order.
-func serviceTargets() []string {
-	return []string{TargetIngest, TargetScoring, TargetChurnAlert, TargetRenewalForecast}
-}
 
 // Config is the runner's configuration; every field has a flag and a
 // LODESTAR_* environment twin.
@@ -93,12 +80,13 @@ func DefaultConfig() Config {
 		Scoring:        scoring.DefaultConfig(),
 		ChurnAlert:     churnalert.DefaultConfig(),
 		Forecast:       renewalforecast.DefaultConfig(),
+		Cache:          cache.DefaultConfig(),
 	}
 }
 
 // RegisterFlags registers every flag, the services' included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Var(&c.Targets, "target", `Comma-separated services to run: "all", or any of `+strings.Join(serviceTargets(), ", ")+".")
+	fs.Var(&c.Targets, "target", `Comma-separated services to run: "all", or any of `+strings.Join(targets(), ", ")+".")
 	fs.StringVar(&c.HTTPListenAddr, "http.listen-addr", c.HTTPListenAddr, "Address of the HTTP server: the Segment API, /healthz and /metrics.")
 	fs.StringVar(&c.GRPCListenAddr, "grpc.listen-addr", c.GRPCListenAddr, "Address of the gRPC server.")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Directory for local state: the embedded NATS store and scoring snapshots.")
@@ -109,18 +97,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.LogFormat, "log.format", c.LogFormat, "Log format: text or json.")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown.grace", c.ShutdownGrace, "How long a graceful shutdown may take before the process stops anyway.")
-	c.Limits.RegisterFlags(fs)
-	c.Ingest.RegisterFlags(fs)
-	c.Scoring.RegisterFlags(fs)
-	c.ChurnAlert.RegisterFlags(fs)
-	c.Forecast.RegisterFlags(fs)
-	fs.IntVar(&c.Cache.HistoryLength, "cache.history-length", 100, "Score changes kept per account in the cache; older ones are read from the SCORES stream.")
+	for _, m := range modules {
+		if m.config != nil {
+			m.config(c).RegisterFlags(m.name, fs)
+		}
+	}
 }
 
-// Validate reports every problem of the configuration.
+// Validate reports every problem of the configuration: the runner's own and
+// that of every module the targets need.
 func (c *Config) Validate() error {
 	var errs []error
-	if _, err := c.services(); err != nil {
+	names, err := c.services()
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := telemetry.ParseLevel(c.LogLevel); err != nil {
@@ -132,27 +121,18 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("-data-dir is required"))
 	}
-	if err := c.Limits.Validate(); err != nil {
+	order, err := initOrder(names)
+	if err != nil {
 		errs = append(errs, err)
 	}
-	if c.runs(TargetIngest) {
-		if err := c.Ingest.Validate(); err != nil {
-			errs = append(errs, err)
+	for _, m := range order {
+		if m.config == nil {
+			continue
 		}
-	}
-	if c.runs(TargetScoring) {
-		if err := c.Scoring.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.runs(TargetChurnAlert) {
-		if err := c.ChurnAlert.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.runs(TargetRenewalForecast) {
-		if err := c.Forecast.Validate(); err != nil {
-			errs = append(errs, err)
+		if v, ok := m.config(c).(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -160,7 +140,7 @@ func (c *Config) Validate() error {
 
 // services expands the targets into the services to run, in start order.
 func (c *Config) services() ([]string, error) {
-	all := serviceTargets()
+	all := targets()
 	want := map[string]bool{}
 	for _, t := range c.Targets {
 		switch {
@@ -186,13 +166,10 @@ func (c *Config) services() ([]string, error) {
 	return out, nil
 }
 
-func (c *Config) runs(target string) bool {
-	s, _ := c.services()
-	return slices.Contains(s, target)
-}
-
-// service is what every target runs.
-type service interface {
+// runnable is what every target runs.
+type runnable interface {
+	// Register registers the service's gRPC services.
+	Register(grpc.ServiceRegistrar)
 	// Run works until ctx is done, then drains and returns.
 	Run(ctx context.Context) error
 	// Ready reports whether the service's dependencies are up and it serves.
@@ -201,7 +178,7 @@ type service interface {
 
 type runningService struct {
 	name     string
-	svc      service
+	svc      runnable
 	grpcSvcs []string // the gRPC services it registered, for health
 }
 
@@ -214,6 +191,7 @@ type App struct {
 
 	embedded *natsembed.Server
 	redis    *redis.Client
+	cache    scoring.Cache
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	tenants  *auth.Registry
@@ -241,17 +219,38 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer)
 	return a.run(ctx)
 }
 
+// init initialises the modules the targets need, each after its
+// dependencies.
 func (a *App) init(ctx context.Context) error {
+	names, _ := a.cfg.services()
+	order, err := initOrder(names)
+	if err != nil {
+		return err
+	}
+	for _, m := range order {
+		svc, err := m.init(a, ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		if svc == nil {
+			continue
+		}
+		rec := &recordingRegistrar{r: a.grpc.GRPC()}
+		svc.Register(rec)
+		a.services = append(a.services, runningService{name: m.name, svc: svc, grpcSvcs: rec.names})
+	}
+	return nil
+}
+
+// initServer sets up telemetry, the tenants and the gRPC and HTTP servers.
+func (a *App) initServer(ctx context.Context) (runnable, error) {
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: a.otelServiceName(), Logger: a.logger})
 	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
+		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	a.tel = tel
 	if err := a.initTenants(); err != nil {
-		return err
-	}
-	if err := a.initNATS(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	a.grpc = grpcserver.New(grpcserver.Config{
 		Logger:         a.logger,
@@ -262,90 +261,9 @@ func (a *App) init(ctx context.Context) error {
 		grpcserver.WithUnaryInterceptors(a.tenants.UnaryServerInterceptor(grpcserver.IsInfraMethod)),
 		grpcserver.WithStreamInterceptors(a.tenants.StreamServerInterceptor(grpcserver.IsInfraMethod)),
 	)
-	names, _ := a.cfg.services()
-	for _, name := range names {
-		svc, register, err := a.newService(name)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		rec := &recordingRegistrar{r: a.grpc.GRPC()}
-		register(rec)
-		a.services = append(a.services, runningService{name: name, svc: svc, grpcSvcs: rec.names})
-	}
 	a.mux.Handle("GET /metrics", tel.MetricsHandler())
 	a.mux.HandleFunc("GET /healthz", a.healthz)
-	return nil
-}
-
-// newService builds one target's service and the function registering its
-// gRPC services.
-func (a *App) newService(name string) (service, func(grpc.ServiceRegistrar), error) {
-	switch name {
-	case TargetIngest:
-		s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
-			JS:             a.js,
-			Tenants:        a.tenants,
-			Limits:         a.cfg.Limits,
-			Logger:         a.logger.With("service", TargetIngest),
-			MeterProvider:  a.tel.MeterProvider(),
-			TracerProvider: a.tel.TracerProvider(),
-			Propagator:     a.tel.Propagator(),
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		a.mux.Handle("/v1/", s.Handler())
-		return s, s.Register, nil
-	case TargetScoring:
-		s, err := scoring.New(a.cfg.Scoring, scoring.Deps{
-			JS:             a.js,
-			Cache:          a.scoreCache(),
-			Limits:         a.cfg.Limits,
-			Logger:         a.logger.With("service", TargetScoring),
-			MeterProvider:  a.tel.MeterProvider(),
-			TracerProvider: a.tel.TracerProvider(),
-			Propagator:     a.tel.Propagator(),
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, s.Register, nil
-	case TargetChurnAlert:
-		s, err := churnalert.New(a.cfg.ChurnAlert, churnalert.Deps{
-			JS:             a.js,
-			Limits:         a.cfg.Limits,
-			Logger:         a.logger.With("service", TargetChurnAlert),
-			MeterProvider:  a.tel.MeterProvider(),
-			TracerProvider: a.tel.TracerProvider(),
-			Propagator:     a.tel.Propagator(),
-			Stopping:       a.grpc.Stopping(),
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, s.Register, nil
-	case TargetRenewalForecast:
-		s, err := renewalforecast.New(a.cfg.Forecast, renewalforecast.Deps{
-			JS:            a.js,
-			Limits:        a.cfg.Limits,
-			Logger:        a.logger.With("service", TargetRenewalForecast),
-			MeterProvider: a.tel.MeterProvider(),
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, s.Register, nil
-	}
-	return nil, nil, fmt.Errorf("unknown target %q", name)
-}
-
-// scoreCache is Redis when an address is given, else the in-process cache.
-func (a *App) scoreCache() scoring.Cache {
-	if a.cfg.RedisAddr == "" {
-		return cache.NewMemory(a.cfg.Cache)
-	}
-	a.redis = redis.NewClient(&redis.Options{Addr: a.cfg.RedisAddr})
-	return cache.NewRedis(a.redis, a.cfg.Cache)
+	return nil, nil
 }
 
 func (a *App) otelServiceName() string {
@@ -374,7 +292,8 @@ func (a *App) initTenants() error {
 	return nil
 }
 
-func (a *App) initNATS(ctx context.Context) error {
+// initNATS connects to the external NATS server, or starts an embedded one.
+func (a *App) initNATS(ctx context.Context) (runnable, error) {
 	var err error
 	if a.cfg.NATSURL == "" {
 		a.embedded, err = natsembed.Start(natsembed.Config{
@@ -382,17 +301,17 @@ func (a *App) initNATS(ctx context.Context) error {
 			Logger:   a.logger.With("component", "nats"),
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		a.nc, err = a.embedded.Connect("lodestar")
 	} else {
 		a.nc, err = natsx.Connect(ctx, a.cfg.NATSURL, "lodestar-"+a.otelServiceName(), a.logger)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.js, err = natsx.NewJetStream(a.nc)
-	return err
+	return nil, err
 }
 
 func (a *App) run(ctx context.Context) error {

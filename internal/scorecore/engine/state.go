@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
 )
 
 // The state types below follow one rule: exported fields are the snapshot (gob encodes

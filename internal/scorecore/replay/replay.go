@@ -1,30 +1,27 @@
-// Package replay scores a tenant's stored event history with a candidate
-// scorecard, in event time, without touching the live scoring state: what the
-// tenant's health scores would have been had the candidate been active. The
-// renewal forecast's backtest uses it to judge a scorecard change before it
-// goes live.
+// Package replay scores a tenant's event history with a candidate scorecard,
+// in event time, without touching the live scoring state: what the tenant's
+// health scores would have been had the candidate been active. The renewal
+// forecast's backtest uses it to judge a scorecard change before it goes
+// live; the bench to measure the engine's memory.
 //
-// A replay runs the scoring core itself (services/scoring/internal/engine),
-// so a replayed score is exactly the score the scoring service would have
-// published for the same events, facts and scorecard.
+// A replay runs the scoring core itself (internal/scorecore/engine), so a
+// replayed score is exactly the score the scoring service would have
+// published for the same events, facts and scorecard. It does no I/O: its
+// callers read the events (renewal-forecast from the EVENTS stream).
 package replay
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
 )
 
 // Validate lists every problem of a scorecard, as ScoringService's
@@ -115,59 +112,4 @@ func (r *Replayer) applyFacts(sec int64) {
 		r.eng.SetAccount(acc)
 		r.next++
 	}
-}
-
-// fetchWait bounds the wait for a batch of stored events; the stream's end
-// shows as an empty fetch.
-const fetchWait = 500 * time.Millisecond
-
-// Stream replays every event of tenant stored in the EVENTS stream when it
-// is called (later events are not waited for) and passes each score change
-// to emit, oldest day first.
-func Stream(ctx context.Context, js jetstream.JetStream, tenant string, sc *scoringv1.Scorecard, facts []Fact, emit func(*scoringv1.HealthScore)) error {
-	r, err := New(tenant, sc, facts)
-	if err != nil {
-		return err
-	}
-	cons, err := js.OrderedConsumer(ctx, natsx.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{natsx.EventsSubjectPrefix + "." + tenant + ".*"},
-	})
-	if err != nil {
-		return fmt.Errorf("replay %s: events consumer: %w", tenant, err)
-	}
-	var batch eventv1.EventBatch
-	for {
-		msgs, err := cons.Fetch(1000, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			return fmt.Errorf("replay %s: fetch events: %w", tenant, err)
-		}
-		got, pending := 0, uint64(1)
-		for msg := range msgs.Messages() {
-			got++
-			if meta, err := msg.Metadata(); err == nil {
-				pending = meta.NumPending
-			}
-			if err := proto.Unmarshal(msg.Data(), &batch); err != nil {
-				// Ingest only stores what it encoded; the scoring service skips
-				// such a message too.
-				continue
-			}
-			for _, hs := range r.Apply(batch.GetEvents(), time.Now()) {
-				emit(hs)
-			}
-		}
-		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("replay %s: fetch events: %w", tenant, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("replay %s: %w", tenant, err)
-		}
-		if got == 0 || pending == 0 {
-			break
-		}
-	}
-	for _, hs := range r.Finish() {
-		emit(hs)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package allinone_test
+package app_test
 
 import (
 	"bytes"
@@ -15,9 +15,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
-	"github.com/lodestar-cs/lodestar/services/allinone"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
 )
 
@@ -27,13 +27,13 @@ import (
 // to its signed webhook arriving at a local receiver; while a steady stream
 // of other accounts' events keeps every stage busy. It reports p50 and p99.
 //
-//	go test -run '^$' -bench EventToAlert -benchtime 200x ./services/allinone/
+//	go test -run '^$' -bench EventToAlert -benchtime 200x ./app/
 func BenchmarkEventToAlert(b *testing.B) {
 	const (
 		backgroundEvents = 500 // per second
 		secret           = "whsec-bench-0123456789"
 	)
-	in := start(b, testenv.RedisAddr(), func(c *allinone.Config) { c.ChurnAlert.AllowHTTPEndpoints = true })
+	in := start(b, testenv.RedisAddr(), func(c *app.Config) { c.ChurnAlert.AllowHTTPEndpoints = true })
 	ctx := context.Background()
 
 	var mu sync.Mutex

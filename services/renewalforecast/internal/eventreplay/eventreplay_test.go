@@ -1,4 +1,4 @@
-package replay_test
+package eventreplay_test
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
-	"github.com/lodestar-cs/lodestar/services/scoring/replay"
+	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/eventreplay"
 )
 
 const days = 60
@@ -108,7 +109,7 @@ func TestStream(t *testing.T) {
 
 	sc := defaultScorecard(t)
 	var streamed []*scoringv1.HealthScore
-	if err := replay.Stream(ctx, js, "acme", sc, facts(), func(hs *scoringv1.HealthScore) { streamed = append(streamed, hs) }); err != nil {
+	if err := eventreplay.Stream(ctx, js, "acme", sc, facts(), func(hs *scoringv1.HealthScore) { streamed = append(streamed, hs) }); err != nil {
 		t.Fatal(err)
 	}
 	r, err := replay.New("acme", sc, facts())
@@ -148,15 +149,5 @@ func TestStream(t *testing.T) {
 	}
 	if preRenewalFrom.Before(at(40, 0)) || preRenewalFrom.After(at(41, 0)) {
 		t.Errorf("pre-renewal from %v; the renewal date moved within 120 days on day 40", preRenewalFrom)
-	}
-}
-
-func TestInvalidScorecard(t *testing.T) {
-	bad := &scoringv1.Scorecard{Name: "no measures"}
-	if len(replay.Validate(bad)) == 0 {
-		t.Fatal("Validate found no problem")
-	}
-	if _, err := replay.New("acme", bad, nil); err == nil {
-		t.Fatal("New accepted an invalid scorecard")
 	}
 }
