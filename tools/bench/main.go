@@ -325,6 +325,7 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	l.RedisAddr, l.LogLevel = "127.0.0.1:6379", "warn"
 	// The alert phase's webhook receiver is plain http on loopback.
 	l.ChurnAlert.AllowHTTPEndpoints = true
+	l.ChurnAlert.EndpointAllowList = config.StringList{"127.0.0.1"}
 	l.RegisterFlags(fs)
 	if err := config.Parse(fs, args, nil); err != nil {
 		return nil, err
