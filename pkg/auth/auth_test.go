@@ -124,6 +124,29 @@ func TestUnaryServerInterceptor(t *testing.T) {
 	}
 }
 
+// TestBearerKeyExact: a key with white space around it is refused, as any
+// other string that is not the key.
+func TestBearerKeyExact(t *testing.T) {
+	r, keys, err := Demo("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := r.UnaryServerInterceptor(nil)
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	for _, auth := range []string{
+		"Bearer " + keys.APIKey + " ",
+		"Bearer  " + keys.APIKey,
+		"Bearer " + keys.APIKey + "\t",
+		"Bearer \t" + keys.APIKey,
+		"Bearer " + keys.APIKey + "\n",
+	} {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", auth))
+		if _, err := ic(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/x.Svc/M"}, handler); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%q: %v, want Unauthenticated", auth, err)
+		}
+	}
+}
+
 func TestValidateTenantID(t *testing.T) {
 	for id, ok := range map[string]bool{"acme": true, "a-1_b": true, "": false, "Acme": false, "a.b": false, "a*": false, "-a": false, strings.Repeat("a", 64): false} {
 		if err := ValidateTenantID(id); (err == nil) != ok {
