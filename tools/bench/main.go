@@ -447,6 +447,9 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.lcfg.GRPCListenAddr, err = freeAddr(); err != nil {
 		return err
 	}
+	if b.lcfg.HTTP.AdminListenAddr, err = freeAddr(); err != nil {
+		return err
+	}
 	cfg := b.lcfg
 	if alertAlone(b.cfg.phases) {
 		// Nothing before the alert phase measures without churn-alert; the

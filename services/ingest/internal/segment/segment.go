@@ -28,6 +28,7 @@
 //	400 invalid_event(s)        the call, or every event of the batch, is invalid (see errors)
 //	400 invalid_gzip            Content-Encoding: gzip on a body that is not gzip
 //	400 invalid_body            the body could not be read
+//	408 body_timeout            the body did not arrive within -http.read-timeout
 //	401 missing_write_key       no write key in the header or the body
 //	401 invalid_write_key       a write key of no tenant
 //	404 not_found               no such endpoint
@@ -52,6 +53,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -314,6 +316,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge string
 		if mbe := new(http.MaxBytesError); errors.As(err, &mbe) {
 			return errTooLarge
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return &apiError{status: http.StatusRequestTimeout, code: "body_timeout", message: "the body did not arrive within the server's read timeout"}
+		}
 		if gzipped {
 			return &apiError{status: http.StatusBadRequest, code: "invalid_gzip", message: "body is not valid gzip: " + err.Error()}
 		}
@@ -327,10 +332,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge string
 		defer zr.Close()
 		rd = io.LimitReader(zr, int64(limit)+1)
 	}
+	// The buffer grows as bytes arrive: a Content-Length is only a claim,
+	// and a client trickling its body must not hold memory it never sends.
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, int64(limit))))
-	}
 	if _, err := buf.ReadFrom(rd); err != nil {
 		return nil, readErr(err)
 	}
