@@ -3,6 +3,7 @@ package churnalert_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sort"
@@ -125,8 +126,11 @@ func TestAlertAPI(t *testing.T) {
 		if len(seen) != 3 || seen[0] == seen[1] || seen[1] == seen[2] || seen[0] == seen[2] {
 			t.Errorf("paged through %v", seen)
 		}
-		_, err := e.client.ListAlerts(ctx, &alertv1.ListAlertsRequest{PageSize: -1, PageToken: "!!", States: []alertv1.AlertState{99}})
-		wantInvalid(t, err, "page_size", "page_token", "states[0]")
+		_, err := e.client.ListAlerts(ctx, &alertv1.ListAlertsRequest{PageSize: -1, PageToken: "!!", States: []alertv1.AlertState{1}})
+		wantInvalid(t, err, "page_size", "page_token")
+		// Undefined enum numbers are refused before the handler (grpcserver).
+		_, err = e.client.ListAlerts(ctx, &alertv1.ListAlertsRequest{PageSize: -1, States: []alertv1.AlertState{1, 99}})
+		wantInvalid(t, err, "states[1]")
 	})
 
 	t.Run("tenant isolation", func(t *testing.T) {
@@ -220,6 +224,11 @@ func TestAlertAPI(t *testing.T) {
 		r, err := w2.Recv()
 		if err != nil || r.GetEvent().GetType() != alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED || r.GetEvent().GetAlert().GetNote() != "renewal signed" {
 			t.Fatalf("resumed watch: %v %v", r, err)
+		}
+		// Cursors past the end were never answered (issue 13, item 8).
+		for _, c := range []string{"18446744073709551615", strconv.FormatUint(info.State.LastSeq+1000, 10)} {
+			_, err = recvErr(e.client, ctx, &alertv1.WatchAlertsRequest{Cursor: c})
+			wantInvalid(t, err, "cursor")
 		}
 		_, err = recvErr(e.client, ctx, &alertv1.WatchAlertsRequest{Cursor: "x"})
 		wantInvalid(t, err, "cursor")
@@ -319,6 +328,17 @@ func TestSettingsAPI(t *testing.T) {
 		ann := &alertv1.Person{PersonId: "ann", Email: "ann@example.com"}
 		_, err := e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: &alertv1.OnCallSchedule{ScheduleId: "x", TimeZone: "Nowhere/Land"}})
 		wantInvalid(t, err, "schedule.time_zone", "schedule.rotation_start_time", "schedule.participants")
+		// Issue 13's probe: 20,000 participants from year 1.
+		crowd := make([]*alertv1.Person, 20_000)
+		for i := range crowd {
+			crowd[i] = &alertv1.Person{PersonId: fmt.Sprint("p", i), Email: fmt.Sprintf("p%d@example.com", i)}
+		}
+		_, err = e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: &alertv1.OnCallSchedule{ScheduleId: "crowd", TimeZone: "UTC",
+			RotationStartTime: timestamppb.New(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)), Participants: crowd}})
+		wantInvalid(t, err, "schedule.participants", "schedule.rotation_start_time")
+		_, err = e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: &alertv1.OnCallSchedule{ScheduleId: "later", TimeZone: "UTC",
+			RotationStartTime: timestamppb.New(time.Now().AddDate(50, 0, 0)), Participants: crowd[:2]}})
+		wantInvalid(t, err, "schedule.rotation_start_time")
 		sc := &alertv1.OnCallSchedule{ScheduleId: "weekly", TimeZone: "UTC", RotationStartTime: timestamppb.New(time.Now().Add(-time.Hour)), Participants: []*alertv1.Person{ann}}
 		if _, err := e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: sc}); err != nil {
 			t.Fatal(err)

@@ -31,6 +31,17 @@ func (s *Server) WatchAlerts(req *alertv1.WatchAlertsRequest, stream grpc.Server
 		seq, err := strconv.ParseUint(c, 10, 64)
 		if err != nil {
 			p.add("cursor", "not a cursor from an earlier answer")
+		} else {
+			// A cursor past the stream's end was never answered: refuse it,
+			// rather than fail (Unavailable, which clients retry) or wait
+			// for sequence numbers that may never come.
+			info, err := b.JS.Stream(ctx, streams.Alerts)
+			if err != nil {
+				return s.failed(ctx, "watch alerts", err)
+			}
+			if seq > info.CachedInfo().State.LastSeq {
+				p.add("cursor", "beyond the end of the alert history: not a cursor from an earlier answer")
+			}
 		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
 	}
