@@ -62,7 +62,8 @@ FUZZ_TARGETS := \
 	./services/churnalert/internal/api:FuzzParsePageToken \
 	./services/renewalforecast/internal/api:FuzzParseToken
 FUZZTIME   ?= 30s
-FUZZ_FLAGS ?= -parallel 2
+# Minimizing each new input may take 60 s by default, the whole budget.
+FUZZ_FLAGS ?= -parallel 2 -fuzzminimizetime 3s
 
 .PHONY: fuzz
 fuzz: ## Fuzz each external decoder for FUZZTIME (30s) each; a crash stops it, its input under testdata/fuzz.

@@ -32,12 +32,12 @@
 //	400 invalid_event(s)        the call, or every event of the batch, is invalid (see errors)
 //	400 invalid_gzip            Content-Encoding: gzip on a body that is not gzip
 //	400 invalid_body            the body could not be read
-//	408 body_timeout            the body did not arrive within -http.read-timeout
 //	401 missing_write_key       no write key in the header or the body
 //	401 invalid_write_key       a write key of no tenant
 //	403 origin_not_allowed      a browser page of an origin the tenant does not allow
 //	404 not_found               no such endpoint
 //	405 method_not_allowed      not POST
+//	408 body_timeout            the body did not arrive within -http.read-timeout
 //	413 event_too_large         a single call's body over the event limit
 //	413 batch_too_large         a batch body, compressed or not, over the batch limit
 //	415 unsupported_encoding    Content-Encoding neither gzip nor identity
