@@ -54,6 +54,27 @@ test: ## Run every test (race detector on); starts (or installs) Redis when it i
 	@scripts/ensure-redis.sh
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
+# Fuzz targets, one per external decoder, as package:FuzzName. Their seeds
+# (f.Add and testdata/fuzz/) run in `make test`; `make fuzz` mutates them.
+FUZZ_TARGETS := \
+	./services/ingest/internal/segment:FuzzDecode \
+	./services/ingest/internal/segment:FuzzGzipBody \
+	./internal/scorecore/scorecard:FuzzParse \
+	./pkg/cache:FuzzPageToken \
+	./services/churnalert/internal/api:FuzzParsePageToken \
+	./services/renewalforecast/internal/api:FuzzParseToken
+FUZZTIME   ?= 30s
+# Minimizing each new input may take 60 s by default, the whole budget.
+FUZZ_FLAGS ?= -parallel 2 -fuzzminimizetime 3s
+
+.PHONY: fuzz
+fuzz: ## Fuzz each external decoder for FUZZTIME (30s) each; a crash stops it, its input under testdata/fuzz.
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg), $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) $$pkg; \
+	done
+
 .PHONY: run
 run: ## The demo: the all-in-one fed 300 simulated accounts; prints the worst ones every 10 s until Ctrl-C.
 	scripts/run-demo.sh

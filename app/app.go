@@ -56,6 +56,7 @@ type Config struct {
 	LogLevel       string
 	LogFormat      string
 	ShutdownGrace  time.Duration
+	HTTP           HTTPConfig
 
 	Limits     natsx.Limits
 	Ingest     ingest.Config
@@ -75,6 +76,7 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		LogFormat:      telemetry.FormatText,
 		ShutdownGrace:  15 * time.Second,
+		HTTP:           DefaultHTTPConfig(),
 		Limits:         natsx.DefaultLimits(),
 		Ingest:         ingest.DefaultConfig(),
 		Scoring:        scoring.DefaultConfig(),
@@ -87,7 +89,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers every flag, the services' included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.Targets, "target", `Comma-separated services to run: "all", or any of `+strings.Join(targets(), ", ")+".")
-	fs.StringVar(&c.HTTPListenAddr, "http.listen-addr", c.HTTPListenAddr, "Address of the HTTP server: the Segment API, /healthz and /metrics.")
+	fs.StringVar(&c.HTTPListenAddr, "http.listen-addr", c.HTTPListenAddr, "Address of the public HTTP server: the Segment API and /healthz (/metrics is on -http.admin-listen-addr).")
 	fs.StringVar(&c.GRPCListenAddr, "grpc.listen-addr", c.GRPCListenAddr, "Address of the gRPC server.")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Directory for local state: the embedded NATS store and scoring snapshots.")
 	fs.StringVar(&c.NATSURL, "nats.url", c.NATSURL, "NATS server URL; empty runs an embedded NATS server with JetStream in the data dir.")
@@ -97,6 +99,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.LogFormat, "log.format", c.LogFormat, "Log format: text or json.")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown.grace", c.ShutdownGrace, "How long a graceful shutdown may take before the process stops anyway.")
+	c.HTTP.RegisterFlags(fs)
 	for _, m := range modules {
 		if m.config != nil {
 			m.config(c).RegisterFlags(m.name, fs)
@@ -123,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	order, err := initOrder(names)
 	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	for _, m := range order {
@@ -197,6 +203,7 @@ type App struct {
 	tenants  *auth.Registry
 	grpc     *grpcserver.Server
 	mux      *http.ServeMux
+	admin    *http.ServeMux // /metrics, on -http.admin-listen-addr
 	services []runningService
 	// notReady lists the services not ready at the last readiness check, so
 	// /healthz and gRPC health always agree; nil before the first check.
@@ -211,7 +218,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
-	a := &App{cfg: cfg, logger: logger, stdout: stdout, mux: http.NewServeMux()}
+	a := &App{cfg: cfg, logger: logger, stdout: stdout, mux: http.NewServeMux(), admin: http.NewServeMux()}
 	defer func() { err = errors.Join(err, a.close()) }()
 	if err := a.init(ctx); err != nil {
 		return err
@@ -261,7 +268,8 @@ func (a *App) initServer(ctx context.Context) (runnable, error) {
 		grpcserver.WithUnaryInterceptors(a.tenants.UnaryServerInterceptor(grpcserver.IsInfraMethod)),
 		grpcserver.WithStreamInterceptors(a.tenants.StreamServerInterceptor(grpcserver.IsInfraMethod)),
 	)
-	a.mux.Handle("GET /metrics", tel.MetricsHandler())
+	a.admin.Handle("GET /metrics", tel.MetricsHandler())
+	a.admin.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	return nil, nil
 }
@@ -324,7 +332,15 @@ func (a *App) run(ctx context.Context) error {
 		grpcLis.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	a.logger.Info("lodestar started", "targets", a.cfg.Targets.String(), "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "nats", a.natsDescription())
+	var adminLis net.Listener
+	if a.cfg.HTTP.AdminListenAddr != "" {
+		if adminLis, err = net.Listen("tcp", a.cfg.HTTP.AdminListenAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("admin http listen: %w", err)
+		}
+	}
+	a.logger.Info("lodestar started", "targets", a.cfg.Targets.String(), "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "admin", a.cfg.HTTP.AdminListenAddr, "nats", a.natsDescription())
 
 	// One service failing stops the process: cancel everything.
 	svcCtx, cancelSvcs := context.WithCancel(context.WithoutCancel(ctx))
@@ -338,8 +354,8 @@ func (a *App) run(ctx context.Context) error {
 			return nil
 		})
 	}
-	httpSrv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 2)
+	httpSrv, adminSrv := a.cfg.HTTP.server(a.mux), a.cfg.HTTP.server(a.admin)
+	serveErr := make(chan error, 3)
 	go func() {
 		if err := a.grpc.Serve(context.WithoutCancel(ctx), grpcLis); err != nil {
 			serveErr <- fmt.Errorf("grpc server: %w", err)
@@ -350,6 +366,13 @@ func (a *App) run(ctx context.Context) error {
 			serveErr <- fmt.Errorf("http server: %w", err)
 		}
 	}()
+	if adminLis != nil {
+		go func() {
+			if err := adminSrv.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("admin http server: %w", err)
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { a.watchReadiness(gctx) })
 
@@ -368,6 +391,9 @@ func (a *App) run(ctx context.Context) error {
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		a.logger.Warn("http shutdown", "err", err)
 	}
+	// Metrics stay up while the services drain; the admin server stops
+	// last, at once.
+	defer adminSrv.Close()
 	cancelSvcs()
 	if err := g.Wait(); err != nil {
 		return err

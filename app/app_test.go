@@ -55,7 +55,7 @@ func start(t testing.TB, redisAddr string, configure ...func(*app.Config)) insta
 		t.Fatal(err)
 	}
 	cfg := app.DefaultConfig()
-	cfg.HTTPListenAddr, cfg.GRPCListenAddr = freeAddr(t), freeAddr(t)
+	cfg.HTTPListenAddr, cfg.GRPCListenAddr, cfg.HTTP.AdminListenAddr = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.DataDir, cfg.TenantsFile, cfg.RedisAddr = t.TempDir(), tenants, redisAddr
 	cfg.Targets = config.StringList{app.TargetAll}
 	for _, c := range configure {

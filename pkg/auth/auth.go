@@ -11,8 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -48,6 +50,13 @@ type Tenant struct {
 	WriteKeys []string  `yaml:"write_keys"`
 	APIKeys   []string  `yaml:"api_keys"`
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// AllowedOrigins are the web origins ("https://app.example.com") whose
+	// pages may send events with the tenant's write keys (browser
+	// tracking, CORS). Empty allows every origin: write keys are public in
+	// every page that uses them, so an origin check only keeps other sites'
+	// pages from sending, never a non-browser client. "*" allows every
+	// origin explicitly.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 type keyEntry struct {
@@ -60,6 +69,10 @@ type Registry struct {
 	tenants   map[string]Tenant
 	writeKeys []keyEntry
 	apiKeys   []keyEntry
+	// origins holds every origin some tenant allows; anyOrigin is whether
+	// one of them allows all.
+	origins   map[string]bool
+	anyOrigin bool
 }
 
 type file struct {
@@ -86,7 +99,7 @@ func Load(path string) (*Registry, error) {
 // NewRegistry builds a registry, checking every tenant; keys may be plain or
 // "sha256:<hex>".
 func NewRegistry(tenants []Tenant) (*Registry, error) {
-	r := &Registry{tenants: make(map[string]Tenant, len(tenants))}
+	r := &Registry{tenants: make(map[string]Tenant, len(tenants)), origins: map[string]bool{}}
 	seen := map[[sha256.Size]byte]string{}
 	var errs []error
 	add := func(list *[]keyEntry, tenant, kind string, i int, key string) {
@@ -117,6 +130,13 @@ func NewRegistry(tenants []Tenant) (*Registry, error) {
 		if t.RateLimit.EventsPerSecond < 0 || t.RateLimit.Burst < 0 {
 			errs = append(errs, fmt.Errorf("tenant %q: negative rate_limit", t.ID))
 		}
+		for j, o := range t.AllowedOrigins {
+			if err := validOrigin(o); err != nil {
+				errs = append(errs, fmt.Errorf("tenant %q allowed_origins[%d]: %w", t.ID, j, err))
+			}
+			r.origins[o] = true
+		}
+		r.anyOrigin = r.anyOrigin || len(t.AllowedOrigins) == 0 || slices.Contains(t.AllowedOrigins, "*")
 		for j, k := range t.WriteKeys {
 			add(&r.writeKeys, t.ID, "write_keys", j, k)
 		}
@@ -231,4 +251,30 @@ func WithTenant(ctx context.Context, tenant string) context.Context {
 func TenantFrom(ctx context.Context) (string, bool) {
 	t, ok := ctx.Value(tenantKey{}).(string)
 	return t, ok && t != ""
+}
+
+// validOrigin accepts "*", "null" or scheme://host[:port], as browsers send
+// in the Origin header.
+func validOrigin(o string) error {
+	if o == "*" || o == "null" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || o != strings.ToLower(o) {
+		return fmt.Errorf("origin %q: want scheme://host[:port] in lower case, \"null\" or \"*\"", o)
+	}
+	return nil
+}
+
+// OriginAllowed reports whether pages of origin may send events with the
+// tenant's write keys.
+func (r *Registry) OriginAllowed(tenant, origin string) bool {
+	t, ok := r.tenants[tenant]
+	return ok && (len(t.AllowedOrigins) == 0 || slices.Contains(t.AllowedOrigins, "*") || slices.Contains(t.AllowedOrigins, origin))
+}
+
+// SomeTenantAllowsOrigin reports whether any tenant allows origin: the
+// answer to a CORS preflight, which carries no credential.
+func (r *Registry) SomeTenantAllowsOrigin(origin string) bool {
+	return r.anyOrigin || r.origins[origin]
 }

@@ -49,6 +49,44 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestAllowedOrigins: a tenant without allowed_origins takes every origin,
+// one with a list only those; a preflight (no credential) passes when any
+// tenant allows the origin.
+func TestAllowedOrigins(t *testing.T) {
+	r, err := Load("testdata/tenants.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tenant, origin string
+		want           bool
+	}{
+		{"acme", "https://anything.example", true},
+		{"globex", "https://app.globex.example", true},
+		{"globex", "http://localhost:3000", true},
+		{"globex", "https://evil.example", false},
+		{"globex", "https://app.globex.example.evil.example", false},
+		{"globex", "null", false},
+		{"nobody", "https://app.globex.example", false},
+	} {
+		if got := r.OriginAllowed(tc.tenant, tc.origin); got != tc.want {
+			t.Errorf("%s from %s: %v, want %v", tc.tenant, tc.origin, got, tc.want)
+		}
+	}
+	only, err := NewRegistry([]Tenant{{ID: "t", WriteKeys: []string{"wk_0123456789abcdef"}, AllowedOrigins: []string{"https://a.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !only.SomeTenantAllowsOrigin("https://a.example") || only.SomeTenantAllowsOrigin("https://b.example") {
+		t.Error("preflight answer wrong")
+	}
+	for _, bad := range []string{"https://A.example", "https://a.example/", "a.example", "ftp://a.example", "https://u@a.example"} {
+		if _, err := NewRegistry([]Tenant{{ID: "t", WriteKeys: []string{"wk_0123456789abcdef"}, AllowedOrigins: []string{bad}}}); err == nil {
+			t.Errorf("origin %q accepted", bad)
+		}
+	}
+}
+
 func TestNewRegistryErrors(t *testing.T) {
 	_, err := NewRegistry([]Tenant{
 		{ID: "Bad.Tenant", WriteKeys: []string{"wk_0123456789abcdef"}},
@@ -121,6 +159,29 @@ func TestUnaryServerInterceptor(t *testing.T) {
 				t.Fatalf("tenant = %q, want %q", got, tt.tenant)
 			}
 		})
+	}
+}
+
+// TestBearerKeyExact: a key with white space around it is refused, as any
+// other string that is not the key.
+func TestBearerKeyExact(t *testing.T) {
+	r, keys, err := Demo("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := r.UnaryServerInterceptor(nil)
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	for _, auth := range []string{
+		"Bearer " + keys.APIKey + " ",
+		"Bearer  " + keys.APIKey,
+		"Bearer " + keys.APIKey + "\t",
+		"Bearer \t" + keys.APIKey,
+		"Bearer " + keys.APIKey + "\n",
+	} {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", auth))
+		if _, err := ic(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/x.Svc/M"}, handler); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%q: %v, want Unauthenticated", auth, err)
+		}
 	}
 }
 

@@ -24,7 +24,11 @@ func (r *Registry) authenticate(ctx context.Context) (context.Context, error) {
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, `authorization metadata must be "Bearer <api key>"`)
 	}
-	tenant, ok := r.TenantForAPIKey(strings.TrimSpace(key))
+	// The key is taken exactly: a key with spaces around it is not the key.
+	if key != strings.TrimSpace(key) {
+		return nil, status.Error(codes.Unauthenticated, "API key with leading or trailing white space: send exactly \"Bearer <api key>\"")
+	}
+	tenant, ok := r.TenantForAPIKey(key)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "unknown API key")
 	}

@@ -158,8 +158,9 @@ func New(cfg Config, opts ...Option) *Server {
 	// The observer outermost: it traces, times, recovers and logs, so the
 	// log records the code recovery produced and carries the span's trace,
 	// and panics in callers' interceptors are recovered too.
-	unary := append([]grpc.UnaryServerInterceptor{obs.unary}, o.unary...)
-	stream := append([]grpc.StreamServerInterceptor{obs.stream}, o.stream...)
+	// Undefined enum numbers are refused innermost, after authentication.
+	unary := append(append([]grpc.UnaryServerInterceptor{obs.unary}, o.unary...), enumsUnary)
+	stream := append(append([]grpc.StreamServerInterceptor{obs.stream}, o.stream...), enumsStream)
 	serverOpts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.ChainUnaryInterceptor(unary...),

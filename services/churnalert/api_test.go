@@ -3,6 +3,7 @@ package churnalert_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sort"
@@ -22,7 +23,6 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/testenv/receivers"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
-	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 )
 
 // wantCode fails unless err is a status with code.
@@ -125,8 +125,11 @@ func TestAlertAPI(t *testing.T) {
 		if len(seen) != 3 || seen[0] == seen[1] || seen[1] == seen[2] || seen[0] == seen[2] {
 			t.Errorf("paged through %v", seen)
 		}
-		_, err := e.client.ListAlerts(ctx, &alertv1.ListAlertsRequest{PageSize: -1, PageToken: "!!", States: []alertv1.AlertState{99}})
-		wantInvalid(t, err, "page_size", "page_token", "states[0]")
+		_, err := e.client.ListAlerts(ctx, &alertv1.ListAlertsRequest{PageSize: -1, PageToken: "!!", States: []alertv1.AlertState{1}})
+		wantInvalid(t, err, "page_size", "page_token")
+		// Undefined enum numbers are refused before the handler (grpcserver).
+		_, err = e.client.ListAlerts(ctx, &alertv1.ListAlertsRequest{PageSize: -1, States: []alertv1.AlertState{1, 99}})
+		wantInvalid(t, err, "states[1]")
 	})
 
 	t.Run("tenant isolation", func(t *testing.T) {
@@ -144,17 +147,10 @@ func TestAlertAPI(t *testing.T) {
 
 	t.Run("lifecycle and watch", func(t *testing.T) {
 		id := byAccount["a1"].GetAlertId()
-		// Watch from the stream's current end: what follows is this test's.
-		st, err := e.js.Stream(ctx, streams.Alerts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// Watch from now: what follows is this test's.
+		from := time.Now()
 		watchCtx, stopWatch := context.WithCancel(ctx)
-		w, err := e.client.WatchAlerts(watchCtx, &alertv1.WatchAlertsRequest{OwnerCsmId: "dana", Cursor: strconv.FormatUint(info.State.LastSeq, 10)})
+		w, err := e.client.WatchAlerts(watchCtx, &alertv1.WatchAlertsRequest{OwnerCsmId: "dana", Cursor: fmt.Sprintf("%d.0", from.UnixNano())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,6 +191,13 @@ func TestAlertAPI(t *testing.T) {
 					t.Fatalf("watch filter let through %v", r.GetEvent().GetAlert())
 				}
 				out, cursor = append(out, r.GetEvent().GetType()), r.GetCursor()
+				// The cursor is the tenant's: its event's time, not the
+				// stream's sequence, which counts every tenant's alerts.
+				ns, n, ok := strings.Cut(cursor, ".")
+				at, err := strconv.ParseInt(ns, 10, 64)
+				if !ok || err != nil || n == "" || time.Unix(0, at).Before(from) || time.Unix(0, at).After(time.Now()) {
+					t.Fatalf("cursor %q is not the time of the tenant's event", cursor)
+				}
 			}
 			return out, cursor
 		}
@@ -221,12 +224,17 @@ func TestAlertAPI(t *testing.T) {
 		if err != nil || r.GetEvent().GetType() != alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED || r.GetEvent().GetAlert().GetNote() != "renewal signed" {
 			t.Fatalf("resumed watch: %v %v", r, err)
 		}
+		// Cursors past the end were never answered (issue 13, item 8).
+		for _, c := range []string{"18446744073709551615", "18446744073709551615.0", fmt.Sprintf("%d.0", time.Now().AddDate(1, 0, 0).UnixNano()), "-1.0", "1.-1"} {
+			_, err = recvErr(e.client, ctx, &alertv1.WatchAlertsRequest{Cursor: c})
+			wantInvalid(t, err, "cursor")
+		}
 		_, err = recvErr(e.client, ctx, &alertv1.WatchAlertsRequest{Cursor: "x"})
 		wantInvalid(t, err, "cursor")
 	})
 
 	t.Run("watch ends on shutdown", func(t *testing.T) {
-		w, err := e.client.WatchAlerts(ctx, &alertv1.WatchAlertsRequest{Cursor: "0"})
+		w, err := e.client.WatchAlerts(ctx, &alertv1.WatchAlertsRequest{Cursor: "0.0"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,6 +327,17 @@ func TestSettingsAPI(t *testing.T) {
 		ann := &alertv1.Person{PersonId: "ann", Email: "ann@example.com"}
 		_, err := e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: &alertv1.OnCallSchedule{ScheduleId: "x", TimeZone: "Nowhere/Land"}})
 		wantInvalid(t, err, "schedule.time_zone", "schedule.rotation_start_time", "schedule.participants")
+		// Issue 13's probe: 20,000 participants from year 1.
+		crowd := make([]*alertv1.Person, 20_000)
+		for i := range crowd {
+			crowd[i] = &alertv1.Person{PersonId: fmt.Sprint("p", i), Email: fmt.Sprintf("p%d@example.com", i)}
+		}
+		_, err = e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: &alertv1.OnCallSchedule{ScheduleId: "crowd", TimeZone: "UTC",
+			RotationStartTime: timestamppb.New(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)), Participants: crowd}})
+		wantInvalid(t, err, "schedule.participants", "schedule.rotation_start_time")
+		_, err = e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: &alertv1.OnCallSchedule{ScheduleId: "later", TimeZone: "UTC",
+			RotationStartTime: timestamppb.New(time.Now().AddDate(50, 0, 0)), Participants: crowd[:2]}})
+		wantInvalid(t, err, "schedule.rotation_start_time")
 		sc := &alertv1.OnCallSchedule{ScheduleId: "weekly", TimeZone: "UTC", RotationStartTime: timestamppb.New(time.Now().Add(-time.Hour)), Participants: []*alertv1.Person{ann}}
 		if _, err := e.client.CreateOnCallSchedule(ctx, &alertv1.CreateOnCallScheduleRequest{Schedule: sc}); err != nil {
 			t.Fatal(err)

@@ -38,6 +38,7 @@ import (
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/egress"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/pipeline"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
@@ -96,6 +97,11 @@ type Config struct {
 	SMTPPassword string
 	// AllowHTTPEndpoints accepts plain http webhook URLs (local runs, tests).
 	AllowHTTPEndpoints bool
+	// EndpointAllowList opens non-public addresses to Slack, webhook and
+	// PagerDuty deliveries: CIDRs, addresses or host names (on-premises
+	// receivers). Everything else private, loopback, link-local or reserved
+	// is refused when connecting (see internal/egress).
+	EndpointAllowList config.StringList
 }
 
 // DefaultConfig is the configuration of a local run.
@@ -148,6 +154,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.StringVar(&c.SMTPUsername, prefix+".smtp-username", c.SMTPUsername, "SMTP AUTH PLAIN user; empty sends without AUTH.")
 	fs.StringVar(&c.SMTPPassword, prefix+".smtp-password", c.SMTPPassword, "SMTP AUTH PLAIN password (prefer "+config.EnvName(prefix+".smtp-password")+").")
 	fs.BoolVar(&c.AllowHTTPEndpoints, prefix+".allow-http-endpoints", c.AllowHTTPEndpoints, "Accept plain http Slack and webhook URLs (local runs only).")
+	fs.Var(&c.EndpointAllowList, prefix+".endpoint-allow-list", "Comma-separated CIDRs, addresses and host names that Slack, webhook and PagerDuty deliveries may reach although they are private, loopback or link-local (on-premises receivers); all other such addresses are refused when connecting.")
 }
 
 // Validate reports every problem of the configuration.
@@ -180,6 +187,9 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.PagerDutyURL); err != nil || u.Host == "" {
 		errs = append(errs, fmt.Errorf("-churn-alert.pagerduty-url %q: not an absolute URL", c.PagerDutyURL))
+	}
+	if _, err := egress.NewPolicy(c.EndpointAllowList); err != nil {
+		errs = append(errs, fmt.Errorf("-churn-alert.endpoint-allow-list: %w", err))
 	}
 	if c.SMTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
@@ -231,8 +241,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	policy, err := egress.NewPolicy(cfg.EndpointAllowList)
+	if err != nil {
+		return nil, err // Validate has reported it
+	}
 	sender := &channel.Sender{
-		Client:       channel.NewHTTPClient(cfg.DeliveryTimeout),
+		Client:       channel.NewHTTPClient(cfg.DeliveryTimeout, policy),
 		PagerDutyURL: cfg.PagerDutyURL,
 		SMTP:         channel.SMTP{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUsername, Password: cfg.SMTPPassword},
 		Now:          deps.Now,
@@ -243,7 +257,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		sender: sender,
 		api: api.New(api.Options{
 			Sender:   sender,
-			Channels: channel.ValidateOptions{AllowHTTP: cfg.AllowHTTPEndpoints, SMTPConfigured: cfg.SMTPAddr != ""},
+			Channels: channel.ValidateOptions{AllowHTTP: cfg.AllowHTTPEndpoints, SMTPConfigured: cfg.SMTPAddr != "", Egress: policy},
 			Now:      deps.Now,
 			Stopping: deps.Stopping,
 			Logger:   deps.Logger,

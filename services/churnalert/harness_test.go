@@ -20,6 +20,7 @@ import (
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
+	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/grpcserver"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
@@ -46,6 +47,7 @@ func testConfig() churnalert.Config {
 	cfg.CheckpointInterval = 20 * time.Millisecond
 	cfg.DigestCheckInterval = 50 * time.Millisecond
 	cfg.AllowHTTPEndpoints = true
+	cfg.EndpointAllowList = config.StringList{"127.0.0.1"} // the receivers
 	cfg.AccountURL = "https://lodestar.test/accounts/{tenant}/{account}"
 	return cfg
 }

@@ -29,13 +29,15 @@ const (
 	globexAPIKey   = "ak_test_globex_0123456789"
 	slowWriteKey   = "wk_test_slow_0123456789"
 	slowAPIKey     = "ak_test_slow_0123456789"
+	// globexOrigin is the one web origin globex allows; acme allows all.
+	globexOrigin = "https://app.globex.example"
 )
 
 func testTenants(t testing.TB) *auth.Registry {
 	t.Helper()
 	r, err := auth.NewRegistry([]auth.Tenant{
 		{ID: "acme", WriteKeys: []string{acmeWriteKey}, APIKeys: []string{acmeAPIKey}},
-		{ID: "globex", WriteKeys: []string{globexWriteKey}, APIKeys: []string{globexAPIKey}},
+		{ID: "globex", WriteKeys: []string{globexWriteKey}, APIKeys: []string{globexAPIKey}, AllowedOrigins: []string{globexOrigin}},
 		{ID: "slow", WriteKeys: []string{slowWriteKey}, APIKeys: []string{slowAPIKey}, RateLimit: auth.RateLimit{EventsPerSecond: 1.0 / 60, Burst: 5}},
 	})
 	if err != nil {

@@ -158,8 +158,11 @@ func TestHTTPBadInput(t *testing.T) {
 			want: want{status: 200}, stored: map[string]string{"h-noct": "acme"}},
 		{name: "wrong method", method: http.MethodGet, path: "/v1/track", key: acmeWriteKey,
 			want: want{status: 405, code: "method_not_allowed"}},
-		{name: "wrong content type", path: "/v1/track", key: acmeWriteKey, contentType: "application/xml", body: []byte(track("h-xml")),
-			want: want{status: 415, code: "unsupported_media_type"}},
+		// As Segment's API: any Content-Type, as long as the body is JSON.
+		{name: "JSON under another content type", path: "/v1/track", key: acmeWriteKey, contentType: "application/xml", body: []byte(track("h-xml")),
+			want: want{status: 200}, stored: map[string]string{"h-xml": "acme"}},
+		{name: "not JSON under another content type", path: "/v1/track", key: acmeWriteKey, contentType: "application/x-www-form-urlencoded", body: []byte("userId=u1&event=Clicked"),
+			want: want{status: 400, code: "invalid_json"}},
 		{name: "unsupported encoding", path: "/v1/track", key: acmeWriteKey, encoding: "br", body: []byte(track("h-br")),
 			want: want{status: 415, code: "unsupported_encoding"}},
 		{name: "unknown path", path: "/v1/purchase", key: acmeWriteKey, body: []byte(track("h-404")),

@@ -16,6 +16,7 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/grpcserver"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring"
@@ -60,19 +61,21 @@ func startAPI(t *testing.T, accounts int) apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(reg.UnaryServerInterceptor(nil)))
-	svc.Register(srv)
+	// The server of the binary: its interceptors refuse undefined enums.
+	srv := grpcserver.New(grpcserver.Config{}, grpcserver.WithUnaryInterceptors(reg.UnaryServerInterceptor(nil)))
+	svc.Register(srv.GRPC())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(lis)
 	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ctx, lis) }()
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() {
-		srv.Stop()
 		cancel()
+		<-served
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
@@ -210,6 +213,14 @@ func TestScoringAPI(t *testing.T) {
 				_, err := f.client.ListHealthScores(ctx, &scoringv1.ListHealthScoresRequest{PageToken: "garbage"})
 				return err
 			}, codes.InvalidArgument, "page_token"},
+			{"order_by out of range", func() error {
+				_, err := f.client.ListHealthScores(ctx, &scoringv1.ListHealthScoresRequest{OrderBy: 99})
+				return err
+			}, codes.InvalidArgument, "order_by"},
+			{"band out of range", func() error {
+				_, err := f.client.ListHealthScores(ctx, &scoringv1.ListHealthScoresRequest{Band: -1})
+				return err
+			}, codes.InvalidArgument, "band"},
 			{"bad history token", func() error {
 				_, err := f.client.GetScoreHistory(ctx, &scoringv1.GetScoreHistoryRequest{AccountId: "acct-000", PageToken: "x1"})
 				return err

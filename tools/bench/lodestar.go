@@ -112,7 +112,7 @@ func (l *lodestar) Stop() error {
 // counters reads the named counters from /metrics, each summed over its
 // series.
 func (l *lodestar) counters(ctx context.Context, names ...string) ([]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.cfg.HTTPListenAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.cfg.HTTP.AdminListenAddr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -328,6 +328,7 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	l.RedisAddr, l.LogLevel = "127.0.0.1:6379", "warn"
 	// The alert phase's webhook receiver is plain http on loopback.
 	l.ChurnAlert.AllowHTTPEndpoints = true
+	l.ChurnAlert.EndpointAllowList = config.StringList{"127.0.0.1"}
 	l.RegisterFlags(fs)
 	if err := config.Parse(fs, args, nil); err != nil {
 		return nil, err
@@ -447,6 +448,9 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	if b.lcfg.GRPCListenAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	if b.lcfg.HTTP.AdminListenAddr, err = freeAddr(); err != nil {
 		return err
 	}
 	cfg := b.lcfg

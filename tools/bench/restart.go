@@ -49,6 +49,9 @@ func (b *bench) restart(ctx context.Context) error {
 	if cfg.HTTPListenAddr, err = freeAddr(); err != nil {
 		return err
 	}
+	if cfg.HTTP.AdminListenAddr, err = freeAddr(); err != nil {
+		return err
+	}
 	if cfg.GRPCListenAddr, err = freeAddr(); err != nil {
 		return err
 	}

@@ -180,7 +180,7 @@ func (s *Server) putSchedule(ctx context.Context, sc *alertv1.OnCallSchedule, cr
 		return err
 	}
 	exists := b.Settings.Schedule(tenant, sc.GetScheduleId()) != nil
-	return s.write(ctx, b, tenant, settings.KindSchedule, sc.GetScheduleId(), sc, create, exists, oncall.Validate(sc))
+	return s.write(ctx, b, tenant, settings.KindSchedule, sc.GetScheduleId(), sc, create, exists, oncall.Validate(sc, s.opts.Now()))
 }
 
 // CreateOnCallSchedule adds a schedule.

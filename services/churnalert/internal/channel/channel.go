@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/egress"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/rules"
 )
 
@@ -91,6 +92,9 @@ type ValidateOptions struct {
 	AllowHTTP bool
 	// SMTPConfigured is whether e-mail can be sent at all.
 	SMTPConfigured bool
+	// Egress refuses URLs at addresses a tenant may not reach; nil allows
+	// public addresses only. Deliveries check again at dial time.
+	Egress *egress.Policy
 }
 
 const (
@@ -123,6 +127,12 @@ func Validate(c *alertv1.Channel, o ValidateOptions) []*errdetails.BadRequest_Fi
 			bad(field, "not an absolute URL")
 		case u.Scheme != "https" && !(u.Scheme == "http" && o.AllowHTTP):
 			bad(field, "must be https (http only with -churn-alert.allow-http-endpoints)")
+		case u.User != nil:
+			bad(field, "must not carry user information")
+		default:
+			if err := o.Egress.CheckHost(u.Hostname()); err != nil {
+				bad(field, "%v", err)
+			}
 		}
 	}
 	switch cfg := c.GetConfig().(type) {
@@ -229,19 +239,22 @@ type SMTP struct {
 
 // Sender sends deliveries. It is safe for concurrent use.
 type Sender struct {
-	// Client must not follow redirects (see NewHTTPClient).
+	// Client must not follow redirects and must check the addresses it
+	// connects to (see NewHTTPClient).
 	Client       *http.Client
 	PagerDutyURL string
 	SMTP         SMTP
 	Now          func() time.Time
 }
 
-// NewHTTPClient returns the client for webhooks: bounded in time, and never
+// NewHTTPClient returns the client for webhooks: bounded in time, never
 // following a redirect, so an endpoint cannot bounce a signed request
-// somewhere else.
-func NewHTTPClient(timeout time.Duration) *http.Client {
+// somewhere else, and connecting only to addresses the policy allows,
+// checked after DNS resolution.
+func NewHTTPClient(timeout time.Duration, policy *egress.Policy) *http.Client {
 	return &http.Client{
 		Timeout:       timeout,
+		Transport:     policy.Transport(timeout),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -298,16 +311,21 @@ func (s *Sender) post(ctx context.Context, url, contentType string, body []byte,
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "Lodestar-Alerts/1")
 	resp, err := s.Client.Do(req)
+	if errors.Is(err, egress.ErrBlocked) {
+		return &PermanentError{fmt.Errorf("post to %s: %w", req.URL.Host, err)}
+	}
 	if err != nil {
 		return fmt.Errorf("post to %s: %w", req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	err = fmt.Errorf("post to %s: %s: %s", req.URL.Host, resp.Status, strings.TrimSpace(string(answer)))
+	// The status code only: the answer's body is the endpoint's, and a
+	// tenant must not read an internal service through TestChannel or the
+	// dead letters.
+	err = fmt.Errorf("post to %s: answered %d %s", req.URL.Host, resp.StatusCode, http.StatusText(resp.StatusCode))
 	if resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		return err
 	}

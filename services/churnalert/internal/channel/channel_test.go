@@ -3,7 +3,9 @@ package channel_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +20,17 @@ import (
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/egress"
 )
 
 var now = time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 
+// loopback lets the tests' receivers on 127.0.0.1 be reached.
+var loopback, _ = egress.NewPolicy([]string{"127.0.0.1"})
+
 func sender(smtpAddr string) *channel.Sender {
 	return &channel.Sender{
-		Client: channel.NewHTTPClient(5 * time.Second),
+		Client: channel.NewHTTPClient(5*time.Second, loopback),
 		SMTP:   channel.SMTP{Addr: smtpAddr, From: "Lodestar <alerts@lodestar.test>"},
 		Now:    func() time.Time { return now },
 	}
@@ -317,8 +323,73 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	local := &alertv1.Channel{ChannelId: "local", Config: &alertv1.Channel_Webhook{Webhook: &alertv1.WebhookChannel{Url: "http://127.0.0.1:9/x", Secret: "0123456789abcdef"}}}
-	if ps := channel.Validate(local, channel.ValidateOptions{AllowHTTP: true}); len(ps) > 0 {
-		t.Errorf("http allowed, still %v", ps)
+	if ps := channel.Validate(local, channel.ValidateOptions{AllowHTTP: true, Egress: loopback}); len(ps) > 0 {
+		t.Errorf("http and 127.0.0.1 allowed, still %v", ps)
+	}
+}
+
+// TestValidateRefusesPrivateTargets: the targets of issue 13's SSRF probe
+// whose host is an address, a numeric form of one or a name of this
+// machine or a metadata service are refused when the channel is created.
+// Host names that resolve to such addresses are refused when connecting
+// (TestSendRefusesPrivateTargets).
+func TestValidateRefusesPrivateTargets(t *testing.T) {
+	for _, u := range []string{
+		"https://127.0.0.1/x", "https://127.0.0.1:8080/x", "https://169.254.169.254/latest/meta-data/",
+		"https://[::1]/x", "https://10.0.0.1/x", "https://10.255.255.254:9200/x", "https://192.168.1.1/x",
+		"https://172.16.5.4/x", "https://0x7f000001/x", "https://2130706433/x", "https://[::ffff:127.0.0.1]/x",
+		"https://[::ffff:169.254.169.254]/x", "https://metadata.google.internal/computeMetadata/v1/",
+		"https://localhost:6379/x", "https://0.0.0.0/x", "https://100.100.100.200/x", "https://[fd00:ec2::254]/x",
+		"https://user:pass@hooks.slack.com/x",
+	} {
+		for _, c := range []*alertv1.Channel{
+			{ChannelId: "s", Config: &alertv1.Channel_Slack{Slack: &alertv1.SlackChannel{WebhookUrl: u}}},
+			{ChannelId: "w", Config: &alertv1.Channel_Webhook{Webhook: &alertv1.WebhookChannel{Url: u, Secret: "0123456789abcdef"}}},
+		} {
+			ps := channel.Validate(c, channel.ValidateOptions{})
+			if len(ps) != 1 || !strings.HasSuffix(ps[0].GetField(), "url") {
+				t.Errorf("%s (%s): problems %v, want the URL refused", u, channel.Kind(c), ps)
+			}
+		}
+	}
+	public := &alertv1.Channel{ChannelId: "s", Config: &alertv1.Channel_Slack{Slack: &alertv1.SlackChannel{WebhookUrl: "https://hooks.slack.com/services/T/B/X"}}}
+	if ps := channel.Validate(public, channel.ValidateOptions{}); len(ps) > 0 {
+		t.Errorf("a public URL refused: %v", ps)
+	}
+}
+
+// TestSendRefusesPrivateTargets: without an allow-list, a delivery to a
+// name that resolves to loopback fails for good when connecting, and the
+// receiver never sees it.
+func TestSendRefusesPrivateTargets(t *testing.T) {
+	rcv := receivers.NewHTTP(t, func(int, []byte) int { return http.StatusOK })
+	s := sender("")
+	s.Client = channel.NewHTTPClient(5*time.Second, nil)
+	byName := strings.Replace(rcv.URL, "127.0.0.1", "localhost", 1)
+	for _, u := range []string{rcv.URL, byName} {
+		ch := &alertv1.Channel{ChannelId: "ch", Config: &alertv1.Channel_Webhook{Webhook: &alertv1.WebhookChannel{Url: u, Secret: "0123456789abcdef"}}}
+		err := s.Send(context.Background(), ch, delivery(alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED))
+		if !errors.Is(err, egress.ErrBlocked) || !channel.IsPermanent(err) {
+			t.Errorf("%s: %v, want a permanent ErrBlocked", u, err)
+		}
+	}
+	if n := len(rcv.Requests()); n != 0 {
+		t.Fatalf("the private receiver got %d requests", n)
+	}
+}
+
+// TestErrorHidesAnswerBody: a failed send names the status code only, never
+// what the endpoint answered, which TestChannel would show the tenant.
+func TestErrorHidesAnswerBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"internal":"redis-password=hunter2"}`))
+	}))
+	t.Cleanup(srv.Close)
+	ch := &alertv1.Channel{ChannelId: "ch", Config: &alertv1.Channel_Slack{Slack: &alertv1.SlackChannel{WebhookUrl: srv.URL}}}
+	err := sender("").Send(context.Background(), ch, delivery(alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED))
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("error %v: want the status code without the answer", err)
 	}
 }
 

@@ -15,6 +15,18 @@ import (
 
 const week = 7 * 24 * time.Hour
 
+// Limits of a schedule: a rotation of people, not a directory, and times
+// within a span a schedule can mean.
+const (
+	MaxParticipants = 1000
+	MaxOverrides    = 1000
+	// MaxYearsAhead bounds how far in the future a time may lie.
+	MaxYearsAhead = 10
+)
+
+// earliest is the earliest time a schedule may name.
+var earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // OnCall returns who is on call on a schedule at t, or nil when nobody is.
 func OnCall(s *alertv1.OnCallSchedule, t time.Time) *alertv1.Person {
 	var best *alertv1.ScheduleOverride
@@ -59,8 +71,8 @@ func location(s *alertv1.OnCallSchedule) *time.Location {
 	return time.UTC // validated on write; a zone database lost later falls back
 }
 
-// Validate lists every problem of a schedule.
-func Validate(s *alertv1.OnCallSchedule) []*errdetails.BadRequest_FieldViolation {
+// Validate lists every problem of a schedule; now bounds its times.
+func Validate(s *alertv1.OnCallSchedule, now time.Time) []*errdetails.BadRequest_FieldViolation {
 	if s == nil {
 		return []*errdetails.BadRequest_FieldViolation{{Field: "schedule", Description: "required"}}
 	}
@@ -74,11 +86,27 @@ func Validate(s *alertv1.OnCallSchedule) []*errdetails.BadRequest_FieldViolation
 	if _, err := time.LoadLocation(s.GetTimeZone()); err != nil {
 		bad("time_zone", "unknown IANA time zone: %v", err)
 	}
+	latest := now.AddDate(MaxYearsAhead, 0, 0)
+	inSpan := func(field string, t time.Time) {
+		if t.Before(earliest) || t.After(latest) {
+			bad(field, "must lie between %s and %d years from now", earliest.Format(time.DateOnly), MaxYearsAhead)
+		}
+	}
 	if s.RotationStartTime == nil || !s.GetRotationStartTime().IsValid() {
 		bad("rotation_start_time", "required")
+	} else {
+		inSpan("rotation_start_time", s.GetRotationStartTime().AsTime())
 	}
-	if len(s.GetParticipants()) == 0 {
+	switch n := len(s.GetParticipants()); {
+	case n == 0:
 		bad("participants", "at least one participant")
+	case n > MaxParticipants:
+		bad("participants", "%d participants: at most %d", n, MaxParticipants)
+		return out // not worth checking each
+	}
+	if n := len(s.GetOverrides()); n > MaxOverrides {
+		bad("overrides", "%d overrides: at most %d", n, MaxOverrides)
+		return out
 	}
 	for i, p := range s.GetParticipants() {
 		out = append(out, ValidatePerson(fmt.Sprintf("schedule.participants[%d]", i), p)...)
@@ -92,6 +120,9 @@ func Validate(s *alertv1.OnCallSchedule) []*errdetails.BadRequest_FieldViolation
 		}
 		if o.StartTime == nil || o.EndTime == nil || !o.GetEndTime().AsTime().After(o.GetStartTime().AsTime()) {
 			bad(f, "start_time and end_time required, end after start")
+		} else {
+			inSpan(f+".start_time", o.GetStartTime().AsTime())
+			inSpan(f+".end_time", o.GetEndTime().AsTime())
 		}
 	}
 	return out

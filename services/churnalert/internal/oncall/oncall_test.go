@@ -26,7 +26,7 @@ func TestOnCall(t *testing.T) {
 			{Person: cid, StartTime: timestamppb.New(time.Date(2026, 3, 11, 0, 0, 0, 0, berlin)), EndTime: timestamppb.New(time.Date(2026, 3, 12, 0, 0, 0, 0, berlin))},
 		},
 	}
-	if ps := Validate(s); len(ps) > 0 {
+	if ps := Validate(s, start); len(ps) > 0 {
 		t.Fatalf("valid schedule rejected: %v", ps)
 	}
 	at := func(month time.Month, day, hour, minute int) time.Time {
@@ -64,7 +64,7 @@ func TestValidate(t *testing.T) {
 		Overrides:    []*alertv1.ScheduleOverride{{}},
 	}
 	got := map[string]bool{}
-	for _, p := range Validate(bad) {
+	for _, p := range Validate(bad, time.Now()) {
 		got[p.GetField()] = true
 	}
 	for _, f := range []string{"schedule.schedule_id", "schedule.time_zone", "schedule.rotation_start_time", "schedule.participants[0].person_id",

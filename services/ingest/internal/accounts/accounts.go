@@ -148,7 +148,7 @@ func (s *Server) GetAccount(ctx context.Context, req *accountv1.GetAccountReques
 	if bad.id("account_id", req.AccountId); len(bad) > 0 {
 		return nil, grpcerr.Error(codes.InvalidArgument, "invalid account id", bad...)
 	}
-	a, err := st.get(ctx, tenant, req.AccountId)
+	a, _, err := st.get(ctx, tenant, req.AccountId)
 	if errors.Is(err, errNotFound) {
 		return nil, status.Errorf(codes.NotFound, "account %q not found", req.AccountId)
 	}

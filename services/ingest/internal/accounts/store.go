@@ -39,16 +39,24 @@ func NewStore(kv jetstream.KeyValue, js jetstream.JetStream, propagator propagat
 // key is an account's key: tenant.<account token>.
 func key(tenant, accountID string) string { return tenant + "." + natsx.Token(accountID) }
 
-// get returns an account with its revision, or errNotFound.
-func (s *Store) get(ctx context.Context, tenant, accountID string) (*accountv1.Account, error) {
+// get returns an account, or errNotFound, and the KV revision of its
+// entry.
+//
+// An account's revision (Account.revision) is its own count of stored
+// versions, kept in the record: the KV's revisions number every tenant's
+// writes to the bucket, so they would tell one tenant how busy the others
+// are. The KV revision is only used to update the entry safely. Records
+// stored before the count was kept show 0 until their next change.
+func (s *Store) get(ctx context.Context, tenant, accountID string) (*accountv1.Account, uint64, error) {
 	e, err := s.kv.Get(ctx, key(tenant, accountID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, errNotFound
+		return nil, 0, errNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get account %q: %w", accountID, err)
+		return nil, 0, fmt.Errorf("get account %q: %w", accountID, err)
 	}
-	return decode(e)
+	a, err := decode(e)
+	return a, e.Revision(), err
 }
 
 func decode(e jetstream.KeyValueEntry) (*accountv1.Account, error) {
@@ -56,7 +64,6 @@ func decode(e jetstream.KeyValueEntry) (*accountv1.Account, error) {
 	if err := proto.Unmarshal(e.Value(), a); err != nil {
 		return nil, fmt.Errorf("decode account %s: %w", e.Key(), err)
 	}
-	a.Revision = e.Revision()
 	return a, nil
 }
 
@@ -67,7 +74,7 @@ func decode(e jetstream.KeyValueEntry) (*accountv1.Account, error) {
 func (s *Store) update(ctx context.Context, tenant, accountID string, change func(old *accountv1.Account) (*accountv1.Account, error)) (*accountv1.Account, error) {
 	k := key(tenant, accountID)
 	for range maxConflicts {
-		old, err := s.get(ctx, tenant, accountID)
+		old, kvRev, err := s.get(ctx, tenant, accountID)
 		if err != nil && !errors.Is(err, errNotFound) {
 			return nil, err
 		}
@@ -78,16 +85,15 @@ func (s *Store) update(ctx context.Context, tenant, accountID string, change fun
 		if next == nil {
 			return old, nil
 		}
-		next.TenantId, next.Revision = tenant, 0 // the revision is the KV's, not stored
+		next.TenantId, next.Revision = tenant, old.GetRevision()+1
 		data, err := proto.Marshal(next)
 		if err != nil {
 			return nil, fmt.Errorf("marshal account %q: %w", accountID, err)
 		}
-		var rev uint64
 		if old == nil {
-			rev, err = s.kv.Create(ctx, k, data)
+			_, err = s.kv.Create(ctx, k, data)
 		} else {
-			rev, err = s.kv.Update(ctx, k, data, old.Revision)
+			_, err = s.kv.Update(ctx, k, data, kvRev)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
@@ -95,7 +101,6 @@ func (s *Store) update(ctx context.Context, tenant, accountID string, change fun
 		if err != nil {
 			return nil, fmt.Errorf("store account %q: %w", accountID, err)
 		}
-		next.Revision = rev
 		return next, nil
 	}
 	return nil, fmt.Errorf("store account %q: %d concurrent updates in a row", accountID, maxConflicts)

@@ -1,12 +1,16 @@
 // Package segment serves Segment's HTTP Tracking API, so that product
 // backends and Segment's own libraries send usage events to Lodestar
 // unchanged: POST /v1/track, /v1/identify, /v1/group, /v1/page, /v1/screen,
-// /v1/alias, /v1/batch and /v1/import (an alias of batch).
+// /v1/alias, /v1/batch and /v1/import (an alias of batch), and the short
+// paths of analytics.js (/v1/t, /v1/i, /v1/g, /v1/p, /v1/s, /v1/a, /v1/b),
+// with CORS for browser pages (see browser.go).
 //
 // The write key is the Basic-auth user name with an empty password, or
-// "writeKey" in the body; the tenant always comes from it. Bodies may be
-// gzip-compressed (Content-Encoding: gzip); the size limits apply to the
-// decompressed body too.
+// "writeKey" in the body; the tenant always comes from it. As Segment's own
+// API, any Content-Type is taken as long as the body is JSON (analytics.js
+// sends text/plain, axios-based SDKs application/x-www-form-urlencoded).
+// Bodies may be gzip-compressed (Content-Encoding: gzip); the size limits
+// apply to the decompressed body too.
 //
 // Every answer is JSON: {"success":true} for a single call, and
 // {"success":true,"accepted":N,"errors":[...]} for a batch; failures are
@@ -30,11 +34,12 @@
 //	400 invalid_body            the body could not be read
 //	401 missing_write_key       no write key in the header or the body
 //	401 invalid_write_key       a write key of no tenant
+//	403 origin_not_allowed      a browser page of an origin the tenant does not allow
 //	404 not_found               no such endpoint
 //	405 method_not_allowed      not POST
+//	408 body_timeout            the body did not arrive within -http.read-timeout
 //	413 event_too_large         a single call's body over the event limit
 //	413 batch_too_large         a batch body, compressed or not, over the batch limit
-//	415 unsupported_media_type  Content-Type neither JSON nor text/plain
 //	415 unsupported_encoding    Content-Encoding neither gzip nor identity
 //	429 rate_limited            the tenant's event rate is exceeded; see Retry-After
 //	503 unavailable             starting, or JetStream did not acknowledge; see Retry-After
@@ -50,8 +55,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,13 +113,17 @@ func (a *API) Handler() http.Handler {
 	for name, typ := range types {
 		mux.Handle("/v1/"+name, a.endpoint(typ))
 	}
+	for short, name := range shortPaths {
+		mux.Handle("/v1/"+short, a.endpoint(types[name]))
+	}
 	batch := a.endpoint(eventv1.EventType_EVENT_TYPE_UNSPECIFIED)
 	mux.Handle("/v1/batch", batch)
 	mux.Handle("/v1/import", batch)
+	mux.Handle("/v1/b", batch)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, response{Code: "not_found", Message: "no such endpoint: " + r.URL.Path})
 	})
-	return mux
+	return a.cors(mux)
 }
 
 // apiError is a request-level failure.
@@ -216,13 +225,6 @@ func (a *API) accept(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if r.Method != http.MethodPost {
 		return "", nil, nil, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", message: r.Method + " not allowed: use POST"}
 	}
-	// analytics.js sends beacons as text/plain to avoid a CORS preflight;
-	// anything else that is not JSON is a client sending the wrong thing.
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && mt != "text/plain") {
-			return "", nil, nil, &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: fmt.Sprintf("Content-Type %q: want application/json", ct)}
-		}
-	}
 	if a.pipeline() == nil {
 		return "", nil, nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "ingest is starting", retryAfter: time.Second}
 	}
@@ -256,6 +258,9 @@ func (a *API) accept(ctx context.Context, w http.ResponseWriter, r *http.Request
 		if tenant, fail = a.tenant(req.writeKey); fail != nil {
 			return "", nil, nil, fail
 		}
+	}
+	if fail := a.checkOrigin(r, tenant); fail != nil {
+		return "", nil, nil, fail
 	}
 	valid, bad := intake.Prepare(tenant, received, req.events, body)
 	bad = append(req.violations, bad...)
@@ -314,6 +319,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge string
 		if mbe := new(http.MaxBytesError); errors.As(err, &mbe) {
 			return errTooLarge
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return &apiError{status: http.StatusRequestTimeout, code: "body_timeout", message: "the body did not arrive within the server's read timeout"}
+		}
 		if gzipped {
 			return &apiError{status: http.StatusBadRequest, code: "invalid_gzip", message: "body is not valid gzip: " + err.Error()}
 		}
@@ -327,10 +335,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int, tooLarge string
 		defer zr.Close()
 		rd = io.LimitReader(zr, int64(limit)+1)
 	}
+	// The buffer grows as bytes arrive: a Content-Length is only a claim,
+	// and a client trickling its body must not hold memory it never sends.
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, int64(limit))))
-	}
 	if _, err := buf.ReadFrom(rd); err != nil {
 		return nil, readErr(err)
 	}
