@@ -270,3 +270,57 @@ func TestHTTPClockSkew(t *testing.T) {
 		t.Errorf("sent time %v, want the client's %v", ev.GetSentTime().AsTime(), clientNow)
 	}
 }
+
+// TestHTTPEventTimeBounds checks that an event whose sentAt is years away
+// from its timestamp is rejected before the 200, named by its index, and
+// never stored at a time centuries away (issue 13, item 3).
+func TestHTTPEventTimeBounds(t *testing.T) {
+	e := start(t, nil)
+	now := time.Now().UTC()
+	ev := func(id string, timestamp, sentAt time.Time) string {
+		return fmt.Sprintf(`{"type":"track","userId":"u1","event":"Clicked","messageId":%q,"timestamp":%q,"sentAt":%q}`,
+			id, timestamp.Format(time.RFC3339Nano), sentAt.Format(time.RFC3339Nano))
+	}
+	body := batchOf(
+		ev("ok", now.Add(-time.Minute), now),
+		ev("sent-9999", now.Add(-time.Minute), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)),
+		ev("sent-0001", now.Add(-time.Minute), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)),
+	)
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
+	req.SetBasicAuth(acmeWriteKey, "")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var a httpAnswer
+	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"1:timestamp:out_of_range", "2:timestamp:out_of_range"}; res.StatusCode != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", res.StatusCode, a.Accepted, a.errs(), want)
+	}
+	stored := e.storedEvents(t)
+	if len(stored) != 1 || stored["ok"] == nil {
+		t.Fatalf("stored %d events, want only ok", len(stored))
+	}
+	if d := now.Sub(stored["ok"].GetEventTime().AsTime()); d < 0 || d > time.Minute+5*time.Second {
+		t.Errorf("event time %v, want about a minute before %v", stored["ok"].GetEventTime().AsTime(), now)
+	}
+
+	// A single call so wrong is a 400 naming the field.
+	req, _ = http.NewRequest(http.MethodPost, e.http.URL+"/v1/track", strings.NewReader(ev("single", now, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))))
+	req.SetBasicAuth(acmeWriteKey, "")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	a = httpAnswer{}
+	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusBadRequest || a.Code != "invalid_event" || !slices.Equal(a.errs(), []string{"0:timestamp:out_of_range"}) {
+		t.Errorf("single call: status %d, code %s, errors %q", res.StatusCode, a.Code, a.errs())
+	}
+}

@@ -73,6 +73,9 @@ type Config struct {
 	// AttributionCacheSize bounds the users whose last known account is held
 	// in memory (about 200 bytes each).
 	AttributionCacheSize int
+	// EventTimes bound an event's time against when it was sent: older than
+	// MaxAge or later than MaxFuture is rejected (see intake.EventTime).
+	EventTimes intake.TimeBounds
 }
 
 // DefaultConfig returns the defaults.
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		MaxBatchBytes:        500 << 10,
 		PublishTimeout:       5 * time.Second,
 		AttributionCacheSize: 100_000,
+		EventTimes:           intake.DefaultTimeBounds(),
 	}
 }
 
@@ -94,6 +98,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBatchBytes, "ingest.max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
 	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
 	fs.IntVar(&c.AttributionCacheSize, "ingest.attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
+	fs.DurationVar(&c.EventTimes.MaxAge, "ingest.max-event-age", c.EventTimes.MaxAge, "Oldest event accepted, measured from when it was sent (its sentAt, else its receipt); older events are rejected. At most the EVENTS retention.")
+	fs.DurationVar(&c.EventTimes.MaxFuture, "ingest.max-event-future", c.EventTimes.MaxFuture, "How far after its sentAt an event's timestamp may be: it is then taken as received now; later ones are rejected.")
 }
 
 // Validate reports every setting that cannot work.
@@ -113,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.AttributionCacheSize < 1 {
 		errs = append(errs, errors.New("-ingest.attribution-cache-size must be positive"))
+	}
+	if c.EventTimes.MaxAge <= 0 || c.EventTimes.MaxFuture < 0 {
+		errs = append(errs, errors.New("-ingest.max-event-age must be positive and -ingest.max-event-future not negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -184,12 +193,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil
 	}
 	var err error
-	s.segment, err = segment.New(segment.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes},
+	s.segment, err = segment.New(segment.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes, EventTimes: cfg.EventTimes},
 		deps.Tenants, pipeline, deps.Logger, s.meter, s.tracer, deps.Propagator)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	s.ingest = ingestrpc.New(ingestrpc.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes}, pipeline, deps.Logger)
+	s.ingest = ingestrpc.New(ingestrpc.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes, EventTimes: cfg.EventTimes}, pipeline, deps.Logger)
 	s.accounts = accounts.NewServer(func() *accounts.Store {
 		if b := s.backends.Load(); b != nil {
 			return b.accounts

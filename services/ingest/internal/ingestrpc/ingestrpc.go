@@ -26,10 +26,12 @@ import (
 // api labels this API's metrics.
 const api = "grpc"
 
-// Config bounds request sizes, in protobuf bytes.
+// Config bounds request sizes, in protobuf bytes, and event times.
 type Config struct {
 	MaxEventBytes int
 	MaxBatchBytes int
+	// EventTimes bound the events' times.
+	EventTimes intake.TimeBounds
 }
 
 // Server implements IngestService.
@@ -121,7 +123,7 @@ func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Ev
 	if len(denied) > 0 {
 		return nil, nil, grpcerr.Error(codes.PermissionDenied, "events name another tenant than the API key's", denied...)
 	}
-	valid, invalid := intake.Prepare(tenant, time.Now(), checked, body)
+	valid, invalid := intake.Prepare(tenant, time.Now(), s.cfg.EventTimes, checked, body)
 	bad = append(bad, invalid...)
 	slices.SortFunc(bad, func(x, y intake.Violation) int { return x.Index - y.Index })
 	p.RejectViolations(ctx, api, tenant, bad)

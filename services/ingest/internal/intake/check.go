@@ -99,17 +99,20 @@ const (
 	CodeMissing  = "missing"
 	CodeTooLarge = "too_large"
 	CodeType     = "wrong_type"
+	// CodeOutOfRange is an event time beyond TimeBounds.
+	CodeOutOfRange = "out_of_range"
 )
 
 // Prepare validates the decoded events of one request and completes the
 // fields ingest owns: tenant, received time, a message id where none was
-// sent, account_id from context.groupId, and the corrected event time. evs
+// sent, account_id from context.groupId, and the corrected event time
+// (rejecting those beyond bounds, see EventTime). evs
 // holds nil where the decoder already rejected an event. body is the
 // request as the client sent it, hashed only when an event needs a
 // generated message id (it may be nil when none does). Prepare returns the
 // valid events in request order and a violation for each other non-nil
 // event.
-func Prepare(tenant string, received time.Time, evs []*eventv1.Event, body []byte) ([]*eventv1.Event, []Violation) {
+func Prepare(tenant string, received time.Time, bounds TimeBounds, evs []*eventv1.Event, body []byte) ([]*eventv1.Event, []Violation) {
 	valid := make([]*eventv1.Event, 0, len(evs))
 	var bad []Violation
 	var ids *idSource
@@ -117,7 +120,15 @@ func Prepare(tenant string, received time.Time, evs []*eventv1.Event, body []byt
 		if ev == nil {
 			continue
 		}
-		if v, ok := check(ev); !ok {
+		v, ok := check(ev)
+		var at time.Time
+		if ok {
+			var tv *Violation
+			if at, tv = EventTime(ev.EventTime, ev.SentTime, received, bounds); tv != nil {
+				v, ok = *tv, false
+			}
+		}
+		if !ok {
 			v.Index, v.MessageID = i, ev.MessageId
 			bad = append(bad, v)
 			continue
@@ -130,7 +141,7 @@ func Prepare(tenant string, received time.Time, evs []*eventv1.Event, body []byt
 		}
 		ev.TenantId = tenant
 		ev.ReceivedTime = timestamppb.New(received)
-		ev.EventTime = timestamppb.New(EventTime(ev.EventTime, ev.SentTime, received))
+		ev.EventTime = timestamppb.New(at)
 		valid = append(valid, ev)
 	}
 	return valid, bad
@@ -196,26 +207,76 @@ func check(ev *eventv1.Event) (Violation, bool) {
 	return Violation{}, true
 }
 
+// TimeBounds bound the event times ingest accepts, measured against the
+// time the event was sent (sentAt), else received: a client clock's error
+// cancels out, so the bounds hold however wrong that clock is.
+type TimeBounds struct {
+	// MaxAge is how long before it was sent an event may have happened:
+	// older events are rejected. It should not exceed the EVENTS retention
+	// (a backfill older than that could never be replayed).
+	MaxAge time.Duration
+	// MaxFuture is how far after it was sent an event may claim to have
+	// happened: such an event is taken as happening when it was received (a
+	// little clock jitter between a client's timestamp and its sentAt);
+	// later ones are rejected, as a client bug.
+	MaxFuture time.Duration
+}
+
+// DefaultTimeBounds are the bounds of the default configuration: EVENTS'
+// default retention back, an hour forward.
+func DefaultTimeBounds() TimeBounds {
+	return TimeBounds{MaxAge: 400 * 24 * time.Hour, MaxFuture: time.Hour}
+}
+
 // EventTime applies Segment's clock-skew correction: a client's clock may be
 // off, but the gap between its timestamp and its sentAt is measured on that
-// one clock, so event time = timestamp + (received - sentAt). Without sentAt
+// one clock, so event time = received - (sentAt - timestamp). Without sentAt
 // the timestamp is taken as is; without a timestamp the event is taken to
 // have happened when it was sent, which the correction maps to the received
 // time. An event cannot have happened after it arrived, so the result is
 // capped at the received time: a client clock running fast can never move a
 // tenant's event-time watermark past the wall clock.
-func EventTime(timestamp, sentAt *timestamppb.Timestamp, received time.Time) time.Time {
+//
+// The gap is computed in whole seconds first, so that no timestamp pair
+// (years 1 to 9999 both) overflows a time.Duration, and checked against b:
+// an event older than b.MaxAge, or later than b.MaxFuture, is rejected with
+// a violation of its timestamp field.
+func EventTime(timestamp, sentAt *timestamppb.Timestamp, received time.Time, b TimeBounds) (time.Time, *Violation) {
 	if timestamp == nil {
-		return received
+		return received, nil
 	}
-	t := timestamp.AsTime()
-	if sentAt != nil {
-		t = t.Add(received.Sub(sentAt.AsTime()))
+	ref := sentAt
+	if ref == nil {
+		ref = timestamppb.New(received)
 	}
-	if t.After(received) {
-		return received
+	const slack = 1 // second, for the nanoseconds
+	age := ref.GetSeconds() - timestamp.GetSeconds()
+	if age <= int64(b.MaxAge/time.Second)+slack && -age <= int64(b.MaxFuture/time.Second)+slack {
+		d := time.Duration(age)*time.Second + time.Duration(ref.GetNanos()-timestamp.GetNanos())
+		switch {
+		case d < -b.MaxFuture:
+		case d > b.MaxAge:
+		case d < 0:
+			return received, nil
+		default:
+			return received.Add(-d), nil
+		}
 	}
-	return t
+	v := &Violation{Field: FieldTimestamp, Code: CodeOutOfRange}
+	if age > 0 {
+		v.Reason = fmt.Sprintf("the event happened %s before it was sent, over the %s limit", formatAge(age), b.MaxAge)
+	} else {
+		v.Reason = fmt.Sprintf("the event happened %s after it was sent, over the %s limit", formatAge(-age), b.MaxFuture)
+	}
+	return time.Time{}, v
+}
+
+// formatAge writes a gap of seconds, in days when it is long.
+func formatAge(sec int64) string {
+	if sec >= 2*86400 {
+		return fmt.Sprintf("%d days", sec/86400)
+	}
+	return (time.Duration(sec) * time.Second).String()
 }
 
 // idSource generates the message ids of events sent without one. The id is

@@ -13,10 +13,11 @@ import (
 func TestEventTime(t *testing.T) {
 	received := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(received.Add(d)) }
+	year := func(y int) *timestamppb.Timestamp { return timestamppb.New(time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)) }
 	for _, tc := range []struct {
 		name              string
 		timestamp, sentAt *timestamppb.Timestamp
-		want              time.Time
+		want              time.Time // zero: rejected
 	}{
 		{"no timestamp", nil, at(-time.Hour), received},
 		{"no sentAt", at(-time.Minute), nil, received.Add(-time.Minute)},
@@ -25,9 +26,27 @@ func TestEventTime(t *testing.T) {
 		{"timestamp after sentAt", at(5 * time.Second), at(0), received},
 		{"future timestamp without sentAt", at(time.Hour), nil, received},
 		{"import of last year", at(-365 * 24 * time.Hour), nil, received.Add(-365 * 24 * time.Hour)},
+		// A client clock at year 1 or 9999 that is consistent is corrected.
+		{"client clock at year 9999", year(9999), timestamppb.New(time.Date(9999, 1, 1, 0, 0, 30, 0, time.UTC)), received.Add(-30 * time.Second)},
+		{"client clock at year 1", year(1), timestamppb.New(time.Date(1, 1, 1, 0, 0, 30, 0, time.UTC)), received.Add(-30 * time.Second)},
+		// The cases: an inconsistent sentAt is rejected, never stored at year -292 or 1734.
+		{"sentAt in year 9999", at(-time.Minute), year(9999), time.Time{}},
+		{"sentAt in year 1", at(-time.Minute), year(1), time.Time{}},
+		{"timestamp in year 1", year(1), nil, time.Time{}},
+		{"timestamp in year 9999", year(9999), nil, time.Time{}},
+		{"two hours after sentAt", at(2 * time.Hour), at(0), time.Time{}},
+		{"older than the max age", at(-401 * 24 * time.Hour), nil, time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := EventTime(tc.timestamp, tc.sentAt, received); !got.Equal(tc.want) {
+			got, v := EventTime(tc.timestamp, tc.sentAt, received, DefaultTimeBounds())
+			switch {
+			case tc.want.IsZero() && v == nil:
+				t.Errorf("EventTime = %v, want a violation", got)
+			case tc.want.IsZero() && (v.Field != FieldTimestamp || v.Code != CodeOutOfRange):
+				t.Errorf("violation %+v, want %s of %s", v, CodeOutOfRange, FieldTimestamp.Segment())
+			case !tc.want.IsZero() && v != nil:
+				t.Errorf("violation %+v, want %v", v, tc.want)
+			case !got.Equal(tc.want):
 				t.Errorf("EventTime = %v, want %v", got, tc.want)
 			}
 		})
@@ -45,7 +64,7 @@ func TestPrepareGeneratedIDs(t *testing.T) {
 		}
 	}
 	prepare := func(body string) []string {
-		valid, bad := Prepare("acme", time.Now(), evs(), []byte(body))
+		valid, bad := Prepare("acme", time.Now(), DefaultTimeBounds(), evs(), []byte(body))
 		if len(bad) > 0 || len(valid) != 3 {
 			t.Fatalf("Prepare: %d valid, violations %v", len(valid), bad)
 		}

@@ -71,13 +71,15 @@ import (
 // api labels this API's metrics.
 const api = "http"
 
-// Config bounds request sizes.
+// Config bounds request sizes and event times.
 type Config struct {
 	// MaxEventBytes bounds one event: the body of a single call, or one
 	// element of a batch.
 	MaxEventBytes int
 	// MaxBatchBytes bounds a batch body, compressed and decompressed.
 	MaxBatchBytes int
+	// EventTimes bound the events' times.
+	EventTimes intake.TimeBounds
 }
 
 // API is the Segment-compatible HTTP API.
@@ -257,7 +259,7 @@ func (a *API) accept(ctx context.Context, w http.ResponseWriter, r *http.Request
 			return "", nil, nil, fail
 		}
 	}
-	valid, bad := intake.Prepare(tenant, received, req.events, body)
+	valid, bad := intake.Prepare(tenant, received, a.cfg.EventTimes, req.events, body)
 	bad = append(req.violations, bad...)
 	slices.SortFunc(bad, func(x, y intake.Violation) int { return x.Index - y.Index })
 	a.pipeline().RejectViolations(ctx, api, tenant, bad)
