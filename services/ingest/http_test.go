@@ -324,3 +324,29 @@ func TestHTTPEventTimeBounds(t *testing.T) {
 		t.Errorf("single call: status %d, code %s, errors %q", res.StatusCode, a.Code, a.errs())
 	}
 }
+
+// TestHTTPDeepNesting checks that an event nested deeper than scoring can
+// decode is rejected before the 200, named by its index, while the valid
+// events of its batch are stored (issue 13, item 2).
+func TestHTTPDeepNesting(t *testing.T) {
+	e := start(t, nil)
+	deep := strings.Repeat("[", 6000) + strings.Repeat("]", 6000) // 12 KB, under the event limit
+	body := batchOf(track("ok"), `{"type":"identify","userId":"u2","messageId":"deep","traits":{"a":`+deep+`}}`)
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
+	req.SetBasicAuth(acmeWriteKey, "")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var a httpAnswer
+	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"1:traits:too_deep"}; res.StatusCode != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", res.StatusCode, a.Accepted, a.errs(), want)
+	}
+	if stored := e.storedEvents(t); len(stored) != 1 || stored["ok"] == nil {
+		t.Errorf("stored %d events, want only ok", len(stored))
+	}
+}

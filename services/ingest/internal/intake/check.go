@@ -22,6 +22,15 @@ import (
 // account ids; an id longer than this is a sender's bug, not an id.
 const MaxIDBytes = 256
 
+// MaxDepth bounds the nesting of an event's properties, traits and context:
+// objects and arrays within objects and arrays, the field itself being
+// level 1. Each JSON level is two protobuf message levels
+// (google.protobuf.Struct, Value), and protobuf decoders stop at 10,000
+// (protobuf-go's default recursion limit): scoring must be able to decode
+// every event ingest accepts, with room to spare. No real payload comes near
+// 32 levels.
+const MaxDepth = 32
+
 // Field names an event field. Each API reports it in its own naming, so a
 // client reads the name it sent.
 type Field uint8
@@ -99,6 +108,7 @@ const (
 	CodeMissing  = "missing"
 	CodeTooLarge = "too_large"
 	CodeType     = "wrong_type"
+	CodeTooDeep  = "too_deep"
 	// CodeOutOfRange is an event time beyond TimeBounds.
 	CodeOutOfRange = "out_of_range"
 )
@@ -194,6 +204,14 @@ func check(ev *eventv1.Event) (Violation, bool) {
 			return bad(id.f, CodeTooLarge, "%d bytes, over the %d-byte limit", len(id.v), MaxIDBytes)
 		}
 	}
+	for _, st := range []struct {
+		f Field
+		v *structpb.Struct
+	}{{FieldProperties, ev.Properties}, {FieldTraits, ev.Traits}, {FieldContext, ev.Context}} {
+		if tooDeep(st.v, MaxDepth) {
+			return bad(st.f, CodeTooDeep, "nested more than %d levels deep", MaxDepth)
+		}
+	}
 	for _, ts := range []struct {
 		f Field
 		v *timestamppb.Timestamp
@@ -205,6 +223,43 @@ func check(ev *eventv1.Event) (Violation, bool) {
 		}
 	}
 	return Violation{}, true
+}
+
+// tooDeep reports whether s nests objects and arrays more than limit levels
+// deep, s being level 1. It stops at the limit, so a deep value costs no
+// more than a shallow one.
+func tooDeep(s *structpb.Struct, limit int) bool {
+	if s == nil {
+		return false
+	}
+	if limit == 0 {
+		return true
+	}
+	for _, v := range s.Fields {
+		if valueTooDeep(v, limit-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// valueTooDeep reports whether v nests objects and arrays more than limit
+// levels deep.
+func valueTooDeep(v *structpb.Value, limit int) bool {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StructValue:
+		return tooDeep(k.StructValue, limit)
+	case *structpb.Value_ListValue:
+		if limit == 0 {
+			return true
+		}
+		for _, item := range k.ListValue.GetValues() {
+			if valueTooDeep(item, limit-1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TimeBounds bound the event times ingest accepts, measured against the

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
@@ -76,5 +77,63 @@ func TestPrepareGeneratedIDs(t *testing.T) {
 	}
 	if first[0] == first[1] || first[0] == other[0] || first[2] != "given" {
 		t.Errorf("ids %q and %q: want distinct per position and request, given ones kept", first, other)
+	}
+}
+
+// nested returns a value nesting objects (or arrays) n levels deep.
+func nested(n int, array bool) any {
+	var v any = 1.0
+	for range n {
+		if array {
+			v = []any{v}
+		} else {
+			v = map[string]any{"a": v}
+		}
+	}
+	return v
+}
+
+// TestPrepareNesting checks the nesting limit of the Struct fields, the
+// field itself being level 1.
+func TestPrepareNesting(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		depth int // of the field
+		array bool
+		field Field
+		ok    bool
+	}{
+		{"flat", 1, false, FieldProperties, true},
+		{"at the limit", MaxDepth, false, FieldTraits, true},
+		{"arrays at the limit", MaxDepth, true, FieldProperties, true},
+		{"one over", MaxDepth + 1, false, FieldTraits, false},
+		{"arrays one over", MaxDepth + 1, true, FieldContext, false},
+		{"6000 levels", 6000, false, FieldTraits, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := structpb.NewStruct(map[string]any{"x": nested(tc.depth-1, tc.array)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := &eventv1.Event{Type: eventv1.EventType_EVENT_TYPE_IDENTIFY, UserId: "u", MessageId: "m"}
+			switch tc.field {
+			case FieldProperties:
+				ev.Properties = s
+			case FieldTraits:
+				ev.Traits = s
+			case FieldContext:
+				ev.Context = s
+			}
+			valid, bad := Prepare("acme", time.Now(), DefaultTimeBounds(), []*eventv1.Event{ev}, nil)
+			if tc.ok {
+				if len(valid) != 1 {
+					t.Errorf("rejected: %+v", bad)
+				}
+				return
+			}
+			if len(valid) != 0 || len(bad) != 1 || bad[0].Field != tc.field || bad[0].Code != CodeTooDeep || bad[0].MessageID != "m" {
+				t.Errorf("valid %d, violations %+v: want one %s of %s", len(valid), bad, CodeTooDeep, tc.field.Segment())
+			}
+		})
 	}
 }
