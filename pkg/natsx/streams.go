@@ -15,6 +15,7 @@ const (
 	StreamEvents         = "EVENTS"
 	StreamAccountChanges = "ACCOUNT_CHANGES"
 	StreamScores         = "SCORES"
+	StreamDeadLetter     = "DEADLETTER"
 	BucketAccounts       = "ACCOUNTS"
 	BucketUserAccounts   = "USER_ACCOUNTS"
 )
@@ -120,6 +121,28 @@ func (l Limits) AccountsBucket() jetstream.KeyValueConfig {
 		Description: "Accounts by tenant.<account> (lodestar.account.v1.Account)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// deadLetterMaxBytes bounds the DEADLETTER stream: dead letters are rare,
+// and a flood of them is a bug to fix, not data to keep without end.
+const deadLetterMaxBytes = 1 << 30
+
+// DeadLetterStream keeps what a consumer could not process, kept as long as
+// the events, with why (see DeadLetterSubject).
+func (l Limits) DeadLetterStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "Messages or events a consumer could not process, with the reason in headers",
+		Subjects:    []string{DeadLetterSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      l.EventsMaxAge,
+		MaxBytes:    deadLetterMaxBytes,
+		MaxMsgSize:  4 << 20,
+		Duplicates:  l.DuplicateWindow,
 		Replicas:    l.Replicas,
 	}
 }

@@ -188,7 +188,7 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 // Run ensures the streams and buckets, then scores until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	l := s.deps.Limits
-	if err := natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream(), l.ScoresStream()); err != nil {
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream(), l.ScoresStream(), l.DeadLetterStream()); err != nil {
 		return err
 	}
 	kv, err := natsx.EnsureKeyValue(ctx, s.deps.JS, scorecards.BucketConfig(l.Replicas))

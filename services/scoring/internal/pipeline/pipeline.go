@@ -19,6 +19,12 @@
 // is saved only after the score changes it implies are stored, so none is
 // lost; a change computed again after a crash may be published again, with
 // the same Nats-Msg-Id when it is identical.
+//
+// An event that cannot be decoded is published on the DEADLETTER stream with
+// its reason and source (see deadLetters) and the others of its message are
+// applied: one bad event never costs the events stored with it. Dead
+// letters go out with the score changes of the next flush, before the
+// snapshot taken with it, so a crash cannot lose them.
 package pipeline
 
 import (
@@ -105,6 +111,9 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	lastSeq uint64 // last EVENTS stream sequence applied
+	// dead holds the dead letters of events up to lastSeq not yet handed to
+	// the publisher: they go out with the next flush, before its snapshot.
+	dead []*nats.Msg
 
 	pending batch // flushed but not yet set and published: retried first
 
@@ -128,6 +137,7 @@ type Pipeline struct {
 	indexHealthy     atomic.Bool
 
 	eventsApplied metric.Int64Counter
+	deadLettered  metric.Int64Counter
 	scoresOut     metric.Int64Counter
 	flushTime     metric.Float64Histogram
 	indexTime     metric.Float64Histogram
@@ -153,6 +163,8 @@ func New(cfg Config, deps Deps) *Pipeline {
 	p.indexHealthy.Store(true)
 	m := deps.Meter
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
+	p.deadLettered, _ = m.Int64Counter("lodestar.scoring.events.deadlettered", metric.WithUnit("{message}"),
+		metric.WithDescription("Events (or whole EVENTS messages) that could not be decoded, published on DEADLETTER instead of applied."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(durationBuckets...),
@@ -333,10 +345,14 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 			p.deps.Logger.Error("event message without metadata", "err", err)
 			return
 		}
-		events, err := dec.decode(msg.Data())
-		if err != nil {
-			// Ingest only publishes what it encoded; count the message as read.
-			p.deps.Logger.Error("skip undecodable event batch", "seq", meta.Sequence.Stream, "err", err)
+		events, bad, err := dec.decode(msg.Data())
+		var dead []*nats.Msg
+		if err != nil || len(bad) > 0 {
+			// Whatever cannot be decoded goes to DEADLETTER with why; the
+			// rest of the message is applied.
+			dead = deadLetters(msg.Subject(), meta.Sequence.Stream, msg.Data(), err, bad)
+			p.deps.Logger.Error("dead-letter undecodable events", "seq", meta.Sequence.Stream, "events", len(dead), "err", errors.Join(err, firstErr(bad)))
+			p.deadLettered.Add(context.Background(), int64(len(dead)))
 		}
 		_, span := p.deps.Tracer.Start(natsx.ExtractTrace(ctx, p.deps.Propagator, msg.Headers()), "scoring.apply",
 			trace.WithSpanKind(trace.SpanKindConsumer),
@@ -348,6 +364,7 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 			p.deps.Engine.Apply(ev, now)
 		}
 		p.lastSeq = meta.Sequence.Stream
+		p.dead = append(p.dead, dead...)
 		p.mu.Unlock()
 		span.End()
 		p.eventsApplied.Add(context.Background(), int64(len(events)))
@@ -412,6 +429,12 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 			return err
 		}
 	}
+	// Dead letters up to seq are taken after it was read, so this job
+	// carries all of them that its snapshot reflects.
+	p.mu.Lock()
+	job.msgs = append(p.dead, job.msgs...)
+	p.dead = nil
+	p.mu.Unlock()
 	p.setHealthy.Store(true)
 	p.ixMu.Lock()
 	p.ix.add(p.pending.updates...)
@@ -529,6 +552,14 @@ func (p *Pipeline) requeue(work *batch, snap *snapState) {
 	if p.ixSnap == nil {
 		p.ixSnap = snap
 	}
+}
+
+// firstErr returns the error of the first bad event, if any.
+func firstErr(bad []badEvent) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	return bad[0].err
 }
 
 // changeMessages returns the SCORES messages of the updates that record a
