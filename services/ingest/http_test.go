@@ -350,3 +350,36 @@ func TestHTTPDeepNesting(t *testing.T) {
 		t.Errorf("stored %d events, want only ok", len(stored))
 	}
 }
+
+// TestHTTPDuplicateMessageIDs sends one messageId five times in a batch: it
+// is stored once, and the repeats are listed as duplicates (issue 13, item 4).
+func TestHTTPDuplicateMessageIDs(t *testing.T) {
+	e := start(t, nil)
+	body := batchOf(track("same"), track("other"), track("same"), track("same"), track("same"), track("same"))
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
+	req.SetBasicAuth(acmeWriteKey, "")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var a httpAnswer
+	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"2:messageId:duplicate", "3:messageId:duplicate", "4:messageId:duplicate", "5:messageId:duplicate"}
+	if res.StatusCode != http.StatusOK || a.Accepted != 2 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 2, %q", res.StatusCode, a.Accepted, a.errs(), want)
+	}
+	n := 0
+	for _, m := range e.storedMessages(t) {
+		for _, ev := range m.events {
+			if ev.MessageId == "same" {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("event stored %d times, want once", n)
+	}
+}

@@ -109,6 +109,9 @@ const (
 	CodeTooLarge = "too_large"
 	CodeType     = "wrong_type"
 	CodeTooDeep  = "too_deep"
+	// CodeDuplicate is an event repeating the message id of an earlier one
+	// of its request: that one is stored, once.
+	CodeDuplicate = "duplicate"
 	// CodeOutOfRange is an event time beyond TimeBounds.
 	CodeOutOfRange = "out_of_range"
 )
@@ -121,11 +124,13 @@ const (
 // request as the client sent it, hashed only when an event needs a
 // generated message id (it may be nil when none does). Prepare returns the
 // valid events in request order and a violation for each other non-nil
-// event.
+// event; an event repeating the messageId of an earlier valid one is the
+// same event sent twice, reported as a duplicate and stored once.
 func Prepare(tenant string, received time.Time, bounds TimeBounds, evs []*eventv1.Event, body []byte) ([]*eventv1.Event, []Violation) {
 	valid := make([]*eventv1.Event, 0, len(evs))
 	var bad []Violation
 	var ids *idSource
+	var first map[string]int // request index of each message id sent
 	for i, ev := range evs {
 		if ev == nil {
 			continue
@@ -148,6 +153,15 @@ func Prepare(tenant string, received time.Time, bounds TimeBounds, evs []*eventv
 				ids = newIDSource(body)
 			}
 			ev.MessageId = ids.id(i)
+		} else if j, dup := first[ev.MessageId]; dup {
+			bad = append(bad, Violation{Index: i, MessageID: ev.MessageId, Field: FieldMessageID, Code: CodeDuplicate,
+				Reason: fmt.Sprintf("repeats the messageId of event %d, which is stored once", j)})
+			continue
+		} else if len(evs) > 1 {
+			if first == nil {
+				first = make(map[string]int, len(evs))
+			}
+			first[ev.MessageId] = i
 		}
 		ev.TenantId = tenant
 		ev.ReceivedTime = timestamppb.New(received)

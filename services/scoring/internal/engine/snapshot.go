@@ -15,8 +15,9 @@ import (
 )
 
 // snapshotFormat versions the snapshot encoding. Format 1 kept users in a map
-// (account.Users); Restore still reads it.
-const snapshotFormat = 2
+// (account.Users); format 2 had no message ids (Seen). Restore still reads
+// both.
+const snapshotFormat = 3
 
 // snapshot is the encoded form of an engine: the exported fields of its state.
 type snapshot struct {
@@ -25,6 +26,8 @@ type snapshot struct {
 	Stats      Stats
 	// Tenants are sorted by id, their scorecards in wire form.
 	Tenants []*tenant
+	// Seen are the recent message ids of each tenant, for deduplication.
+	Seen []seenSnapshot
 }
 
 // Snapshot writes the engine's whole state (aggregates, watermarks, last published
@@ -35,7 +38,7 @@ func (e *Engine) Snapshot(w io.Writer) error {
 	if len(e.closed) > 0 {
 		return errors.New("snapshot engine: flush first: scores of ended days are pending")
 	}
-	s := snapshot{Format: snapshotFormat, WindowDays: e.window, Stats: e.stats}
+	s := snapshot{Format: snapshotFormat, WindowDays: e.window, Stats: e.stats, Seen: e.dedupe.snapshot()}
 	for _, id := range e.order {
 		s.Tenants = append(s.Tenants, e.tenants[id])
 	}
@@ -56,7 +59,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	if err := gob.NewDecoder(bufio.NewReader(r)).Decode(&s); err != nil {
 		return fmt.Errorf("restore engine: %w", err)
 	}
-	if s.Format != snapshotFormat && s.Format != 1 {
+	if s.Format < 1 || s.Format > snapshotFormat {
 		return fmt.Errorf("restore engine: snapshot format %d, want %d", s.Format, snapshotFormat)
 	}
 	if s.WindowDays != e.window {
@@ -72,6 +75,9 @@ func (e *Engine) Restore(r io.Reader) error {
 		order = append(order, t.ID)
 	}
 	slices.Sort(order)
+	if err := e.dedupe.restore(s.Seen); err != nil {
+		return fmt.Errorf("restore engine: message ids: %w", err)
+	}
 	e.tenants, e.order, e.stats, e.last = tenants, order, s.Stats, nil
 	return nil
 }
