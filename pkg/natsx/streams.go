@@ -18,6 +18,7 @@ const (
 	StreamDeadLetter     = "DEADLETTER"
 	BucketAccounts       = "ACCOUNTS"
 	BucketUserAccounts   = "USER_ACCOUNTS"
+	BucketTenantAccounts = "TENANT_ACCOUNTS"
 )
 
 // Limits are the explicit retention limits of Lodestar's streams and buckets.
@@ -153,6 +154,19 @@ func (l Limits) UserAccountsBucket() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      BucketUserAccounts,
 		Description: "Last known account of each user, by tenant.<user>",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// TenantAccountsBucket holds every account id a tenant's events named, key
+// tenant.<hash of the account id> (hex), value the unix second it was first
+// seen: what ingest's per-tenant account limits count.
+func (l Limits) TenantAccountsBucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketTenantAccounts,
+		Description: "Accounts named by each tenant's events, by tenant.<account hash>",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,

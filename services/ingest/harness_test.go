@@ -58,6 +58,12 @@ type env struct {
 // until the test ends.
 func start(t testing.TB, nc *nats.Conn) *env {
 	t.Helper()
+	return startWith(t, nc, ingest.DefaultConfig())
+}
+
+// startWith is start with cfg.
+func startWith(t testing.TB, nc *nats.Conn, cfg ingest.Config) *env {
+	t.Helper()
 	if nc == nil {
 		_, nc = testenv.NATS(t)
 	}
@@ -66,7 +72,7 @@ func start(t testing.TB, nc *nats.Conn) *env {
 		t.Fatal(err)
 	}
 	tenants := testTenants(t)
-	svc, err := ingest.New(ingest.DefaultConfig(), ingest.Deps{JS: js, Tenants: tenants, Limits: natsx.DefaultLimits()})
+	svc, err := ingest.New(cfg, ingest.Deps{JS: js, Tenants: tenants, Limits: natsx.DefaultLimits()})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}

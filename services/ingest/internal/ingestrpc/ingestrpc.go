@@ -15,12 +15,14 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/quota"
 )
 
 // api labels this API's metrics.
@@ -142,6 +144,15 @@ func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Ev
 		var rl *intake.RateLimitError
 		if errors.As(err, &rl) {
 			return nil, nil, grpcerr.WithDetails(codes.ResourceExhausted, rl.Error(), &errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)})
+		}
+		var ql *quota.Error
+		if errors.As(err, &ql) {
+			details := []protoadapt.MessageV1{&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+				Subject: "tenant:" + tenant, Description: ql.Error()}}}}
+			if ql.RetryAfter > 0 {
+				details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(ql.RetryAfter)})
+			}
+			return nil, nil, grpcerr.WithDetails(codes.ResourceExhausted, ql.Error(), details...)
 		}
 		s.logger.WarnContext(ctx, "storing events failed", "tenant", tenant, "events", len(valid), "err", err)
 		return nil, nil, grpcerr.Error(codes.Unavailable, "events could not be stored; retry")

@@ -17,7 +17,9 @@
 // events are partly invalid stores the valid ones and answers 200 listing
 // the others: Segment's libraries retry any non-2xx answer with the same
 // body, so anything but 200 would resend, and never fix, the invalid
-// events. A batch with no valid event answers 400. A 503 (publish failed)
+// events. An event repeating the messageId of an earlier one of the batch is
+// listed with code duplicate: it is stored once. A batch with no valid event
+// answers 400. A 503 (publish failed)
 // or 429 (rate limit) is meant to be retried; the retry is deduplicated
 // (see package publish). The answers:
 //
@@ -37,6 +39,8 @@
 //	415 unsupported_media_type  Content-Type neither JSON nor text/plain
 //	415 unsupported_encoding    Content-Encoding neither gzip nor identity
 //	429 rate_limited            the tenant's event rate is exceeded; see Retry-After
+//	429 account_limit           the request's new accounts exceed the tenant's accounts in all,
+//	                            or new accounts an hour (then with Retry-After)
 //	503 unavailable             starting, or JetStream did not acknowledge; see Retry-After
 package segment
 
@@ -66,6 +70,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/quota"
 )
 
 // api labels this API's metrics.
@@ -293,6 +298,10 @@ func (a *API) store(ctx context.Context, tenant string, valid []*eventv1.Event) 
 	var rl *intake.RateLimitError
 	if errors.As(err, &rl) {
 		return &apiError{status: http.StatusTooManyRequests, code: "rate_limited", message: "the tenant's event rate is exceeded", retryAfter: rl.RetryAfter}
+	}
+	var ql *quota.Error
+	if errors.As(err, &ql) {
+		return &apiError{status: http.StatusTooManyRequests, code: "account_limit", message: ql.Error(), retryAfter: ql.RetryAfter}
 	}
 	a.logger.WarnContext(ctx, "storing events failed", "tenant", tenant, "events", len(valid), "err", err)
 	return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "events could not be stored; retry", retryAfter: time.Second}
