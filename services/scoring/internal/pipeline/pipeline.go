@@ -135,8 +135,12 @@ type Pipeline struct {
 	setHealthy       atomic.Bool
 	pubHealthy       atomic.Bool
 	indexHealthy     atomic.Bool
+	// cacheComplete is false while the cache lacks scores it lost (see
+	// checkCache) or has not been checked yet.
+	cacheComplete atomic.Bool
 
 	eventsApplied metric.Int64Counter
+	refills       metric.Int64Counter
 	deadLettered  metric.Int64Counter
 	scoresOut     metric.Int64Counter
 	flushTime     metric.Float64Histogram
@@ -165,6 +169,8 @@ func New(cfg Config, deps Deps) *Pipeline {
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
 	p.deadLettered, _ = m.Int64Counter("lodestar.scoring.events.deadlettered", metric.WithUnit("{message}"),
 		metric.WithDescription("Events (or whole EVENTS messages) that could not be decoded, published on DEADLETTER instead of applied."))
+	p.refills, _ = m.Int64Counter("lodestar.scoring.cache.refills",
+		metric.WithDescription("Times the cache was found without its scores (Redis restarted or flushed) and written again."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(durationBuckets...),
@@ -177,10 +183,10 @@ func New(cfg Config, deps Deps) *Pipeline {
 
 // Ready reports whether scores are current: the stored scorecards and
 // account facts are loaded, the EVENTS backlog present at start is replayed,
-// and the cache takes writes.
+// and the cache takes writes and holds every score (see checkCache).
 func (p *Pipeline) Ready() bool {
 	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() &&
-		p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load()
+		p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load() && p.cacheComplete.Load()
 }
 
 // Run works until ctx is done; then it stops consuming, flushes, indexes
@@ -242,6 +248,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer flush.Stop()
 	tick := time.NewTicker(p.cfg.TickInterval)
 	defer tick.Stop()
+	check := time.NewTicker(CacheCheckInterval)
+	defer check.Stop()
+	if err := p.checkCache(ctx); err != nil {
+		p.deps.Logger.Warn("check the cache", "err", err)
+	}
 	lastSnapshot := time.Now()
 	for {
 		select {
@@ -253,6 +264,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return errors.Join(p.flush(fctx, true), stop())
 		case err := <-errc:
 			return err
+		case <-check.C:
+			if err := p.checkCache(ctx); err != nil && ctx.Err() == nil {
+				p.deps.Logger.Warn("check the cache", "err", err)
+			}
 		case <-tick.C:
 			p.mu.Lock()
 			p.deps.Engine.Tick(time.Now())
@@ -419,7 +434,9 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	if n := len(p.pending.updates); n > 0 {
 		start := time.Now()
 		if err := p.deps.Store.SetScores(ctx, p.pending.updates); err != nil {
+			// The cache may come back empty: complete again once checked.
 			p.setHealthy.Store(false)
+			p.cacheComplete.Store(false)
 			return fmt.Errorf("cache scores: %w", err)
 		}
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
