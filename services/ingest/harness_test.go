@@ -61,6 +61,15 @@ func start(t testing.TB, nc *nats.Conn) *env {
 	return startWith(t, nc, ingest.DefaultConfig())
 }
 
+// unlimited is the default configuration without the default per-tenant
+// limits, for benchmarks, which measure the machine.
+func unlimited() ingest.Config {
+	cfg := ingest.DefaultConfig()
+	cfg.DefaultRate = auth.RateLimit{}
+	cfg.Accounts.MaxAccounts, cfg.Accounts.NewAccountsPerHour = 0, 0
+	return cfg
+}
+
 // startWith is start with cfg.
 func startWith(t testing.TB, nc *nats.Conn, cfg ingest.Config) *env {
 	t.Helper()

@@ -37,6 +37,24 @@ func (a httpAnswer) errs() []string {
 	return out
 }
 
+// postAs posts body to path as acme and returns the status, the Retry-After
+// header and the answer.
+func postAs(t *testing.T, e *env, path string, body []byte) (int, string, httpAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+path, bytes.NewReader(body))
+	req.SetBasicAuth(acmeWriteKey, "")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var a httpAnswer
+	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, res.Header.Get("Retry-After"), a
+}
+
 func gz(b []byte) []byte {
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
@@ -286,19 +304,9 @@ func TestHTTPEventTimeBounds(t *testing.T) {
 		ev("sent-9999", now.Add(-time.Minute), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)),
 		ev("sent-0001", now.Add(-time.Minute), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)),
 	)
-	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
-	req.SetBasicAuth(acmeWriteKey, "")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var a httpAnswer
-	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"1:timestamp:out_of_range", "2:timestamp:out_of_range"}; res.StatusCode != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
-		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", res.StatusCode, a.Accepted, a.errs(), want)
+	status, _, a := postAs(t, e, "/v1/batch", body)
+	if want := []string{"1:timestamp:out_of_range", "2:timestamp:out_of_range"}; status != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", status, a.Accepted, a.errs(), want)
 	}
 	stored := e.storedEvents(t)
 	if len(stored) != 1 || stored["ok"] == nil {
@@ -309,19 +317,9 @@ func TestHTTPEventTimeBounds(t *testing.T) {
 	}
 
 	// A single call so wrong is a 400 naming the field.
-	req, _ = http.NewRequest(http.MethodPost, e.http.URL+"/v1/track", strings.NewReader(ev("single", now, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))))
-	req.SetBasicAuth(acmeWriteKey, "")
-	res, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	a = httpAnswer{}
-	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
-	if res.StatusCode != http.StatusBadRequest || a.Code != "invalid_event" || !slices.Equal(a.errs(), []string{"0:timestamp:out_of_range"}) {
-		t.Errorf("single call: status %d, code %s, errors %q", res.StatusCode, a.Code, a.errs())
+	status, _, a = postAs(t, e, "/v1/track", []byte(ev("single", now, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))))
+	if status != http.StatusBadRequest || a.Code != "invalid_event" || !slices.Equal(a.errs(), []string{"0:timestamp:out_of_range"}) {
+		t.Errorf("single call: status %d, code %s, errors %q", status, a.Code, a.errs())
 	}
 }
 
@@ -332,19 +330,9 @@ func TestHTTPDeepNesting(t *testing.T) {
 	e := start(t, nil)
 	deep := strings.Repeat("[", 6000) + strings.Repeat("]", 6000) // 12 KB, under the event limit
 	body := batchOf(track("ok"), `{"type":"identify","userId":"u2","messageId":"deep","traits":{"a":`+deep+`}}`)
-	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
-	req.SetBasicAuth(acmeWriteKey, "")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var a httpAnswer
-	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"1:traits:too_deep"}; res.StatusCode != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
-		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", res.StatusCode, a.Accepted, a.errs(), want)
+	status, _, a := postAs(t, e, "/v1/batch", body)
+	if want := []string{"1:traits:too_deep"}; status != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", status, a.Accepted, a.errs(), want)
 	}
 	if stored := e.storedEvents(t); len(stored) != 1 || stored["ok"] == nil {
 		t.Errorf("stored %d events, want only ok", len(stored))
@@ -356,20 +344,10 @@ func TestHTTPDeepNesting(t *testing.T) {
 func TestHTTPDuplicateMessageIDs(t *testing.T) {
 	e := start(t, nil)
 	body := batchOf(track("same"), track("other"), track("same"), track("same"), track("same"), track("same"))
-	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
-	req.SetBasicAuth(acmeWriteKey, "")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var a httpAnswer
-	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
+	status, _, a := postAs(t, e, "/v1/batch", body)
 	want := []string{"2:messageId:duplicate", "3:messageId:duplicate", "4:messageId:duplicate", "5:messageId:duplicate"}
-	if res.StatusCode != http.StatusOK || a.Accepted != 2 || !slices.Equal(a.errs(), want) {
-		t.Fatalf("status %d, accepted %d, errors %q: want 200, 2, %q", res.StatusCode, a.Accepted, a.errs(), want)
+	if status != http.StatusOK || a.Accepted != 2 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 2, %q", status, a.Accepted, a.errs(), want)
 	}
 	n := 0
 	for _, m := range e.storedMessages(t) {

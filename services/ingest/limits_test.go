@@ -1,9 +1,7 @@
 package ingest_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -17,24 +15,6 @@ import (
 	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest"
 )
-
-// postBatch posts body to /v1/batch as acme and returns the status, the
-// Retry-After header and the answer.
-func postBatch(t *testing.T, e *env, body []byte) (int, string, httpAnswer) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batch", bytes.NewReader(body))
-	req.SetBasicAuth(acmeWriteKey, "")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var a httpAnswer
-	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, res.Header.Get("Retry-After"), a
-}
 
 // accountBatch is a batch of n track calls, each of its own account from
 // acct-<from> on.
@@ -57,15 +37,15 @@ func TestHTTPNewAccountsPerHour(t *testing.T) {
 		t.Fatalf("default hourly limit %d, documented %d", d, perHour)
 	}
 	for from := 0; from < perHour; from += 1000 {
-		if status, _, a := postBatch(t, e, accountBatch(from, 1000)); status != http.StatusOK {
+		if status, _, a := postAs(t, e, "/v1/batch", accountBatch(from, 1000)); status != http.StatusOK {
 			t.Fatalf("accounts %d to %d: status %d %s %s", from, from+999, status, a.Code, a.Message)
 		}
 	}
-	status, retry, a := postBatch(t, e, accountBatch(perHour, 1))
+	status, retry, a := postAs(t, e, "/v1/batch", accountBatch(perHour, 1))
 	if status != http.StatusTooManyRequests || a.Code != "account_limit" || retry == "" || !strings.Contains(a.Message, "new accounts an hour") {
 		t.Fatalf("account %d: status %d, code %q, Retry-After %q, message %q: want 429 account_limit with Retry-After", perHour, status, a.Code, retry, a.Message)
 	}
-	if status, _, a := postBatch(t, e, accountBatch(5, 10)); status != http.StatusOK {
+	if status, _, a := postAs(t, e, "/v1/batch", accountBatch(5, 10)); status != http.StatusOK {
 		t.Fatalf("known accounts: status %d %s", status, a.Code)
 	}
 }
@@ -75,10 +55,10 @@ func TestAccountLimitTotal(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.Accounts.MaxAccounts = 3
 	e := startWith(t, nil, cfg)
-	if status, _, a := postBatch(t, e, accountBatch(0, 3)); status != http.StatusOK {
+	if status, _, a := postAs(t, e, "/v1/batch", accountBatch(0, 3)); status != http.StatusOK {
 		t.Fatalf("3 accounts: status %d %s", status, a.Code)
 	}
-	code, retry, a := postBatch(t, e, accountBatch(2, 2))
+	code, retry, a := postAs(t, e, "/v1/batch", accountBatch(2, 2))
 	if code != http.StatusTooManyRequests || a.Code != "account_limit" || retry != "" || !strings.Contains(a.Message, "3 accounts in all") {
 		t.Fatalf("a 4th account: status %d, code %q, Retry-After %q, message %q", code, a.Code, retry, a.Message)
 	}
@@ -98,10 +78,10 @@ func TestDefaultRateLimit(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.DefaultRate = auth.RateLimit{EventsPerSecond: 1.0 / 60, Burst: 5}
 	e := startWith(t, nil, cfg)
-	if status, _, a := postBatch(t, e, accountBatch(0, 5)); status != http.StatusOK {
+	if status, _, a := postAs(t, e, "/v1/batch", accountBatch(0, 5)); status != http.StatusOK {
 		t.Fatalf("the burst: status %d %s", status, a.Code)
 	}
-	status, retry, a := postBatch(t, e, accountBatch(0, 1))
+	status, retry, a := postAs(t, e, "/v1/batch", accountBatch(0, 1))
 	if status != http.StatusTooManyRequests || a.Code != "rate_limited" || retry == "" {
 		t.Fatalf("past the burst: status %d, code %q, Retry-After %q", status, a.Code, retry)
 	}

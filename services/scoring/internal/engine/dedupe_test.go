@@ -19,7 +19,31 @@ import (
 func sameChanges(t *testing.T, day int, a, b *Engine) {
 	t.Helper()
 	if want, got := changes(a.Flush()), changes(b.Flush()); !bytes.Equal(wire(t, want...), wire(t, got...)) {
-		t.Fatalf("day %d: %d changes vs %d: duplicates changed the scores", day, len(want), len(got))
+		t.Fatalf("day %d: %d changes vs %d: the scores differ", day, len(want), len(got))
+	}
+}
+
+// carriesOn restores s, a snapshot of the scenario's first 45 days, and
+// checks that the restored engine scores the other days as one that never
+// stopped.
+func carriesOn(t *testing.T, s snapshot) {
+	t.Helper()
+	whole := scenarioEngine(t)
+	run(whole, 0, 45)
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
+		t.Fatal(err)
+	}
+	restored := newEngine(t, Config{})
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for d := 45; d < scenarioDays; d++ {
+		for _, ev := range scenarioEvents(d) {
+			whole.Apply(ev, replayWall)
+			restored.Apply(ev, replayWall)
+		}
+		sameChanges(t, d, whole, restored)
 	}
 }
 
@@ -140,29 +164,13 @@ func TestDedupeBound(t *testing.T) {
 // TestRestoreFormat2 restores a snapshot of format 2, without message ids:
 // scoring carries on, deduplicating from then on.
 func TestRestoreFormat2(t *testing.T) {
-	whole := scenarioEngine(t)
-	run(whole, 0, 45)
 	old := scenarioEngine(t)
 	run(old, 0, 45)
 	s := snapshot{Format: 2, WindowDays: old.window, Stats: old.stats}
 	for _, id := range old.order {
 		s.Tenants = append(s.Tenants, old.tenants[id])
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
-		t.Fatal(err)
-	}
-	restored := newEngine(t, Config{})
-	if err := restored.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
-	for d := 45; d < scenarioDays; d++ {
-		for _, ev := range scenarioEvents(d) {
-			whole.Apply(ev, replayWall)
-			restored.Apply(ev, replayWall)
-		}
-		sameChanges(t, d, whole, restored)
-	}
+	carriesOn(t, s)
 }
 
 // BenchmarkDedupeMemory measures the heap a tenant's million message ids
