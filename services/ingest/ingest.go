@@ -112,11 +112,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
 	fs.IntVar(&c.AttributionCacheSize, "ingest.attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
 	fs.DurationVar(&c.EventTimes.MaxAge, "ingest.max-event-age", c.EventTimes.MaxAge, "Oldest event accepted, measured from when it was sent (its sentAt, else its receipt); older events are rejected. At most the EVENTS retention.")
+	fs.DurationVar(&c.EventTimes.MaxFuture, "ingest.max-event-future", c.EventTimes.MaxFuture, "How far after its sentAt an event's timestamp may be: it is then taken as received now; later ones are rejected.")
 	fs.IntVar(&c.Accounts.MaxAccounts, "ingest.max-accounts-per-tenant", c.Accounts.MaxAccounts, "Distinct accounts a tenant's events may name (0: no limit); requests adding more answer 429.")
 	fs.IntVar(&c.Accounts.NewAccountsPerHour, "ingest.max-new-accounts-per-hour", c.Accounts.NewAccountsPerHour, "New accounts a tenant's events may name in any hour (0: no limit); requests adding more answer 429 with Retry-After.")
 	fs.Float64Var(&c.DefaultRate.EventsPerSecond, "ingest.default-events-per-second", c.DefaultRate.EventsPerSecond, "Event rate limit of tenants without a rate_limit of their own (0: none); over it requests answer 429 with Retry-After.")
 	fs.IntVar(&c.DefaultRate.Burst, "ingest.default-events-burst", c.DefaultRate.Burst, "Burst of the default event rate limit, in events (0: one second's worth).")
-	fs.DurationVar(&c.EventTimes.MaxFuture, "ingest.max-event-future", c.EventTimes.MaxFuture, "How far after its sentAt an event's timestamp may be: it is then taken as received now; later ones are rejected.")
 }
 
 // Validate reports every setting that cannot work.

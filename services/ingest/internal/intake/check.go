@@ -240,8 +240,8 @@ func check(ev *eventv1.Event) (Violation, bool) {
 }
 
 // tooDeep reports whether s nests objects and arrays more than limit levels
-// deep, s being level 1. It stops at the limit, so a deep value costs no
-// more than a shallow one.
+// deep, s being level 1. It never walks below the limit, so a deep value
+// costs no more than its first limit levels.
 func tooDeep(s *structpb.Struct, limit int) bool {
 	if s == nil {
 		return false
