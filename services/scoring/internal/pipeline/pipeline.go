@@ -141,6 +141,7 @@ type Pipeline struct {
 
 	eventsApplied metric.Int64Counter
 	refills       metric.Int64Counter
+	duplicates    metric.Int64Counter
 	deadLettered  metric.Int64Counter
 	scoresOut     metric.Int64Counter
 	flushTime     metric.Float64Histogram
@@ -169,6 +170,8 @@ func New(cfg Config, deps Deps) *Pipeline {
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
 	p.deadLettered, _ = m.Int64Counter("lodestar.scoring.events.deadlettered", metric.WithUnit("{message}"),
 		metric.WithDescription("Events (or whole EVENTS messages) that could not be decoded, published on DEADLETTER instead of applied."))
+	p.duplicates, _ = m.Int64Counter("lodestar.scoring.events.duplicates",
+		metric.WithDescription("Events ignored because their message id was seen within the dedupe window (retries)."))
 	p.refills, _ = m.Int64Counter("lodestar.scoring.cache.refills",
 		metric.WithDescription("Times the cache was found without its scores (Redis restarted or flushed) and written again."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
@@ -375,14 +378,19 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 				attribute.Int("lodestar.events.count", len(events))))
 		now := time.Now()
 		p.mu.Lock()
+		dups := p.deps.Engine.Stats().Duplicates
 		for _, ev := range events {
 			p.deps.Engine.Apply(ev, now)
 		}
+		dups = p.deps.Engine.Stats().Duplicates - dups
 		p.lastSeq = meta.Sequence.Stream
 		p.dead = append(p.dead, dead...)
 		p.mu.Unlock()
 		span.End()
 		p.eventsApplied.Add(context.Background(), int64(len(events)))
+		if dups > 0 {
+			p.duplicates.Add(context.Background(), int64(dups))
+		}
 		if meta.NumPending == 0 {
 			p.eventsCaughtUp.Store(true)
 		}
