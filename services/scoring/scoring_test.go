@@ -190,6 +190,9 @@ func finalScores(t *testing.T, c *cache.Redis, tenant string, h history, ready f
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
+		// Readiness first: once ready, the cache holds the scores of every
+		// event, so what is read after it is final.
+		isReady := ready()
 		scores, err := c.GetScores(context.Background(), tenant, ids)
 		if err != nil {
 			t.Fatal(err)
@@ -200,7 +203,7 @@ func finalScores(t *testing.T, c *cache.Redis, tenant string, h history, ready f
 				cur[s.GetAccountId()] = s
 			}
 		}
-		if have = len(cur); have == len(ids) && ready() {
+		if have = len(cur); have == len(ids) && isReady {
 			return cur
 		}
 	}

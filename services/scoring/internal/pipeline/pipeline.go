@@ -132,11 +132,15 @@ type Pipeline struct {
 	eventsCaughtUp   atomic.Bool
 	accountsCaughtUp atomic.Bool
 	scorecardsLoaded atomic.Bool
-	setHealthy       atomic.Bool
-	pubHealthy       atomic.Bool
-	indexHealthy     atomic.Bool
+	// current is set by the first flush whose scores reflect everything
+	// loaded at start: being caught up is not enough, the scores computed
+	// from it must be in the cache before reads are served as current.
+	current      atomic.Bool
+	setHealthy   atomic.Bool
+	pubHealthy   atomic.Bool
+	indexHealthy atomic.Bool
 	// cacheComplete is false while the cache lacks scores it lost (see
-	// checkCache) or has not been checked yet.
+	// checkCache) or, if it can lose them, has not been checked yet.
 	cacheComplete atomic.Bool
 
 	eventsApplied metric.Int64Counter
@@ -166,6 +170,10 @@ func New(cfg Config, deps Deps) *Pipeline {
 	p.setHealthy.Store(true)
 	p.pubHealthy.Store(true)
 	p.indexHealthy.Store(true)
+	// A cache that cannot lose its scores (in-process) is complete from the
+	// start; one that can is once checked.
+	_, canLose := deps.Store.(marked)
+	p.cacheComplete.Store(!canLose)
 	m := deps.Meter
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
 	p.deadLettered, _ = m.Int64Counter("lodestar.scoring.events.deadlettered", metric.WithUnit("{message}"),
@@ -186,10 +194,16 @@ func New(cfg Config, deps Deps) *Pipeline {
 
 // Ready reports whether scores are current: the stored scorecards and
 // account facts are loaded, the EVENTS backlog present at start is replayed,
-// and the cache takes writes and holds every score (see checkCache).
+// the scores it implies are set in the cache, and the cache takes writes
+// and holds every score (see checkCache).
 func (p *Pipeline) Ready() bool {
-	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load() &&
-		p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load() && p.cacheComplete.Load()
+	return p.current.Load() && p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load() && p.cacheComplete.Load()
+}
+
+// loaded reports whether everything present at start has been applied to
+// the engine.
+func (p *Pipeline) loaded() bool {
+	return p.scorecardsLoaded.Load() && p.accountsCaughtUp.Load() && p.eventsCaughtUp.Load()
 }
 
 // Run works until ctx is done; then it stops consuming, flushes, indexes
@@ -427,6 +441,9 @@ func (p *Pipeline) markCaughtUp(ctx context.Context, cons jetstream.Consumer, fl
 // on to the index step once the changes before it are published.
 func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	var state bytes.Buffer
+	// Read before flushing the engine: the flags are set after what they
+	// report was applied, so this flush's scores include it.
+	loaded := p.loaded()
 	p.mu.Lock()
 	for _, sc := range p.deps.Engine.Flush() {
 		p.pending.add(cache.Update{Score: sc.Score, Record: sc.Change})
@@ -461,6 +478,9 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	p.dead = nil
 	p.mu.Unlock()
 	p.setHealthy.Store(true)
+	if loaded {
+		p.current.Store(true)
+	}
 	p.ixMu.Lock()
 	p.ix.add(p.pending.updates...)
 	p.ixMu.Unlock()

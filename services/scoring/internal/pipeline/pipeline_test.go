@@ -11,7 +11,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/pkg/cache"
+	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/engine"
+	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecard"
 )
 
 func TestBatchKeepsRecordedAndLatest(t *testing.T) {
@@ -104,5 +107,41 @@ func TestIndexRetriesWhatFailed(t *testing.T) {
 	}
 	if len(p.ix.updates) != 0 {
 		t.Fatalf("%d updates left after a successful index step", len(p.ix.updates))
+	}
+}
+
+// TestReadyOnlyOnceCaughtUpScoresAreSet is the cause of TestCrashAndReplay's
+// intermittent failure: readiness turned true as soon as the last replayed
+// event was applied to the engine, before the flush that set its scores, so
+// a reader trusting readiness could read a score that missed the last events.
+func TestReadyOnlyOnceCaughtUpScoresAreSet(t *testing.T) {
+	sc, err := scorecard.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Scorecard: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := cache.NewMemory(cache.Config{})
+	p := New(Config{}, Deps{Engine: eng, Store: store, Meter: noop.NewMeterProvider().Meter("test")})
+	day := time.Now().Add(-48 * time.Hour)
+	eng.Apply(&eventv1.Event{TenantId: "t", AccountId: "a", UserId: "u", MessageId: "m1",
+		Type: eventv1.EventType_EVENT_TYPE_TRACK, Event: "Report Created", EventTime: timestamppb.New(day)}, time.Now())
+	// The backlog is applied: what the consumers report on the last message.
+	p.scorecardsLoaded.Store(true)
+	p.accountsCaughtUp.Store(true)
+	p.eventsCaughtUp.Store(true)
+	if p.Ready() {
+		t.Fatal("ready before the caught-up scores were set in the cache")
+	}
+	if err := p.flush(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Ready() {
+		t.Fatal("not ready after the caught-up scores were set")
+	}
+	if s, err := store.GetScores(t.Context(), "t", []string{"a"}); err != nil || s[0] == nil {
+		t.Fatalf("ready, but the score is not in the cache: %v %v", s, err)
 	}
 }
