@@ -7,7 +7,7 @@
 // The accounts each tenant's events named are keys of the KV bucket
 // TENANT_ACCOUNTS, "<tenant>.<hash of the account id>" with the time the
 // account was first seen. Every ingest replica watches the bucket and keeps
-// each tenant's set of account hashes in memory (about 40 bytes an
+// each tenant's set of account hashes in memory (24-30 bytes an
 // account), so deciding whether an event's account is new costs no round
 // trip; only a new account costs a KV write.
 //
