@@ -61,11 +61,19 @@ const (
 	EventsSubjectPrefix   = "lodestar.events"
 	AccountsSubjectPrefix = "lodestar.accounts"
 	ScoresSubjectPrefix   = "lodestar.scores"
+	// DeadLetterSubjectPrefix.<source>.<tenant>: see DeadLetterSubject.
+	DeadLetterSubjectPrefix = "lodestar.deadletter"
 )
 
 // EventSubject is the subject of a tenant's events in one partition.
 func EventSubject(tenant string, partition uint32) string {
 	return EventsSubjectPrefix + "." + tenant + "." + strconv.FormatUint(uint64(partition), 10)
+}
+
+// DeadLetterSubject is the subject of a tenant's dead letters from a
+// stream (its name in lower case, "events" for EVENTS).
+func DeadLetterSubject(source, tenant string) string {
+	return DeadLetterSubjectPrefix + "." + source + "." + tenant
 }
 
 // AccountChangeSubject is the subject of an account's changes.

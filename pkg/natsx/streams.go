@@ -15,8 +15,10 @@ const (
 	StreamEvents         = "EVENTS"
 	StreamAccountChanges = "ACCOUNT_CHANGES"
 	StreamScores         = "SCORES"
+	StreamDeadLetter     = "DEADLETTER"
 	BucketAccounts       = "ACCOUNTS"
 	BucketUserAccounts   = "USER_ACCOUNTS"
+	BucketTenantAccounts = "TENANT_ACCOUNTS"
 )
 
 // Limits are the explicit retention limits of Lodestar's streams and buckets.
@@ -124,12 +126,47 @@ func (l Limits) AccountsBucket() jetstream.KeyValueConfig {
 	}
 }
 
+// deadLetterMaxBytes bounds the DEADLETTER stream: dead letters are rare,
+// and a flood of them is a bug to fix, not data to keep without end.
+const deadLetterMaxBytes = 1 << 30
+
+// DeadLetterStream keeps what a consumer could not process, kept as long as
+// the events, with why (see DeadLetterSubject).
+func (l Limits) DeadLetterStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "Messages or events a consumer could not process, with the reason in headers",
+		Subjects:    []string{DeadLetterSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      l.EventsMaxAge,
+		MaxBytes:    deadLetterMaxBytes,
+		MaxMsgSize:  4 << 20,
+		Duplicates:  l.DuplicateWindow,
+		Replicas:    l.Replicas,
+	}
+}
+
 // UserAccountsBucket remembers each user's last known account from group
 // calls, key tenant.<user token>, for attributing later events.
 func (l Limits) UserAccountsBucket() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      BucketUserAccounts,
 		Description: "Last known account of each user, by tenant.<user>",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// TenantAccountsBucket holds every account id a tenant's events named, key
+// tenant.<hash of the account id> (hex), value the unix second it was first
+// seen: what ingest's per-tenant account limits count.
+func (l Limits) TenantAccountsBucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketTenantAccounts,
+		Description: "Accounts named by each tenant's events, by tenant.<account hash>",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,

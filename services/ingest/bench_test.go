@@ -87,7 +87,7 @@ func streamMsgs(b *testing.B, js jetstream.JetStream) uint64 {
 // into the embedded JetStream: decode, validate, attribute, pack, publish and
 // wait for every PubAck.
 func BenchmarkHTTPBatch(b *testing.B) {
-	e := start(b, nil)
+	e := startWith(b, nil, unlimited())
 	template := benchBatch()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	b.Cleanup(client.CloseIdleConnections)

@@ -220,3 +220,26 @@ func TestGRPCWithoutAuthInterceptor(t *testing.T) {
 		t.Errorf("code %v, want Unauthenticated", status.Code(err))
 	}
 }
+
+// TestGRPCDeepNesting is TestHTTPDeepNesting for IngestService.Track.
+func TestGRPCDeepNesting(t *testing.T) {
+	e := start(t, nil)
+	client := ingestv1.NewIngestServiceClient(e.dial(t, acmeAPIKey))
+	var v any = "leaf"
+	for range 100 {
+		v = map[string]any{"a": v}
+	}
+	_, err := client.Track(context.Background(), &ingestv1.TrackRequest{Event: grpcEvent("deep", func(ev *eventv1.Event) {
+		ev.Type, ev.Traits = eventv1.EventType_EVENT_TYPE_IDENTIFY, must(structpb.NewStruct(map[string]any{"x": v}))
+	})})
+	if status.Code(err) != codes.InvalidArgument || !slices.Equal(fieldViolations(err), []string{"event.traits"}) {
+		t.Errorf("Track: %v (fields %q), want InvalidArgument naming event.traits", err, fieldViolations(err))
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -60,6 +60,21 @@ type env struct {
 // until the test ends.
 func start(t testing.TB, nc *nats.Conn) *env {
 	t.Helper()
+	return startWith(t, nc, ingest.DefaultConfig())
+}
+
+// unlimited is the default configuration without the default per-tenant
+// limits, for benchmarks, which measure the machine.
+func unlimited() ingest.Config {
+	cfg := ingest.DefaultConfig()
+	cfg.DefaultRate = auth.RateLimit{}
+	cfg.Accounts.MaxAccounts, cfg.Accounts.NewAccountsPerHour = 0, 0
+	return cfg
+}
+
+// startWith is start with cfg.
+func startWith(t testing.TB, nc *nats.Conn, cfg ingest.Config) *env {
+	t.Helper()
 	if nc == nil {
 		_, nc = testenv.NATS(t)
 	}
@@ -68,7 +83,7 @@ func start(t testing.TB, nc *nats.Conn) *env {
 		t.Fatal(err)
 	}
 	tenants := testTenants(t)
-	svc, err := ingest.New(ingest.DefaultConfig(), ingest.Deps{JS: js, Tenants: tenants, Limits: natsx.DefaultLimits()})
+	svc, err := ingest.New(cfg, ingest.Deps{JS: js, Tenants: tenants, Limits: natsx.DefaultLimits()})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}

@@ -37,6 +37,24 @@ func (a httpAnswer) errs() []string {
 	return out
 }
 
+// postAs posts body to path as acme and returns the status, the Retry-After
+// header and the answer.
+func postAs(t *testing.T, e *env, path string, body []byte) (int, string, httpAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+path, bytes.NewReader(body))
+	req.SetBasicAuth(acmeWriteKey, "")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var a httpAnswer
+	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, res.Header.Get("Retry-After"), a
+}
+
 func gz(b []byte) []byte {
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
@@ -271,5 +289,78 @@ func TestHTTPClockSkew(t *testing.T) {
 	}
 	if ev.GetSentTime().AsTime().Sub(clientNow).Abs() > time.Microsecond {
 		t.Errorf("sent time %v, want the client's %v", ev.GetSentTime().AsTime(), clientNow)
+	}
+}
+
+// TestHTTPEventTimeBounds checks that an event whose sentAt is years away
+// from its timestamp is rejected before the 200, named by its index, and
+// never stored at a time centuries away (issue 13, item 3).
+func TestHTTPEventTimeBounds(t *testing.T) {
+	e := start(t, nil)
+	now := time.Now().UTC()
+	ev := func(id string, timestamp, sentAt time.Time) string {
+		return fmt.Sprintf(`{"type":"track","userId":"u1","event":"Clicked","messageId":%q,"timestamp":%q,"sentAt":%q}`,
+			id, timestamp.Format(time.RFC3339Nano), sentAt.Format(time.RFC3339Nano))
+	}
+	body := batchOf(
+		ev("ok", now.Add(-time.Minute), now),
+		ev("sent-9999", now.Add(-time.Minute), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)),
+		ev("sent-0001", now.Add(-time.Minute), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)),
+	)
+	status, _, a := postAs(t, e, "/v1/batch", body)
+	if want := []string{"1:timestamp:out_of_range", "2:timestamp:out_of_range"}; status != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", status, a.Accepted, a.errs(), want)
+	}
+	stored := e.storedEvents(t)
+	if len(stored) != 1 || stored["ok"] == nil {
+		t.Fatalf("stored %d events, want only ok", len(stored))
+	}
+	if d := now.Sub(stored["ok"].GetEventTime().AsTime()); d < 0 || d > time.Minute+5*time.Second {
+		t.Errorf("event time %v, want about a minute before %v", stored["ok"].GetEventTime().AsTime(), now)
+	}
+
+	// A single call so wrong is a 400 naming the field.
+	status, _, a = postAs(t, e, "/v1/track", []byte(ev("single", now, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))))
+	if status != http.StatusBadRequest || a.Code != "invalid_event" || !slices.Equal(a.errs(), []string{"0:timestamp:out_of_range"}) {
+		t.Errorf("single call: status %d, code %s, errors %q", status, a.Code, a.errs())
+	}
+}
+
+// TestHTTPDeepNesting checks that an event nested deeper than scoring can
+// decode is rejected before the 200, named by its index, while the valid
+// events of its batch are stored (issue 13, item 2).
+func TestHTTPDeepNesting(t *testing.T) {
+	e := start(t, nil)
+	deep := strings.Repeat("[", 6000) + strings.Repeat("]", 6000) // 12 KB, under the event limit
+	body := batchOf(track("ok"), `{"type":"identify","userId":"u2","messageId":"deep","traits":{"a":`+deep+`}}`)
+	status, _, a := postAs(t, e, "/v1/batch", body)
+	if want := []string{"1:traits:too_deep"}; status != http.StatusOK || a.Accepted != 1 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 1, %q", status, a.Accepted, a.errs(), want)
+	}
+	if stored := e.storedEvents(t); len(stored) != 1 || stored["ok"] == nil {
+		t.Errorf("stored %d events, want only ok", len(stored))
+	}
+}
+
+// TestHTTPDuplicateMessageIDs sends one messageId five times in a batch: it
+// is stored once, and the repeats are listed as duplicates (issue 13, item 4).
+func TestHTTPDuplicateMessageIDs(t *testing.T) {
+	e := start(t, nil)
+	body := batchOf(track("same"), track("other"), track("same"), track("same"), track("same"), track("same"))
+	status, _, a := postAs(t, e, "/v1/batch", body)
+	want := []string{"2:messageId:duplicate", "3:messageId:duplicate", "4:messageId:duplicate", "5:messageId:duplicate"}
+	if status != http.StatusOK || a.Accepted != 2 || !slices.Equal(a.errs(), want) {
+		t.Fatalf("status %d, accepted %d, errors %q: want 200, 2, %q", status, a.Accepted, a.errs(), want)
+	}
+	n := 0
+	for _, m := range e.storedMessages(t) {
+		for _, ev := range m.events {
+			if ev.MessageId == "same" {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("event stored %d times, want once", n)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/ingestrpc"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/publish"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/quota"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/segment"
 )
 
@@ -73,6 +74,15 @@ type Config struct {
 	// AttributionCacheSize bounds the users whose last known account is held
 	// in memory (about 200 bytes each).
 	AttributionCacheSize int
+	// EventTimes bound an event's time against when it was sent: older than
+	// MaxAge or later than MaxFuture is rejected (see intake.EventTime).
+	EventTimes intake.TimeBounds
+	// Accounts bound the accounts each tenant's events may name, in all and
+	// new ones an hour: scoring keeps every account for good (see package
+	// quota). A request over a limit is refused whole (429).
+	Accounts quota.Limits
+	// DefaultRate is the event rate limit of tenants that configure none.
+	DefaultRate auth.RateLimit
 }
 
 // DefaultConfig returns the defaults.
@@ -83,6 +93,13 @@ func DefaultConfig() Config {
 		MaxBatchBytes:        500 << 10,
 		PublishTimeout:       5 * time.Second,
 		AttributionCacheSize: 100_000,
+		EventTimes:           intake.DefaultTimeBounds(),
+		// 100k accounts is a large B2B customer base; 10k new ones an hour
+		// onboards it in 10 hours, and stops a runaway id generator at 10%.
+		Accounts: quota.Limits{MaxAccounts: 100_000, NewAccountsPerHour: 10_000},
+		// 2000 events a second per tenant, bursts of 20,000 (many full
+		// Segment batches at once): far above a product's normal traffic.
+		DefaultRate: auth.RateLimit{EventsPerSecond: 2000, Burst: 20_000},
 	}
 }
 
@@ -94,6 +111,12 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBatchBytes, prefix+".max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
 	fs.DurationVar(&c.PublishTimeout, prefix+".publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
 	fs.IntVar(&c.AttributionCacheSize, prefix+".attribution-cache-size", c.AttributionCacheSize, "Users whose last known account is cached in memory (about 200 bytes each).")
+	fs.DurationVar(&c.EventTimes.MaxAge, prefix+".max-event-age", c.EventTimes.MaxAge, "Oldest event accepted, measured from when it was sent (its sentAt, else its receipt); older events are rejected. At most the EVENTS retention.")
+	fs.DurationVar(&c.EventTimes.MaxFuture, prefix+".max-event-future", c.EventTimes.MaxFuture, "How far after its sentAt an event's timestamp may be: it is then taken as received now; later ones are rejected.")
+	fs.IntVar(&c.Accounts.MaxAccounts, prefix+".max-accounts-per-tenant", c.Accounts.MaxAccounts, "Distinct accounts a tenant's events may name (0: no limit); requests adding more answer 429.")
+	fs.IntVar(&c.Accounts.NewAccountsPerHour, prefix+".max-new-accounts-per-hour", c.Accounts.NewAccountsPerHour, "New accounts a tenant's events may name in any hour (0: no limit); requests adding more answer 429 with Retry-After.")
+	fs.Float64Var(&c.DefaultRate.EventsPerSecond, prefix+".default-events-per-second", c.DefaultRate.EventsPerSecond, "Event rate limit of tenants without a rate_limit of their own (0: none); over it requests answer 429 with Retry-After.")
+	fs.IntVar(&c.DefaultRate.Burst, prefix+".default-events-burst", c.DefaultRate.Burst, "Burst of the default event rate limit, in events (0: one second's worth).")
 }
 
 // Validate reports every setting that cannot work.
@@ -113,6 +136,12 @@ func (c Config) Validate() error {
 	}
 	if c.AttributionCacheSize < 1 {
 		errs = append(errs, errors.New("-ingest.attribution-cache-size must be positive"))
+	}
+	if c.Accounts.MaxAccounts < 0 || c.Accounts.NewAccountsPerHour < 0 || c.DefaultRate.EventsPerSecond < 0 || c.DefaultRate.Burst < 0 {
+		errs = append(errs, errors.New("-ingest account and rate limits must not be negative"))
+	}
+	if c.EventTimes.MaxAge <= 0 || c.EventTimes.MaxFuture < 0 {
+		errs = append(errs, errors.New("-ingest.max-event-age must be positive and -ingest.max-event-future not negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -172,12 +201,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil
 	}
 	var err error
-	s.segment, err = segment.New(segment.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes},
+	s.segment, err = segment.New(segment.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes, EventTimes: cfg.EventTimes},
 		deps.Tenants, pipeline, deps.Logger, s.meter, s.tracer, deps.Propagator)
 	if err != nil {
 		return nil, fmt.Errorf("segment API: %w", err)
 	}
-	s.ingest = ingestrpc.New(ingestrpc.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes}, pipeline, deps.Logger)
+	s.ingest = ingestrpc.New(ingestrpc.Config{MaxEventBytes: cfg.MaxEventBytes, MaxBatchBytes: cfg.MaxBatchBytes, EventTimes: cfg.EventTimes}, pipeline, deps.Logger)
 	s.accounts = accounts.NewServer(func() *accounts.Store {
 		if b := s.backends.Load(); b != nil {
 			return b.accounts
@@ -207,19 +236,22 @@ func (s *Service) Ready() bool { return s.ready.Load() }
 // JetStream while it does not answer, then serves until ctx is done. It
 // returns nil on a clean stop.
 func (s *Service) Run(ctx context.Context) error {
-	users, accountsKV, err := s.ensure(ctx)
+	users, accountsKV, tenantAccounts, err := s.ensure(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	resolver := attribution.New(users, s.cfg.AttributionCacheSize)
 	publisher, err := publish.New(s.deps.JS, s.cfg.Partitions, s.cfg.PublishTimeout, s.deps.Propagator, s.meter)
 	if err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
-	pipeline, err := intake.NewPipeline(s.deps.Tenants, resolver, publisher, s.meter, s.tracer)
+	accountQuota := quota.New(tenantAccounts, s.cfg.Accounts)
+	pipeline, err := intake.NewPipeline(s.deps.Tenants, s.cfg.DefaultRate, resolver, accountQuota, publisher, s.meter, s.tracer)
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
@@ -227,17 +259,33 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	followAccounts, err := accountQuota.Follow(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator)})
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 	s.deps.Logger.InfoContext(ctx, "ingest ready", "partitions", s.cfg.Partitions)
-	return followChanges()
+	// Both loops run until ctx is done; the failure of one stops the other.
+	errc := make(chan error, 2)
+	go func() { errc <- followChanges() }()
+	go func() { errc <- followAccounts() }()
+	err = <-errc
+	cancel()
+	if err = errors.Join(err, <-errc); err != nil {
+		return err
+	}
+	return nil
 }
 
 // ensure creates the streams and buckets, retrying while JetStream does not
 // answer. A refusal from JetStream (an incompatible existing stream, say)
 // is returned at once: waiting will not fix it.
-func (s *Service) ensure(ctx context.Context) (users, accountsKV jetstream.KeyValue, err error) {
+func (s *Service) ensure(ctx context.Context) (users, accountsKV, tenantAccounts jetstream.KeyValue, err error) {
 	l := s.deps.Limits
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		err = natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream())
@@ -248,15 +296,18 @@ func (s *Service) ensure(ctx context.Context) (users, accountsKV jetstream.KeyVa
 			accountsKV, err = natsx.EnsureKeyValue(ctx, s.deps.JS, l.AccountsBucket())
 		}
 		if err == nil {
-			return users, accountsKV, nil
+			tenantAccounts, err = natsx.EnsureKeyValue(ctx, s.deps.JS, l.TenantAccountsBucket())
+		}
+		if err == nil {
+			return users, accountsKV, tenantAccounts, nil
 		}
 		if apiErr := new(jetstream.APIError); errors.As(err, &apiErr) {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		s.deps.Logger.WarnContext(ctx, "JetStream not ready; retrying", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, nil, nil, ctx.Err()
 		case <-time.After(wait):
 		}
 	}

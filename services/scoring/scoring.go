@@ -51,6 +51,12 @@ type Config struct {
 	IndexInterval    time.Duration
 	TickInterval     time.Duration
 	SnapshotInterval time.Duration
+	// DedupeWindow is how long, in receive time, an event's message id
+	// counts once: as long as clients retry (Segment's libraries give up
+	// within hours). DedupeMaxIDs bounds the ids kept per tenant for it
+	// (about 36 bytes each, and 12 in a snapshot).
+	DedupeWindow time.Duration
+	DedupeMaxIDs int
 }
 
 // DefaultConfig is the configuration of a local run.
@@ -62,6 +68,8 @@ func DefaultConfig() Config {
 		IndexInterval:      250 * time.Millisecond,
 		TickInterval:       10 * time.Second,
 		SnapshotInterval:   time.Minute,
+		DedupeWindow:       engine.DefaultDedupeWindow,
+		DedupeMaxIDs:       engine.DefaultDedupeMaxIDs,
 	}
 }
 
@@ -76,6 +84,8 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.IndexInterval, prefix+".index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
 	fs.DurationVar(&c.TickInterval, prefix+".tick-interval", c.TickInterval, "How often time passes for silent accounts of live tenants.")
 	fs.DurationVar(&c.SnapshotInterval, prefix+".snapshot-interval", c.SnapshotInterval, "How often scoring state is snapshotted (restarts replay only what came after).")
+	fs.DurationVar(&c.DedupeWindow, prefix+".dedupe-window", c.DedupeWindow, "How long, in receive time, an event's message id counts once: at least the clients' retry horizon (whole hours).")
+	fs.IntVar(&c.DedupeMaxIDs, prefix+".dedupe-max-ids", c.DedupeMaxIDs, "Message ids kept per tenant for deduplication (about 36 bytes each); a tenant with more within the window gets a shorter one.")
 }
 
 // Validate reports every problem of the configuration.
@@ -92,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if c.FlushInterval <= 0 || c.IndexInterval <= 0 || c.TickInterval <= 0 || c.SnapshotInterval <= 0 {
 		errs = append(errs, errors.New("-scoring intervals must be positive"))
+	}
+	if c.DedupeWindow < time.Hour || c.DedupeMaxIDs < 1 {
+		errs = append(errs, errors.New("-scoring.dedupe-window must be at least 1h and -scoring.dedupe-max-ids positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -155,7 +168,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if problems := scorecard.Validate(sc); len(problems) > 0 {
 		return nil, fmt.Errorf("scorecard %s: %d problems, first: %s: %s", cfg.ScorecardFile, len(problems), problems[0].GetField(), problems[0].GetDescription())
 	}
-	eng, err := engine.New(engine.Config{WindowDays: cfg.WindowDays, MaxUsersPerAccount: cfg.MaxUsersPerAccount, Scorecard: sc})
+	eng, err := engine.New(engine.Config{WindowDays: cfg.WindowDays, MaxUsersPerAccount: cfg.MaxUsersPerAccount, Scorecard: sc,
+		DedupeWindow: cfg.DedupeWindow, DedupeMaxIDs: cfg.DedupeMaxIDs})
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +197,7 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 // Run ensures the streams and buckets, then scores until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	l := s.deps.Limits
-	if err := natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream(), l.ScoresStream()); err != nil {
+	if err := natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream(), l.ScoresStream(), l.DeadLetterStream()); err != nil {
 		return err
 	}
 	kv, err := natsx.EnsureKeyValue(ctx, s.deps.JS, scorecards.BucketConfig(l.Replicas))

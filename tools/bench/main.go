@@ -329,6 +329,10 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	// The alert phase's webhook receiver is plain http on loopback.
 	l.ChurnAlert.AllowHTTPEndpoints = true
 	l.ChurnAlert.EndpointAllowList = config.StringList{"127.0.0.1"}
+	// The bench searches for the most the machine takes, with 100k-account
+	// products: the default per-tenant limits would measure themselves.
+	l.Ingest.DefaultRate = auth.RateLimit{}
+	l.Ingest.Accounts.MaxAccounts, l.Ingest.Accounts.NewAccountsPerHour = 0, 0
 	l.RegisterFlags(fs)
 	if err := config.Parse(fs, args, nil); err != nil {
 		return nil, err

@@ -80,6 +80,11 @@ type Config struct {
 	// Scorecard is the scorecard of tenants that have none of their own;
 	// scorecard.Default() when nil.
 	Scorecard *scoringv1.Scorecard
+	// DedupeWindow is how long, in receive time, a message id counts once
+	// (default 24h; negative: no deduplication), DedupeMaxIDs the ids kept
+	// per tenant for it (default 1Mi); see dedupe.go.
+	DedupeWindow time.Duration
+	DedupeMaxIDs int
 }
 
 // Stats counts what the engine did with the events it was given.
@@ -101,6 +106,9 @@ type Stats struct {
 	// UserOverflow counts events of users beyond MaxUsersPerAccount: they count as
 	// account events but not per user.
 	UserOverflow uint64
+	// Duplicates counts events whose message id was seen within the dedupe
+	// window: ignored.
+	Duplicates uint64
 }
 
 // Engine scores accounts from their events; see the package comment.
@@ -123,6 +131,8 @@ type Engine struct {
 	buf []byte
 	// last is the tenant of the last event; Restore clears it.
 	last *tenant
+	// dedupe holds the recent message ids of each tenant.
+	dedupe dedupe
 }
 
 // New returns an engine with no state.
@@ -160,7 +170,12 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: default scorecard: %w", err)
 	}
+	dd, err := newDedupe(cfg.DedupeWindow, cfg.DedupeMaxIDs)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	return &Engine{
+		dedupe:      dd,
 		window:      int32(cfg.WindowDays),
 		maxUsers:    cfg.MaxUsersPerAccount,
 		maxFeatures: cfg.MaxFeaturesPerAccount,
@@ -235,9 +250,14 @@ func (e *Engine) SetAccount(acc *accountv1.Account) {
 // Apply adds one event to its account's aggregates and marks the account due for
 // scoring. The event time (else the receive time) advances the tenant's watermark;
 // a time past wall is taken as wall, and an event older than the window at the
-// watermark is ignored. Apply does not allocate for known accounts, users and names.
+// watermark is ignored, as is an event whose message id was seen within the dedupe
+// window. Apply does not allocate for known accounts, users and names.
 func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 	e.stats.Events++
+	if e.dedupe.duplicate(ev) {
+		e.stats.Duplicates++
+		return
+	}
 	if ev.GetAccountId() == "" {
 		e.stats.Unattributed++
 		return

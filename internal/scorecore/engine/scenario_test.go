@@ -57,7 +57,7 @@ func scenarioAccounts() []*accountv1.Account {
 
 // scenarioEvents lists the events of day d, in a fixed order.
 func scenarioEvents(d int) []*eventv1.Event {
-	var b eventBuilder
+	b := eventBuilder{day: d}
 	// healthy: 30 users, each at work five days a week.
 	b.usage("healthy", d, 0, 30, 1)
 	if d == 0 {
@@ -142,13 +142,14 @@ func scenarioEvents(d int) []*eventv1.Event {
 
 type eventBuilder struct {
 	events []*eventv1.Event
+	day    int
 	n      int
 }
 
 func (b *eventBuilder) add(ev *eventv1.Event) {
 	b.n++
 	ev.TenantId = tenantID
-	ev.MessageId = fmt.Sprintf("m%d", b.n)
+	ev.MessageId = fmt.Sprintf("d%d-m%d", b.day, b.n) // unique, as a client's are
 	b.events = append(b.events, ev)
 }
 

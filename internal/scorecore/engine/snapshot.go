@@ -15,8 +15,8 @@ import (
 )
 
 // snapshotFormat versions the snapshot encoding. Format 1 kept users in a map
-// (account.Users); format 2 had no weekly counts, event uses or tenant
-// scales (they start empty). Restore reads both.
+// (account.Users); format 2 had no message ids (Seen), weekly counts, event
+// uses or tenant scales (they start empty). Restore reads both.
 const snapshotFormat = 3
 
 // snapshot is the encoded form of an engine: the exported fields of its state.
@@ -26,6 +26,8 @@ type snapshot struct {
 	Stats      Stats
 	// Tenants are sorted by id, their scorecards in wire form.
 	Tenants []*tenant
+	// Seen are the recent message ids of each tenant, for deduplication.
+	Seen []seenSnapshot
 }
 
 // Snapshot writes the engine's whole state (aggregates, watermarks, last published
@@ -36,7 +38,7 @@ func (e *Engine) Snapshot(w io.Writer) error {
 	if len(e.closed) > 0 {
 		return errors.New("snapshot engine: flush first: scores of ended days are pending")
 	}
-	s := snapshot{Format: snapshotFormat, WindowDays: e.window, Stats: e.stats}
+	s := snapshot{Format: snapshotFormat, WindowDays: e.window, Stats: e.stats, Seen: e.dedupe.snapshot()}
 	for _, id := range e.order {
 		s.Tenants = append(s.Tenants, e.tenants[id])
 	}
@@ -73,6 +75,9 @@ func (e *Engine) Restore(r io.Reader) error {
 		order = append(order, t.ID)
 	}
 	slices.Sort(order)
+	if err := e.dedupe.restore(s.Seen); err != nil {
+		return fmt.Errorf("restore engine: message ids: %w", err)
+	}
 	e.tenants, e.order, e.stats, e.last = tenants, order, s.Stats, nil
 	return nil
 }

@@ -15,21 +15,25 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	ingestv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ingest/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/quota"
 )
 
 // api labels this API's metrics.
 const api = "grpc"
 
-// Config bounds request sizes, in protobuf bytes.
+// Config bounds request sizes, in protobuf bytes, and event times.
 type Config struct {
 	MaxEventBytes int
 	MaxBatchBytes int
+	// EventTimes bound the events' times.
+	EventTimes intake.TimeBounds
 }
 
 // Server implements IngestService.
@@ -121,7 +125,7 @@ func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Ev
 	if len(denied) > 0 {
 		return nil, nil, grpcerr.Error(codes.PermissionDenied, "events name another tenant than the API key's", denied...)
 	}
-	valid, invalid := intake.Prepare(tenant, time.Now(), checked, body)
+	valid, invalid := intake.Prepare(tenant, time.Now(), s.cfg.EventTimes, checked, body)
 	bad = append(bad, invalid...)
 	slices.SortFunc(bad, func(x, y intake.Violation) int { return x.Index - y.Index })
 	p.RejectViolations(ctx, api, tenant, bad)
@@ -140,6 +144,15 @@ func (s *Server) store(ctx context.Context, req proto.Message, evs []*eventv1.Ev
 		var rl *intake.RateLimitError
 		if errors.As(err, &rl) {
 			return nil, nil, grpcerr.WithDetails(codes.ResourceExhausted, rl.Error(), &errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)})
+		}
+		var ql *quota.Error
+		if errors.As(err, &ql) {
+			details := []protoadapt.MessageV1{&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+				Subject: "tenant:" + tenant, Description: ql.Error()}}}}
+			if ql.RetryAfter > 0 {
+				details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(ql.RetryAfter)})
+			}
+			return nil, nil, grpcerr.WithDetails(codes.ResourceExhausted, ql.Error(), details...)
 		}
 		s.logger.WarnContext(ctx, "storing events failed", "tenant", tenant, "events", len(valid), "err", err)
 		return nil, nil, grpcerr.Error(codes.Unavailable, "events could not be stored; retry")

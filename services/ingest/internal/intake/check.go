@@ -22,6 +22,15 @@ import (
 // account ids; an id longer than this is a sender's bug, not an id.
 const MaxIDBytes = 256
 
+// MaxDepth bounds the nesting of an event's properties, traits and context:
+// objects and arrays within objects and arrays, the field itself being
+// level 1. Each JSON level is two protobuf message levels
+// (google.protobuf.Struct, Value), and protobuf decoders stop at 10,000
+// (protobuf-go's default recursion limit): scoring must be able to decode
+// every event ingest accepts, with room to spare. No real payload comes near
+// 32 levels.
+const MaxDepth = 32
+
 // Field names an event field. Each API reports it in its own naming, so a
 // client reads the name it sent.
 type Field uint8
@@ -99,25 +108,42 @@ const (
 	CodeMissing  = "missing"
 	CodeTooLarge = "too_large"
 	CodeType     = "wrong_type"
+	CodeTooDeep  = "too_deep"
+	// CodeDuplicate is an event repeating the message id of an earlier one
+	// of its request: that one is stored, once.
+	CodeDuplicate = "duplicate"
+	// CodeOutOfRange is an event time beyond TimeBounds.
+	CodeOutOfRange = "out_of_range"
 )
 
 // Prepare validates the decoded events of one request and completes the
 // fields ingest owns: tenant, received time, a message id where none was
-// sent, account_id from context.groupId, and the corrected event time. evs
+// sent, account_id from context.groupId, and the corrected event time
+// (rejecting those beyond bounds, see EventTime). evs
 // holds nil where the decoder already rejected an event. body is the
 // request as the client sent it, hashed only when an event needs a
 // generated message id (it may be nil when none does). Prepare returns the
 // valid events in request order and a violation for each other non-nil
-// event.
-func Prepare(tenant string, received time.Time, evs []*eventv1.Event, body []byte) ([]*eventv1.Event, []Violation) {
+// event; an event repeating the messageId of an earlier valid one is the
+// same event sent twice, reported as a duplicate and stored once.
+func Prepare(tenant string, received time.Time, bounds TimeBounds, evs []*eventv1.Event, body []byte) ([]*eventv1.Event, []Violation) {
 	valid := make([]*eventv1.Event, 0, len(evs))
 	var bad []Violation
 	var ids *idSource
+	var first map[string]int // request index of each message id sent
 	for i, ev := range evs {
 		if ev == nil {
 			continue
 		}
-		if v, ok := check(ev); !ok {
+		v, ok := check(ev)
+		var at time.Time
+		if ok {
+			var tv *Violation
+			if at, tv = EventTime(ev.EventTime, ev.SentTime, received, bounds); tv != nil {
+				v, ok = *tv, false
+			}
+		}
+		if !ok {
 			v.Index, v.MessageID = i, ev.MessageId
 			bad = append(bad, v)
 			continue
@@ -127,10 +153,19 @@ func Prepare(tenant string, received time.Time, evs []*eventv1.Event, body []byt
 				ids = newIDSource(body)
 			}
 			ev.MessageId = ids.id(i)
+		} else if j, dup := first[ev.MessageId]; dup {
+			bad = append(bad, Violation{Index: i, MessageID: ev.MessageId, Field: FieldMessageID, Code: CodeDuplicate,
+				Reason: fmt.Sprintf("repeats the messageId of event %d, which is stored once", j)})
+			continue
+		} else if len(evs) > 1 {
+			if first == nil {
+				first = make(map[string]int, len(evs))
+			}
+			first[ev.MessageId] = i
 		}
 		ev.TenantId = tenant
 		ev.ReceivedTime = timestamppb.New(received)
-		ev.EventTime = timestamppb.New(EventTime(ev.EventTime, ev.SentTime, received))
+		ev.EventTime = timestamppb.New(at)
 		valid = append(valid, ev)
 	}
 	return valid, bad
@@ -183,6 +218,14 @@ func check(ev *eventv1.Event) (Violation, bool) {
 			return bad(id.f, CodeTooLarge, "%d bytes, over the %d-byte limit", len(id.v), MaxIDBytes)
 		}
 	}
+	for _, st := range []struct {
+		f Field
+		v *structpb.Struct
+	}{{FieldProperties, ev.Properties}, {FieldTraits, ev.Traits}, {FieldContext, ev.Context}} {
+		if tooDeep(st.v, MaxDepth) {
+			return bad(st.f, CodeTooDeep, "nested more than %d levels deep", MaxDepth)
+		}
+	}
 	for _, ts := range []struct {
 		f Field
 		v *timestamppb.Timestamp
@@ -196,26 +239,113 @@ func check(ev *eventv1.Event) (Violation, bool) {
 	return Violation{}, true
 }
 
+// tooDeep reports whether s nests objects and arrays more than limit levels
+// deep, s being level 1. It never walks below the limit, so a deep value
+// costs no more than its first limit levels.
+func tooDeep(s *structpb.Struct, limit int) bool {
+	if s == nil {
+		return false
+	}
+	if limit == 0 {
+		return true
+	}
+	for _, v := range s.Fields {
+		if valueTooDeep(v, limit-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// valueTooDeep reports whether v nests objects and arrays more than limit
+// levels deep.
+func valueTooDeep(v *structpb.Value, limit int) bool {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StructValue:
+		return tooDeep(k.StructValue, limit)
+	case *structpb.Value_ListValue:
+		if limit == 0 {
+			return true
+		}
+		for _, item := range k.ListValue.GetValues() {
+			if valueTooDeep(item, limit-1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TimeBounds bound the event times ingest accepts, measured against the
+// time the event was sent (sentAt), else received: a client clock's error
+// cancels out, so the bounds hold however wrong that clock is.
+type TimeBounds struct {
+	// MaxAge is how long before it was sent an event may have happened:
+	// older events are rejected. It should not exceed the EVENTS retention
+	// (a backfill older than that could never be replayed).
+	MaxAge time.Duration
+	// MaxFuture is how far after it was sent an event may claim to have
+	// happened: such an event is taken as happening when it was received (a
+	// little clock jitter between a client's timestamp and its sentAt);
+	// later ones are rejected, as a client bug.
+	MaxFuture time.Duration
+}
+
+// DefaultTimeBounds are the bounds of the default configuration: EVENTS'
+// default retention back, an hour forward.
+func DefaultTimeBounds() TimeBounds {
+	return TimeBounds{MaxAge: 400 * 24 * time.Hour, MaxFuture: time.Hour}
+}
+
 // EventTime applies Segment's clock-skew correction: a client's clock may be
 // off, but the gap between its timestamp and its sentAt is measured on that
-// one clock, so event time = timestamp + (received - sentAt). Without sentAt
+// one clock, so event time = received - (sentAt - timestamp). Without sentAt
 // the timestamp is taken as is; without a timestamp the event is taken to
 // have happened when it was sent, which the correction maps to the received
 // time. An event cannot have happened after it arrived, so the result is
 // capped at the received time: a client clock running fast can never move a
 // tenant's event-time watermark past the wall clock.
-func EventTime(timestamp, sentAt *timestamppb.Timestamp, received time.Time) time.Time {
+//
+// The gap is computed in whole seconds first, so that no timestamp pair
+// (years 1 to 9999 both) overflows a time.Duration, and checked against b:
+// an event older than b.MaxAge, or later than b.MaxFuture, is rejected with
+// a violation of its timestamp field.
+func EventTime(timestamp, sentAt *timestamppb.Timestamp, received time.Time, b TimeBounds) (time.Time, *Violation) {
 	if timestamp == nil {
-		return received
+		return received, nil
 	}
-	t := timestamp.AsTime()
-	if sentAt != nil {
-		t = t.Add(received.Sub(sentAt.AsTime()))
+	ref := sentAt
+	if ref == nil {
+		ref = timestamppb.New(received)
 	}
-	if t.After(received) {
-		return received
+	const slack = 1 // second, for the nanoseconds
+	age := ref.GetSeconds() - timestamp.GetSeconds()
+	if age <= int64(b.MaxAge/time.Second)+slack && -age <= int64(b.MaxFuture/time.Second)+slack {
+		d := time.Duration(age)*time.Second + time.Duration(ref.GetNanos()-timestamp.GetNanos())
+		switch {
+		case d < -b.MaxFuture:
+		case d > b.MaxAge:
+		case d < 0:
+			return received, nil
+		default:
+			return received.Add(-d), nil
+		}
 	}
-	return t
+	v := &Violation{Field: FieldTimestamp, Code: CodeOutOfRange}
+	if age > 0 {
+		v.Reason = fmt.Sprintf("the event happened %s before it was sent, over the %s limit", formatAge(age), b.MaxAge)
+	} else {
+		v.Reason = fmt.Sprintf("the event happened %s after it was sent, over the %s limit", formatAge(-age), b.MaxFuture)
+	}
+	return time.Time{}, v
+}
+
+// formatAge writes a gap of seconds, in days when it is long.
+func formatAge(sec int64) string {
+	if sec >= 2*86400 {
+		return fmt.Sprintf("%d days", sec/86400)
+	}
+	return (time.Duration(sec) * time.Second).String()
 }
 
 // idSource generates the message ids of events sent without one. The id is

@@ -2,8 +2,10 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -16,12 +18,14 @@ import (
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/attribution"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/publish"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/quota"
 )
 
 // Rejection reasons of whole requests, beside the violation codes.
 const (
-	ReasonRateLimited = "rate_limited"
-	ReasonUnavailable = "unavailable"
+	ReasonRateLimited  = "rate_limited"
+	ReasonAccountLimit = "account_limit"
+	ReasonUnavailable  = "unavailable"
 )
 
 // RateLimitError reports that a tenant exceeded its configured event rate.
@@ -36,8 +40,14 @@ func (e *RateLimitError) Error() string {
 
 // Pipeline stores prepared events. It is safe for concurrent use.
 type Pipeline struct {
-	limiters      map[string]*rate.Limiter
+	limiters map[string]*rate.Limiter
+	// defaultRate limits the tenants without a limiter of their own, each
+	// with its limiter made on its first request.
+	defaultRate   auth.RateLimit
+	mu            sync.Mutex
+	defaults      map[string]*rate.Limiter // nil values: no default limit
 	resolver      *attribution.Resolver
+	accounts      *quota.Accounts
 	publisher     *publish.Publisher
 	tracer        trace.Tracer
 	accepted      metric.Int64Counter
@@ -45,8 +55,9 @@ type Pipeline struct {
 	requestEvents metric.Int64Histogram
 }
 
-// NewPipeline returns a pipeline enforcing the rate limits of tenants.
-func NewPipeline(tenants *auth.Registry, resolver *attribution.Resolver, publisher *publish.Publisher, meter metric.Meter, tracer trace.Tracer) (*Pipeline, error) {
+// NewPipeline returns a pipeline enforcing the rate limits of tenants, or
+// defaultRate for those that have none, and the account limits of accounts.
+func NewPipeline(tenants *auth.Registry, defaultRate auth.RateLimit, resolver *attribution.Resolver, accounts *quota.Accounts, publisher *publish.Publisher, meter metric.Meter, tracer trace.Tracer) (*Pipeline, error) {
 	accepted, err := meter.Int64Counter("lodestar.ingest.events.accepted",
 		metric.WithDescription("Events stored in the EVENTS stream."), metric.WithUnit("{event}"))
 	if err != nil {
@@ -65,7 +76,10 @@ func NewPipeline(tenants *auth.Registry, resolver *attribution.Resolver, publish
 	}
 	return &Pipeline{
 		limiters:      newLimiters(tenants),
+		defaultRate:   defaultRate,
+		defaults:      map[string]*rate.Limiter{},
 		resolver:      resolver,
+		accounts:      accounts,
 		publisher:     publisher,
 		tracer:        tracer,
 		accepted:      accepted,
@@ -80,17 +94,38 @@ func newLimiters(tenants *auth.Registry) map[string]*rate.Limiter {
 	limiters := map[string]*rate.Limiter{}
 	for _, id := range tenants.TenantIDs() {
 		t, _ := tenants.Tenant(id)
-		rl := t.RateLimit
-		if rl.EventsPerSecond <= 0 {
-			continue
+		if lim := newLimiter(t.RateLimit); lim != nil {
+			limiters[id] = lim
 		}
-		burst := rl.Burst
-		if burst == 0 {
-			burst = max(1, int(math.Ceil(rl.EventsPerSecond)))
-		}
-		limiters[id] = rate.NewLimiter(rate.Limit(rl.EventsPerSecond), burst)
 	}
 	return limiters
+}
+
+// newLimiter returns the token bucket of rl, nil for no limit.
+func newLimiter(rl auth.RateLimit) *rate.Limiter {
+	if rl.EventsPerSecond <= 0 {
+		return nil
+	}
+	burst := rl.Burst
+	if burst == 0 {
+		burst = max(1, int(math.Ceil(rl.EventsPerSecond)))
+	}
+	return rate.NewLimiter(rate.Limit(rl.EventsPerSecond), burst)
+}
+
+// limiter returns tenant's token bucket, nil for none.
+func (p *Pipeline) limiter(tenant string) *rate.Limiter {
+	if lim, own := p.limiters[tenant]; own {
+		return lim
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lim, ok := p.defaults[tenant]
+	if !ok {
+		lim = newLimiter(p.defaultRate)
+		p.defaults[tenant] = lim
+	}
+	return lim
 }
 
 // admit takes n events' tokens from tenant's bucket, or reports how long to
@@ -99,7 +134,7 @@ func newLimiters(tenants *auth.Registry) map[string]*rate.Limiter {
 // than never (configure the burst at least the largest batch for exact
 // accounting).
 func (p *Pipeline) admit(tenant string, n int) error {
-	lim := p.limiters[tenant]
+	lim := p.limiter(tenant)
 	if lim == nil {
 		return nil
 	}
@@ -132,6 +167,17 @@ func (p *Pipeline) Store(ctx context.Context, api, tenant string, evs []*eventv1
 		return err
 	}
 	groups, err := p.resolver.Attribute(ctx, tenant, evs)
+	if err == nil {
+		ids := make([]string, len(evs))
+		for i, ev := range evs {
+			ids[i] = ev.AccountId
+		}
+		err = p.accounts.Admit(ctx, tenant, ids)
+		if qe := new(quota.Error); errors.As(err, &qe) {
+			p.Reject(ctx, api, tenant, ReasonAccountLimit, len(evs))
+			return err
+		}
+	}
 	if err == nil {
 		err = p.publisher.Publish(ctx, tenant, evs)
 	}

@@ -32,13 +32,13 @@ func FuzzDecode(f *testing.F) {
 			if len(req.events) != 1 {
 				t.Fatalf("a single call decoded to %d events", len(req.events))
 			}
-			intake.Prepare("fuzz", received, req.events, body)
+			intake.Prepare("fuzz", received, intake.DefaultTimeBounds(), req.events, body)
 		}
 		req, fail := decodeBatch(body, fuzzEventBytes)
 		if fail != nil {
 			return
 		}
-		valid, bad := intake.Prepare("fuzz", received, req.events, body)
+		valid, bad := intake.Prepare("fuzz", received, intake.DefaultTimeBounds(), req.events, body)
 		nils := 0
 		for _, ev := range req.events {
 			if ev == nil {

@@ -21,7 +21,9 @@
 // events are partly invalid stores the valid ones and answers 200 listing
 // the others: Segment's libraries retry any non-2xx answer with the same
 // body, so anything but 200 would resend, and never fix, the invalid
-// events. A batch with no valid event answers 400. A 503 (publish failed)
+// events. An event repeating the messageId of an earlier one of the batch is
+// listed with code duplicate: it is stored once. A batch with no valid event
+// answers 400. A 503 (publish failed)
 // or 429 (rate limit) is meant to be retried; the retry is deduplicated
 // (see package publish). The answers:
 //
@@ -42,6 +44,8 @@
 //	413 batch_too_large         a batch body, compressed or not, over the batch limit
 //	415 unsupported_encoding    Content-Encoding neither gzip nor identity
 //	429 rate_limited            the tenant's event rate is exceeded; see Retry-After
+//	429 account_limit           the request's new accounts exceed the tenant's accounts in all,
+//	                            or new accounts an hour (then with Retry-After)
 //	503 unavailable             starting, or JetStream did not acknowledge; see Retry-After
 package segment
 
@@ -71,18 +75,21 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	"github.com/lodestar-cs/lodestar/services/ingest/internal/intake"
+	"github.com/lodestar-cs/lodestar/services/ingest/internal/quota"
 )
 
 // api labels this API's metrics.
 const api = "http"
 
-// Config bounds request sizes.
+// Config bounds request sizes and event times.
 type Config struct {
 	// MaxEventBytes bounds one event: the body of a single call, or one
 	// element of a batch.
 	MaxEventBytes int
 	// MaxBatchBytes bounds a batch body, compressed and decompressed.
 	MaxBatchBytes int
+	// EventTimes bound the events' times.
+	EventTimes intake.TimeBounds
 }
 
 // API is the Segment-compatible HTTP API.
@@ -262,7 +269,7 @@ func (a *API) accept(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if fail := a.checkOrigin(r, tenant); fail != nil {
 		return "", nil, nil, fail
 	}
-	valid, bad := intake.Prepare(tenant, received, req.events, body)
+	valid, bad := intake.Prepare(tenant, received, a.cfg.EventTimes, req.events, body)
 	bad = append(req.violations, bad...)
 	slices.SortFunc(bad, func(x, y intake.Violation) int { return x.Index - y.Index })
 	a.pipeline().RejectViolations(ctx, api, tenant, bad)
@@ -296,6 +303,10 @@ func (a *API) store(ctx context.Context, tenant string, valid []*eventv1.Event) 
 	var rl *intake.RateLimitError
 	if errors.As(err, &rl) {
 		return &apiError{status: http.StatusTooManyRequests, code: "rate_limited", message: "the tenant's event rate is exceeded", retryAfter: rl.RetryAfter}
+	}
+	var ql *quota.Error
+	if errors.As(err, &ql) {
+		return &apiError{status: http.StatusTooManyRequests, code: "account_limit", message: ql.Error(), retryAfter: ql.RetryAfter}
 	}
 	a.logger.WarnContext(ctx, "storing events failed", "tenant", tenant, "events", len(valid), "err", err)
 	return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "events could not be stored; retry", retryAfter: time.Second}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -35,40 +36,55 @@ type decoder struct {
 	scratch []byte
 }
 
-// decode decodes an EventBatch's events. On error, none is returned.
-func (d *decoder) decode(data []byte) ([]*eventv1.Event, error) {
+// badEvent is an event of a batch that could not be decoded: a corrupt one,
+// or one nested beyond protobuf's recursion limit (ingest rejects those
+// since it bounds nesting, but EVENTS may hold older ones).
+type badEvent struct {
+	index int    // in the batch
+	data  []byte // its encoding, copied
+	err   error
+}
+
+// decode decodes an EventBatch's events. An event that does not decode is
+// returned among the bad ones and the others are kept: one bad event never
+// costs the events stored with it. An error means the batch's own framing
+// is corrupt, so no event can be told from the next: then none is returned.
+func (d *decoder) decode(data []byte) ([]*eventv1.Event, []badEvent, error) {
 	n := 0
-	for len(data) > 0 {
+	var bad []badEvent
+	for i := 0; len(data) > 0; {
 		num, typ, k := protowire.ConsumeTag(data)
 		if k < 0 {
-			return nil, fmt.Errorf("event batch: %w", protowire.ParseError(k))
+			return nil, nil, fmt.Errorf("event batch: %w", protowire.ParseError(k))
 		}
 		data = data[k:]
 		if num != batchEvents || typ != protowire.BytesType {
 			if k = protowire.ConsumeFieldValue(num, typ, data); k < 0 {
-				return nil, fmt.Errorf("event batch: %w", protowire.ParseError(k))
+				return nil, nil, fmt.Errorf("event batch: %w", protowire.ParseError(k))
 			}
 			data = data[k:]
 			continue
 		}
 		b, k := protowire.ConsumeBytes(data)
 		if k < 0 {
-			return nil, fmt.Errorf("event batch: %w", protowire.ParseError(k))
+			return nil, nil, fmt.Errorf("event batch: %w", protowire.ParseError(k))
 		}
 		data = data[k:]
 		if n == len(d.events) {
 			d.events = append(d.events, new(eventv1.Event))
 		}
 		if err := d.event(b, d.events[n]); err != nil {
-			return nil, fmt.Errorf("event batch: event %d: %w", n, err)
+			bad = append(bad, badEvent{index: i, data: bytes.Clone(b), err: err})
+		} else {
+			n++
 		}
-		n++
+		i++
 	}
 	events := d.events[:n]
 	if len(d.events) > maxReused {
 		d.events = nil // a freak batch does not pin its events
 	}
-	return events, nil
+	return events, bad, nil
 }
 
 // event decodes one Event into ev, its Structs only where the engine reads

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,9 +82,9 @@ func TestDecodeLeavesOutUnreadStructs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := d.decode(data)
-		if err != nil {
-			t.Fatalf("round %d: %v", round, err)
+		got, bad, err := d.decode(data)
+		if err != nil || len(bad) > 0 {
+			t.Fatalf("round %d: %v, bad %v", round, err, bad)
 		}
 		if len(got) != n {
 			t.Fatalf("round %d: %d events, want %d", round, len(got), n)
@@ -106,7 +107,7 @@ func TestDecodeMergesRepeatedStructs(t *testing.T) {
 	}
 	batch := protowire.AppendBytes(protowire.AppendTag(nil, batchEvents, protowire.BytesType), data)
 	var d decoder
-	got, err := d.decode(batch)
+	got, _, err := d.decode(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +124,54 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 	good, _ := proto.Marshal(testBatch(3))
 	var d decoder
 	for _, data := range [][]byte{good[:len(good)-1], {0x0a, 0x05, 0x01}, {0xff}} {
-		if evs, err := d.decode(data); err == nil || evs != nil {
+		if evs, _, err := d.decode(data); err == nil || evs != nil {
 			t.Errorf("decode(%x): %d events, err %v; want an error and no events", data, len(evs), err)
+		}
+	}
+}
+
+// deepStruct returns a Struct nesting objects n levels deep: 2n protobuf
+// message levels.
+func deepStruct(n int) *structpb.Struct {
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{"leaf": structpb.NewNumberValue(1)}}
+	for range n - 1 {
+		s = &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewStructValue(s)}}
+	}
+	return s
+}
+
+// TestDecodeKeepsTheOthersOfABadEvent checks that an event nested beyond
+// protobuf's recursion limit (an identify call, whose traits the engine
+// reads) is returned as bad, with its bytes and index, and that the events
+// around it are decoded (issue 13, item 2).
+func TestDecodeKeepsTheOthersOfABadEvent(t *testing.T) {
+	b := testBatch(7)
+	deep := proto.CloneOf(b.Events[3]) // an identify call
+	deep.MessageId, deep.Traits = "deep", deepStruct(6000)
+	b.Events = slices.Insert(b.Events, 2, deep)
+	data, err := (proto.MarshalOptions{}).Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d decoder
+	got, bad, err := d.decode(data)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if len(bad) != 1 || bad[0].index != 2 || bad[0].err == nil {
+		t.Fatalf("bad events %+v, want event 2", bad)
+	}
+	var back eventv1.Event
+	if err := (proto.UnmarshalOptions{RecursionLimit: 20000}).Unmarshal(bad[0].data, &back); err != nil || back.GetMessageId() != "deep" {
+		t.Errorf("bad event's bytes decode to %q, %v; want the deep event", back.GetMessageId(), err)
+	}
+	want := slices.Delete(slices.Clone(b.Events), 2, 3)
+	if len(got) != len(want) {
+		t.Fatalf("%d events, want %d", len(got), len(want))
+	}
+	for i, ev := range got {
+		if w := lean(want[i]); !proto.Equal(ev, w) {
+			t.Errorf("event %d:\n got %v\nwant %v", i, ev, w)
 		}
 	}
 }
@@ -152,7 +199,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			if _, err := d.decode(data); err != nil {
+			if _, _, err := d.decode(data); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -19,6 +19,12 @@
 // is saved only after the score changes it implies are stored, so none is
 // lost; a change computed again after a crash may be published again, with
 // the same Nats-Msg-Id when it is identical.
+//
+// An event that cannot be decoded is published on the DEADLETTER stream with
+// its reason and source (see deadLetters) and the others of its message are
+// applied: one bad event never costs the events stored with it. Dead
+// letters go out with the score changes of the next flush, before the
+// snapshot taken with it, so a crash cannot lose them.
 package pipeline
 
 import (
@@ -105,6 +111,9 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	lastSeq uint64 // last EVENTS stream sequence applied
+	// dead holds the dead letters of events up to lastSeq not yet handed to
+	// the publisher: they go out with the next flush, before its snapshot.
+	dead []*nats.Msg
 
 	pending batch // flushed but not yet set and published: retried first
 
@@ -130,8 +139,14 @@ type Pipeline struct {
 	setHealthy   atomic.Bool
 	pubHealthy   atomic.Bool
 	indexHealthy atomic.Bool
+	// cacheComplete is false while the cache lacks scores it lost (see
+	// checkCache) or, if it can lose them, has not been checked yet.
+	cacheComplete atomic.Bool
 
 	eventsApplied metric.Int64Counter
+	refills       metric.Int64Counter
+	duplicates    metric.Int64Counter
+	deadLettered  metric.Int64Counter
 	scoresOut     metric.Int64Counter
 	flushTime     metric.Float64Histogram
 	indexTime     metric.Float64Histogram
@@ -155,8 +170,18 @@ func New(cfg Config, deps Deps) *Pipeline {
 	p.setHealthy.Store(true)
 	p.pubHealthy.Store(true)
 	p.indexHealthy.Store(true)
+	// A cache that cannot lose its scores (in-process) is complete from the
+	// start; one that can is once checked.
+	_, canLose := deps.Store.(marked)
+	p.cacheComplete.Store(!canLose)
 	m := deps.Meter
 	p.eventsApplied, _ = m.Int64Counter("lodestar.scoring.events", metric.WithDescription("Events applied to the scoring core."))
+	p.deadLettered, _ = m.Int64Counter("lodestar.scoring.events.deadlettered", metric.WithUnit("{message}"),
+		metric.WithDescription("Events (or whole EVENTS messages) that could not be decoded, published on DEADLETTER instead of applied."))
+	p.duplicates, _ = m.Int64Counter("lodestar.scoring.events.duplicates",
+		metric.WithDescription("Events ignored because their message id was seen within the dedupe window (retries)."))
+	p.refills, _ = m.Int64Counter("lodestar.scoring.cache.refills",
+		metric.WithDescription("Times the cache was found without its scores (Redis restarted or flushed) and written again."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(durationBuckets...),
@@ -169,9 +194,10 @@ func New(cfg Config, deps Deps) *Pipeline {
 
 // Ready reports whether scores are current: the stored scorecards and
 // account facts are loaded, the EVENTS backlog present at start is replayed,
-// the scores it implies are set in the cache, and the cache takes writes.
+// the scores it implies are set in the cache, and the cache takes writes
+// and holds every score (see checkCache).
 func (p *Pipeline) Ready() bool {
-	return p.current.Load() && p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load()
+	return p.current.Load() && p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load() && p.cacheComplete.Load()
 }
 
 // loaded reports whether everything present at start has been applied to
@@ -239,6 +265,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer flush.Stop()
 	tick := time.NewTicker(p.cfg.TickInterval)
 	defer tick.Stop()
+	check := time.NewTicker(CacheCheckInterval)
+	defer check.Stop()
+	if err := p.checkCache(ctx); err != nil {
+		p.deps.Logger.Warn("check the cache", "err", err)
+	}
 	lastSnapshot := time.Now()
 	for {
 		select {
@@ -250,6 +281,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return errors.Join(p.flush(fctx, true), stop())
 		case err := <-errc:
 			return err
+		case <-check.C:
+			if err := p.checkCache(ctx); err != nil && ctx.Err() == nil {
+				p.deps.Logger.Warn("check the cache", "err", err)
+			}
 		case <-tick.C:
 			p.mu.Lock()
 			p.deps.Engine.Tick(time.Now())
@@ -337,10 +372,14 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 			p.deps.Logger.Error("event message without metadata", "subject", msg.Subject())
 			return
 		}
-		events, err := dec.decode(msg.Data())
-		if err != nil {
-			// Ingest only publishes what it encoded; count the message as read.
-			p.deps.Logger.Error("skip undecodable event batch", "seq", meta.Sequence.Stream, "err", err)
+		events, bad, err := dec.decode(msg.Data())
+		var dead []*nats.Msg
+		if err != nil || len(bad) > 0 {
+			// Whatever cannot be decoded goes to DEADLETTER with why; the
+			// rest of the message is applied.
+			dead = deadLetters(msg.Subject(), meta.Sequence.Stream, msg.Data(), err, bad)
+			p.deps.Logger.Error("dead-letter undecodable events", "seq", meta.Sequence.Stream, "events", len(dead), "err", errors.Join(err, firstErr(bad)))
+			p.deadLettered.Add(context.Background(), int64(len(dead)))
 		}
 		_, span := p.deps.Tracer.Start(natsx.ExtractTrace(ctx, p.deps.Propagator, msg.Headers()), "scoring.apply",
 			trace.WithSpanKind(trace.SpanKindConsumer),
@@ -348,13 +387,19 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 				attribute.Int("lodestar.events.count", len(events))))
 		now := time.Now()
 		p.mu.Lock()
+		dups := p.deps.Engine.Stats().Duplicates
 		for _, ev := range events {
 			p.deps.Engine.Apply(ev, now)
 		}
+		dups = p.deps.Engine.Stats().Duplicates - dups
 		p.lastSeq = meta.Sequence.Stream
+		p.dead = append(p.dead, dead...)
 		p.mu.Unlock()
 		span.End()
 		p.eventsApplied.Add(context.Background(), int64(len(events)))
+		if dups > 0 {
+			p.duplicates.Add(context.Background(), int64(dups))
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consume events: %w", err)
@@ -386,7 +431,9 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 	if n := len(p.pending.updates); n > 0 {
 		start := time.Now()
 		if err := p.deps.Store.SetScores(ctx, p.pending.updates); err != nil {
+			// The cache may come back empty: complete again once checked.
 			p.setHealthy.Store(false)
+			p.cacheComplete.Store(false)
 			return fmt.Errorf("cache scores: %w", err)
 		}
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
@@ -396,6 +443,12 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 			return err
 		}
 	}
+	// Dead letters up to seq are taken after it was read, so this job
+	// carries all of them that its snapshot reflects.
+	p.mu.Lock()
+	job.msgs = append(p.dead, job.msgs...)
+	p.dead = nil
+	p.mu.Unlock()
 	p.setHealthy.Store(true)
 	if loaded {
 		p.current.Store(true)
@@ -516,6 +569,14 @@ func (p *Pipeline) requeue(work *batch, snap *snapState) {
 	if p.ixSnap == nil {
 		p.ixSnap = snap
 	}
+}
+
+// firstErr returns the error of the first bad event, if any.
+func firstErr(bad []badEvent) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	return bad[0].err
 }
 
 // changeMessages returns the SCORES messages of the updates that record a
