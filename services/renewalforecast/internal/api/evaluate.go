@@ -35,11 +35,7 @@ func (s *Server) EvaluateScorecard(ctx context.Context, req *forecastv1.Evaluate
 		bad.add("horizon_days", "must be 0 to %d", maxHorizonDays)
 	}
 	bad.window(req.GetStartTime(), req.GetEndTime())
-	if req.GetCandidate() != nil {
-		for _, p := range replay.Validate(req.GetCandidate()) {
-			bad.add("candidate."+p.GetField(), "%s", p.GetDescription())
-		}
-	}
+	bad.scorecard("candidate", req.GetCandidate())
 	if err := bad.err("invalid evaluation request"); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecards"
-	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
@@ -52,11 +51,7 @@ func (s *Server) SuggestScorecard(ctx context.Context, req *forecastv1.SuggestSc
 		bad.add("horizon_days", "must be 1 to %d, or 0 for %d", maxHorizonDays, suggestHorizonDays)
 	}
 	bad.timestamp("split_time", req.GetSplitTime())
-	if req.GetBase() != nil {
-		for _, p := range replay.Validate(req.GetBase()) {
-			bad.add("base."+p.GetField(), "%s", p.GetDescription())
-		}
-	}
+	bad.scorecard("base", req.GetBase())
 	if err := bad.err("invalid suggestion request"); err != nil {
 		return nil, err
 	}
