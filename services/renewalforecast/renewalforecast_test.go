@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
@@ -27,8 +28,18 @@ import (
 )
 
 // start runs the service over a fresh embedded NATS holding a generated
-// history, and returns a client of its gRPC API authenticated as the tenant.
+// history scored with the fixture's active scorecard, and returns a client
+// of its gRPC API authenticated as the tenant.
 func start(t *testing.T) (forecastv1.ForecastServiceClient, *world) {
+	t.Helper()
+	return startWith(t, loadScorecard(t, "testdata/active_scorecard.json"), time.Now())
+}
+
+// startWith is start with the tenant's active scorecard and the history's
+// end: the history is scored with the scorecard, and the scorecard is
+// stored as the tenant's active version in the scorecards bucket, as the
+// scoring service keeps it.
+func startWith(t *testing.T, active *scoringv1.Scorecard, now time.Time) (forecastv1.ForecastServiceClient, *world) {
 	t.Helper()
 	_, nc := testenv.NATS(t)
 	js, err := natsx.NewJetStream(nc)
@@ -40,8 +51,15 @@ func start(t *testing.T) (forecastv1.ForecastServiceClient, *world) {
 	if err := natsx.EnsureStreams(ctx, js, limits.EventsStream(), limits.AccountChangesStream(), limits.ScoresStream()); err != nil {
 		t.Fatal(err)
 	}
-	w := generate(testenv.Tenant(t), time.Now())
-	w.publish(t, js, loadScorecard(t, "testdata/active_scorecard.json"))
+	w := generate(testenv.Tenant(t), now)
+	w.publish(t, js, active)
+	kv, err := natsx.EnsureKeyValue(ctx, js, scorecards.BucketConfig(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scorecards.New(kv).Put(ctx, w.tenant, active, 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 
 	cfg := renewalforecast.DefaultConfig()
 	cfg.MinOutcomes = 20

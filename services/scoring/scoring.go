@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
@@ -24,7 +25,6 @@ import (
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/api"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/pipeline"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/snapshot"
 )
 

@@ -5,8 +5,8 @@ import (
 	"math"
 	"slices"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/fit"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/tools/predict/internal/fit"
 	"github.com/lodestar-cs/lodestar/tools/predict/internal/roc"
 )
 

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/replay"
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
@@ -132,6 +133,17 @@ func (v *violations) window(start, end *timestamppb.Timestamp) {
 	v.timestamp("end_time", end)
 	if start != nil && end != nil && !start.AsTime().Before(end.AsTime()) {
 		v.add("end_time", "must be after start_time")
+	}
+}
+
+// scorecard adds a violation per problem of sc, an optional scorecard of
+// the request at field.
+func (v *violations) scorecard(field string, sc *scoringv1.Scorecard) {
+	if sc == nil {
+		return
+	}
+	for _, p := range replay.Validate(sc) {
+		v.add(field+"."+p.GetField(), "%s", p.GetDescription())
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/backtest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/eventreplay"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/history"
@@ -34,11 +35,7 @@ func (s *Server) EvaluateScorecard(ctx context.Context, req *forecastv1.Evaluate
 		bad.add("horizon_days", "must be 0 to %d", maxHorizonDays)
 	}
 	bad.window(req.GetStartTime(), req.GetEndTime())
-	if req.GetCandidate() != nil {
-		for _, p := range replay.Validate(req.GetCandidate()) {
-			bad.add("candidate."+p.GetField(), "%s", p.GetDescription())
-		}
-	}
+	bad.scorecard("candidate", req.GetCandidate())
 	if err := bad.err("invalid evaluation request"); err != nil {
 		return nil, err
 	}
@@ -61,8 +58,8 @@ func (s *Server) EvaluateScorecard(ctx context.Context, req *forecastv1.Evaluate
 		resp.Active = evaluate(active, func(i int) bool { return active[i].scored })
 		return resp, nil
 	}
-	replayed, err := s.replay(ctx, tenant, req, v.Accounts)
-	if err != nil {
+	replayed := history.Timelines{}
+	if err := s.replay(ctx, tenant, req.GetCandidate(), v.Accounts, replayed.Add); err != nil {
 		return nil, s.failed("replay candidate scorecard", err)
 	}
 	candidate := renewals(v, replayed, horizon, from, to)
@@ -72,24 +69,23 @@ func (s *Server) EvaluateScorecard(ctx context.Context, req *forecastv1.Evaluate
 	return resp, nil
 }
 
-// replay scores the tenant's stored events with the candidate, one replay
-// at a time.
-func (s *Server) replay(ctx context.Context, tenant string, req *forecastv1.EvaluateScorecardRequest, accounts []*accountv1.Account) (history.Timelines, error) {
+// replay scores the tenant's stored events with sc and passes each score
+// change to emit, one replay at a time.
+func (s *Server) replay(ctx context.Context, tenant string, sc *scoringv1.Scorecard, accounts []*accountv1.Account, emit func(*scoringv1.HealthScore)) error {
 	select {
 	case s.replays <- struct{}{}:
 		defer func() { <-s.replays }()
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	var facts []replay.Fact
 	for _, acc := range accounts {
 		facts = append(facts, factsOf(acc)...)
 	}
-	tl := history.Timelines{}
-	if err := eventreplay.Stream(ctx, s.js, tenant, req.GetCandidate(), facts, tl.Add); err != nil {
-		return nil, fmt.Errorf("replay: %w", err)
+	if err := eventreplay.Stream(ctx, s.js, tenant, sc, facts, emit); err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
-	return tl, nil
+	return nil
 }
 
 // factsOf rebuilds an account's CRM facts through its history from its

@@ -20,12 +20,12 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/grpcerr"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 )
 
 // Limits of the API.

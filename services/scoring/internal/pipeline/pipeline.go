@@ -46,12 +46,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/snapshot"
 )
 

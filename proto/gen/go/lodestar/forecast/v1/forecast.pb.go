@@ -2319,6 +2319,307 @@ func (x *EvaluateScorecardResponse) GetCandidate() *ScorecardEvaluation {
 	return nil
 }
 
+type SuggestScorecardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The scorecard whose measures are reweighted; the tenant's active one when
+	// unset.
+	Base *v11.Scorecard `protobuf:"bytes,1,opt,name=base,proto3" json:"base,omitempty"`
+	// Days before each renewal at which the sub-scores are read: 1 to 365, 90
+	// when zero.
+	HorizonDays int32 `protobuf:"varint,2,opt,name=horizon_days,json=horizonDays,proto3" json:"horizon_days,omitempty"`
+	// Renewals before split_time are fitted, those at or after it test the
+	// result; the median renewal time when unset.
+	SplitTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=split_time,json=splitTime,proto3" json:"split_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestScorecardRequest) Reset() {
+	*x = SuggestScorecardRequest{}
+	mi := &file_lodestar_forecast_v1_forecast_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestScorecardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestScorecardRequest) ProtoMessage() {}
+
+func (x *SuggestScorecardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_forecast_v1_forecast_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestScorecardRequest.ProtoReflect.Descriptor instead.
+func (*SuggestScorecardRequest) Descriptor() ([]byte, []int) {
+	return file_lodestar_forecast_v1_forecast_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SuggestScorecardRequest) GetBase() *v11.Scorecard {
+	if x != nil {
+		return x.Base
+	}
+	return nil
+}
+
+func (x *SuggestScorecardRequest) GetHorizonDays() int32 {
+	if x != nil {
+		return x.HorizonDays
+	}
+	return 0
+}
+
+func (x *SuggestScorecardRequest) GetSplitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SplitTime
+	}
+	return nil
+}
+
+// MeasureFit is one measure's fitted effect on churn and its suggested weight.
+type MeasureFit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Change of the churn log-odds per sub-score point: negative where a higher
+	// sub-score means less churn, as a scorecard assumes.
+	Coefficient float64 `protobuf:"fixed64,2,opt,name=coefficient,proto3" json:"coefficient,omitempty"`
+	// Change of the churn log-odds per standard deviation of the sub-score over
+	// the fitted renewals: comparable between measures.
+	StandardizedCoefficient float64 `protobuf:"fixed64,3,opt,name=standardized_coefficient,json=standardizedCoefficient,proto3" json:"standardized_coefficient,omitempty"`
+	// Fitted renewals on which the measure had data (the others take its mean).
+	RenewalsWithData int32 `protobuf:"varint,4,opt,name=renewals_with_data,json=renewalsWithData,proto3" json:"renewals_with_data,omitempty"`
+	// The base scorecard's weight and the candidate's; 0 when the candidate
+	// drops the measure.
+	BaseWeight    float64 `protobuf:"fixed64,5,opt,name=base_weight,json=baseWeight,proto3" json:"base_weight,omitempty"`
+	Weight        float64 `protobuf:"fixed64,6,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeasureFit) Reset() {
+	*x = MeasureFit{}
+	mi := &file_lodestar_forecast_v1_forecast_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeasureFit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeasureFit) ProtoMessage() {}
+
+func (x *MeasureFit) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_forecast_v1_forecast_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeasureFit.ProtoReflect.Descriptor instead.
+func (*MeasureFit) Descriptor() ([]byte, []int) {
+	return file_lodestar_forecast_v1_forecast_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MeasureFit) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MeasureFit) GetCoefficient() float64 {
+	if x != nil {
+		return x.Coefficient
+	}
+	return 0
+}
+
+func (x *MeasureFit) GetStandardizedCoefficient() float64 {
+	if x != nil {
+		return x.StandardizedCoefficient
+	}
+	return 0
+}
+
+func (x *MeasureFit) GetRenewalsWithData() int32 {
+	if x != nil {
+		return x.RenewalsWithData
+	}
+	return 0
+}
+
+func (x *MeasureFit) GetBaseWeight() float64 {
+	if x != nil {
+		return x.BaseWeight
+	}
+	return 0
+}
+
+func (x *MeasureFit) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+type SuggestScorecardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The candidate: the base scorecard with the fitted weights (summing to 100) and its bands;
+	// measures whose weight came out 0 are dropped. Version and update time are
+	// unset: the scoring service sets them on activation.
+	Scorecard *v11.Scorecard `protobuf:"bytes,1,opt,name=scorecard,proto3" json:"scorecard,omitempty"`
+	// One per measure of the base scorecard, in its order.
+	Measures    []*MeasureFit          `protobuf:"bytes,2,rep,name=measures,proto3" json:"measures,omitempty"`
+	HorizonDays int32                  `protobuf:"varint,3,opt,name=horizon_days,json=horizonDays,proto3" json:"horizon_days,omitempty"`
+	SplitTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=split_time,json=splitTime,proto3" json:"split_time,omitempty"`
+	// Renewals fitted (before split_time) and tested (at or after it) with a
+	// score at the horizon, and how many of them churned.
+	FitRenewals  int32 `protobuf:"varint,5,opt,name=fit_renewals,json=fitRenewals,proto3" json:"fit_renewals,omitempty"`
+	FitChurned   int32 `protobuf:"varint,6,opt,name=fit_churned,json=fitChurned,proto3" json:"fit_churned,omitempty"`
+	TestRenewals int32 `protobuf:"varint,7,opt,name=test_renewals,json=testRenewals,proto3" json:"test_renewals,omitempty"`
+	TestChurned  int32 `protobuf:"varint,8,opt,name=test_churned,json=testChurned,proto3" json:"test_churned,omitempty"`
+	// The held-out backtests, on the test renewals all three could score: the
+	// scores the tenant actually had (SCORES history), the base scorecard's and
+	// the candidate's replayed.
+	Active    *ScorecardEvaluation `protobuf:"bytes,9,opt,name=active,proto3" json:"active,omitempty"`
+	Base      *ScorecardEvaluation `protobuf:"bytes,10,opt,name=base,proto3" json:"base,omitempty"`
+	Candidate *ScorecardEvaluation `protobuf:"bytes,11,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// What the fit did and why, for example a measure dropped because a higher
+	// sub-score went with more churn.
+	Notes         []string `protobuf:"bytes,12,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestScorecardResponse) Reset() {
+	*x = SuggestScorecardResponse{}
+	mi := &file_lodestar_forecast_v1_forecast_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestScorecardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestScorecardResponse) ProtoMessage() {}
+
+func (x *SuggestScorecardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_forecast_v1_forecast_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestScorecardResponse.ProtoReflect.Descriptor instead.
+func (*SuggestScorecardResponse) Descriptor() ([]byte, []int) {
+	return file_lodestar_forecast_v1_forecast_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SuggestScorecardResponse) GetScorecard() *v11.Scorecard {
+	if x != nil {
+		return x.Scorecard
+	}
+	return nil
+}
+
+func (x *SuggestScorecardResponse) GetMeasures() []*MeasureFit {
+	if x != nil {
+		return x.Measures
+	}
+	return nil
+}
+
+func (x *SuggestScorecardResponse) GetHorizonDays() int32 {
+	if x != nil {
+		return x.HorizonDays
+	}
+	return 0
+}
+
+func (x *SuggestScorecardResponse) GetSplitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SplitTime
+	}
+	return nil
+}
+
+func (x *SuggestScorecardResponse) GetFitRenewals() int32 {
+	if x != nil {
+		return x.FitRenewals
+	}
+	return 0
+}
+
+func (x *SuggestScorecardResponse) GetFitChurned() int32 {
+	if x != nil {
+		return x.FitChurned
+	}
+	return 0
+}
+
+func (x *SuggestScorecardResponse) GetTestRenewals() int32 {
+	if x != nil {
+		return x.TestRenewals
+	}
+	return 0
+}
+
+func (x *SuggestScorecardResponse) GetTestChurned() int32 {
+	if x != nil {
+		return x.TestChurned
+	}
+	return 0
+}
+
+func (x *SuggestScorecardResponse) GetActive() *ScorecardEvaluation {
+	if x != nil {
+		return x.Active
+	}
+	return nil
+}
+
+func (x *SuggestScorecardResponse) GetBase() *ScorecardEvaluation {
+	if x != nil {
+		return x.Base
+	}
+	return nil
+}
+
+func (x *SuggestScorecardResponse) GetCandidate() *ScorecardEvaluation {
+	if x != nil {
+		return x.Candidate
+	}
+	return nil
+}
+
+func (x *SuggestScorecardResponse) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
 var File_lodestar_forecast_v1_forecast_proto protoreflect.FileDescriptor
 
 const file_lodestar_forecast_v1_forecast_proto_rawDesc = "" +
@@ -2511,7 +2812,37 @@ const file_lodestar_forecast_v1_forecast_proto_rawDesc = "" +
 	"\x19EvaluateScorecardResponse\x12!\n" +
 	"\fhorizon_days\x18\x01 \x01(\x05R\vhorizonDays\x12A\n" +
 	"\x06active\x18\x02 \x01(\v2).lodestar.forecast.v1.ScorecardEvaluationR\x06active\x12G\n" +
-	"\tcandidate\x18\x03 \x01(\v2).lodestar.forecast.v1.ScorecardEvaluationR\tcandidate*o\n" +
+	"\tcandidate\x18\x03 \x01(\v2).lodestar.forecast.v1.ScorecardEvaluationR\tcandidate\"\xab\x01\n" +
+	"\x17SuggestScorecardRequest\x122\n" +
+	"\x04base\x18\x01 \x01(\v2\x1e.lodestar.scoring.v1.ScorecardR\x04base\x12!\n" +
+	"\fhorizon_days\x18\x02 \x01(\x05R\vhorizonDays\x129\n" +
+	"\n" +
+	"split_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tsplitTime\"\xe4\x01\n" +
+	"\n" +
+	"MeasureFit\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vcoefficient\x18\x02 \x01(\x01R\vcoefficient\x129\n" +
+	"\x18standardized_coefficient\x18\x03 \x01(\x01R\x17standardizedCoefficient\x12,\n" +
+	"\x12renewals_with_data\x18\x04 \x01(\x05R\x10renewalsWithData\x12\x1f\n" +
+	"\vbase_weight\x18\x05 \x01(\x01R\n" +
+	"baseWeight\x12\x16\n" +
+	"\x06weight\x18\x06 \x01(\x01R\x06weight\"\xe1\x04\n" +
+	"\x18SuggestScorecardResponse\x12<\n" +
+	"\tscorecard\x18\x01 \x01(\v2\x1e.lodestar.scoring.v1.ScorecardR\tscorecard\x12<\n" +
+	"\bmeasures\x18\x02 \x03(\v2 .lodestar.forecast.v1.MeasureFitR\bmeasures\x12!\n" +
+	"\fhorizon_days\x18\x03 \x01(\x05R\vhorizonDays\x129\n" +
+	"\n" +
+	"split_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tsplitTime\x12!\n" +
+	"\ffit_renewals\x18\x05 \x01(\x05R\vfitRenewals\x12\x1f\n" +
+	"\vfit_churned\x18\x06 \x01(\x05R\n" +
+	"fitChurned\x12#\n" +
+	"\rtest_renewals\x18\a \x01(\x05R\ftestRenewals\x12!\n" +
+	"\ftest_churned\x18\b \x01(\x05R\vtestChurned\x12A\n" +
+	"\x06active\x18\t \x01(\v2).lodestar.forecast.v1.ScorecardEvaluationR\x06active\x12=\n" +
+	"\x04base\x18\n" +
+	" \x01(\v2).lodestar.forecast.v1.ScorecardEvaluationR\x04base\x12G\n" +
+	"\tcandidate\x18\v \x01(\v2).lodestar.forecast.v1.ScorecardEvaluationR\tcandidate\x12\x14\n" +
+	"\x05notes\x18\f \x03(\tR\x05notes*o\n" +
 	"\n" +
 	"PeriodUnit\x12\x1b\n" +
 	"\x17PERIOD_UNIT_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -2532,13 +2863,14 @@ const file_lodestar_forecast_v1_forecast_proto_rawDesc = "" +
 	"\x1fLIST_RENEWALS_ORDER_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18LIST_RENEWALS_ORDER_RISK\x10\x01\x12\x1b\n" +
 	"\x17LIST_RENEWALS_ORDER_ARR\x10\x02\x12$\n" +
-	" LIST_RENEWALS_ORDER_RENEWAL_TIME\x10\x032\xe2\x04\n" +
+	" LIST_RENEWALS_ORDER_RENEWAL_TIME\x10\x032\xd5\x05\n" +
 	"\x0fForecastService\x12w\n" +
 	"\x12GetAccountForecast\x12/.lodestar.forecast.v1.GetAccountForecastRequest\x1a0.lodestar.forecast.v1.GetAccountForecastResponse\x12e\n" +
 	"\fListRenewals\x12).lodestar.forecast.v1.ListRenewalsRequest\x1a*.lodestar.forecast.v1.ListRenewalsResponse\x12}\n" +
 	"\x14GetPortfolioForecast\x121.lodestar.forecast.v1.GetPortfolioForecastRequest\x1a2.lodestar.forecast.v1.GetPortfolioForecastResponse\x12z\n" +
 	"\x13GetRetentionMetrics\x120.lodestar.forecast.v1.GetRetentionMetricsRequest\x1a1.lodestar.forecast.v1.GetRetentionMetricsResponse\x12t\n" +
-	"\x11EvaluateScorecard\x12..lodestar.forecast.v1.EvaluateScorecardRequest\x1a/.lodestar.forecast.v1.EvaluateScorecardResponseBNZLgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1;forecastv1b\x06proto3"
+	"\x11EvaluateScorecard\x12..lodestar.forecast.v1.EvaluateScorecardRequest\x1a/.lodestar.forecast.v1.EvaluateScorecardResponse\x12q\n" +
+	"\x10SuggestScorecard\x12-.lodestar.forecast.v1.SuggestScorecardRequest\x1a..lodestar.forecast.v1.SuggestScorecardResponseBNZLgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1;forecastv1b\x06proto3"
 
 var (
 	file_lodestar_forecast_v1_forecast_proto_rawDescOnce sync.Once
@@ -2553,7 +2885,7 @@ func file_lodestar_forecast_v1_forecast_proto_rawDescGZIP() []byte {
 }
 
 var file_lodestar_forecast_v1_forecast_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lodestar_forecast_v1_forecast_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_lodestar_forecast_v1_forecast_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_lodestar_forecast_v1_forecast_proto_goTypes = []any{
 	(PeriodUnit)(0),                      // 0: lodestar.forecast.v1.PeriodUnit
 	(Dimension)(0),                       // 1: lodestar.forecast.v1.Dimension
@@ -2583,32 +2915,35 @@ var file_lodestar_forecast_v1_forecast_proto_goTypes = []any{
 	(*ScorecardEvaluation)(nil),          // 25: lodestar.forecast.v1.ScorecardEvaluation
 	(*EvaluateScorecardRequest)(nil),     // 26: lodestar.forecast.v1.EvaluateScorecardRequest
 	(*EvaluateScorecardResponse)(nil),    // 27: lodestar.forecast.v1.EvaluateScorecardResponse
-	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 29: lodestar.account.v1.Money
-	(v11.Band)(0),                        // 30: lodestar.scoring.v1.Band
-	(v1.LifecycleStage)(0),               // 31: lodestar.account.v1.LifecycleStage
-	(v1.Tier)(0),                         // 32: lodestar.account.v1.Tier
-	(*v11.Scorecard)(nil),                // 33: lodestar.scoring.v1.Scorecard
+	(*SuggestScorecardRequest)(nil),      // 28: lodestar.forecast.v1.SuggestScorecardRequest
+	(*MeasureFit)(nil),                   // 29: lodestar.forecast.v1.MeasureFit
+	(*SuggestScorecardResponse)(nil),     // 30: lodestar.forecast.v1.SuggestScorecardResponse
+	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 32: lodestar.account.v1.Money
+	(v11.Band)(0),                        // 33: lodestar.scoring.v1.Band
+	(v1.LifecycleStage)(0),               // 34: lodestar.account.v1.LifecycleStage
+	(v1.Tier)(0),                         // 35: lodestar.account.v1.Tier
+	(*v11.Scorecard)(nil),                // 36: lodestar.scoring.v1.Scorecard
 }
 var file_lodestar_forecast_v1_forecast_proto_depIdxs = []int32{
 	0,  // 0: lodestar.forecast.v1.Period.unit:type_name -> lodestar.forecast.v1.PeriodUnit
-	28, // 1: lodestar.forecast.v1.Period.start_time:type_name -> google.protobuf.Timestamp
-	28, // 2: lodestar.forecast.v1.Period.end_time:type_name -> google.protobuf.Timestamp
+	31, // 1: lodestar.forecast.v1.Period.start_time:type_name -> google.protobuf.Timestamp
+	31, // 2: lodestar.forecast.v1.Period.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: lodestar.forecast.v1.Model.kind:type_name -> lodestar.forecast.v1.ModelKind
 	6,  // 4: lodestar.forecast.v1.Model.coefficients:type_name -> lodestar.forecast.v1.Coefficient
-	29, // 5: lodestar.forecast.v1.AccountForecast.arr:type_name -> lodestar.account.v1.Money
-	28, // 6: lodestar.forecast.v1.AccountForecast.renewal_time:type_name -> google.protobuf.Timestamp
-	30, // 7: lodestar.forecast.v1.AccountForecast.band:type_name -> lodestar.scoring.v1.Band
-	31, // 8: lodestar.forecast.v1.AccountForecast.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
-	32, // 9: lodestar.forecast.v1.AccountForecast.tier:type_name -> lodestar.account.v1.Tier
+	32, // 5: lodestar.forecast.v1.AccountForecast.arr:type_name -> lodestar.account.v1.Money
+	31, // 6: lodestar.forecast.v1.AccountForecast.renewal_time:type_name -> google.protobuf.Timestamp
+	33, // 7: lodestar.forecast.v1.AccountForecast.band:type_name -> lodestar.scoring.v1.Band
+	34, // 8: lodestar.forecast.v1.AccountForecast.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	35, // 9: lodestar.forecast.v1.AccountForecast.tier:type_name -> lodestar.account.v1.Tier
 	5,  // 10: lodestar.forecast.v1.AccountForecast.factors:type_name -> lodestar.forecast.v1.Factor
 	2,  // 11: lodestar.forecast.v1.AccountForecast.model_kind:type_name -> lodestar.forecast.v1.ModelKind
 	8,  // 12: lodestar.forecast.v1.GetAccountForecastResponse.forecast:type_name -> lodestar.forecast.v1.AccountForecast
 	7,  // 13: lodestar.forecast.v1.GetAccountForecastResponse.model:type_name -> lodestar.forecast.v1.Model
-	28, // 14: lodestar.forecast.v1.ListRenewalsRequest.start_time:type_name -> google.protobuf.Timestamp
-	28, // 15: lodestar.forecast.v1.ListRenewalsRequest.end_time:type_name -> google.protobuf.Timestamp
-	30, // 16: lodestar.forecast.v1.ListRenewalsRequest.band:type_name -> lodestar.scoring.v1.Band
-	32, // 17: lodestar.forecast.v1.ListRenewalsRequest.tier:type_name -> lodestar.account.v1.Tier
+	31, // 14: lodestar.forecast.v1.ListRenewalsRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 15: lodestar.forecast.v1.ListRenewalsRequest.end_time:type_name -> google.protobuf.Timestamp
+	33, // 16: lodestar.forecast.v1.ListRenewalsRequest.band:type_name -> lodestar.scoring.v1.Band
+	35, // 17: lodestar.forecast.v1.ListRenewalsRequest.tier:type_name -> lodestar.account.v1.Tier
 	3,  // 18: lodestar.forecast.v1.ListRenewalsRequest.order_by:type_name -> lodestar.forecast.v1.ListRenewalsOrder
 	8,  // 19: lodestar.forecast.v1.ListRenewalsResponse.renewals:type_name -> lodestar.forecast.v1.AccountForecast
 	14, // 20: lodestar.forecast.v1.ForecastRanges.grr:type_name -> lodestar.forecast.v1.Range
@@ -2624,7 +2959,7 @@ var file_lodestar_forecast_v1_forecast_proto_depIdxs = []int32{
 	1,  // 30: lodestar.forecast.v1.PortfolioSlice.dimension:type_name -> lodestar.forecast.v1.Dimension
 	16, // 31: lodestar.forecast.v1.PortfolioSlice.forecast:type_name -> lodestar.forecast.v1.PortfolioForecast
 	0,  // 32: lodestar.forecast.v1.GetPortfolioForecastRequest.unit:type_name -> lodestar.forecast.v1.PeriodUnit
-	28, // 33: lodestar.forecast.v1.GetPortfolioForecastRequest.time:type_name -> google.protobuf.Timestamp
+	31, // 33: lodestar.forecast.v1.GetPortfolioForecastRequest.time:type_name -> google.protobuf.Timestamp
 	4,  // 34: lodestar.forecast.v1.GetPortfolioForecastResponse.period:type_name -> lodestar.forecast.v1.Period
 	16, // 35: lodestar.forecast.v1.GetPortfolioForecastResponse.total:type_name -> lodestar.forecast.v1.PortfolioForecast
 	17, // 36: lodestar.forecast.v1.GetPortfolioForecastResponse.breakdown:type_name -> lodestar.forecast.v1.PortfolioSlice
@@ -2635,31 +2970,41 @@ var file_lodestar_forecast_v1_forecast_proto_depIdxs = []int32{
 	13, // 41: lodestar.forecast.v1.PeriodRetention.total:type_name -> lodestar.forecast.v1.RetentionMetrics
 	20, // 42: lodestar.forecast.v1.PeriodRetention.breakdown:type_name -> lodestar.forecast.v1.RetentionSlice
 	0,  // 43: lodestar.forecast.v1.GetRetentionMetricsRequest.unit:type_name -> lodestar.forecast.v1.PeriodUnit
-	28, // 44: lodestar.forecast.v1.GetRetentionMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
-	28, // 45: lodestar.forecast.v1.GetRetentionMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
+	31, // 44: lodestar.forecast.v1.GetRetentionMetricsRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 45: lodestar.forecast.v1.GetRetentionMetricsRequest.end_time:type_name -> google.protobuf.Timestamp
 	21, // 46: lodestar.forecast.v1.GetRetentionMetricsResponse.periods:type_name -> lodestar.forecast.v1.PeriodRetention
-	30, // 47: lodestar.forecast.v1.BandLift.band:type_name -> lodestar.scoring.v1.Band
+	33, // 47: lodestar.forecast.v1.BandLift.band:type_name -> lodestar.scoring.v1.Band
 	24, // 48: lodestar.forecast.v1.ScorecardEvaluation.band_lift:type_name -> lodestar.forecast.v1.BandLift
-	33, // 49: lodestar.forecast.v1.EvaluateScorecardRequest.candidate:type_name -> lodestar.scoring.v1.Scorecard
-	28, // 50: lodestar.forecast.v1.EvaluateScorecardRequest.start_time:type_name -> google.protobuf.Timestamp
-	28, // 51: lodestar.forecast.v1.EvaluateScorecardRequest.end_time:type_name -> google.protobuf.Timestamp
+	36, // 49: lodestar.forecast.v1.EvaluateScorecardRequest.candidate:type_name -> lodestar.scoring.v1.Scorecard
+	31, // 50: lodestar.forecast.v1.EvaluateScorecardRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 51: lodestar.forecast.v1.EvaluateScorecardRequest.end_time:type_name -> google.protobuf.Timestamp
 	25, // 52: lodestar.forecast.v1.EvaluateScorecardResponse.active:type_name -> lodestar.forecast.v1.ScorecardEvaluation
 	25, // 53: lodestar.forecast.v1.EvaluateScorecardResponse.candidate:type_name -> lodestar.forecast.v1.ScorecardEvaluation
-	9,  // 54: lodestar.forecast.v1.ForecastService.GetAccountForecast:input_type -> lodestar.forecast.v1.GetAccountForecastRequest
-	11, // 55: lodestar.forecast.v1.ForecastService.ListRenewals:input_type -> lodestar.forecast.v1.ListRenewalsRequest
-	18, // 56: lodestar.forecast.v1.ForecastService.GetPortfolioForecast:input_type -> lodestar.forecast.v1.GetPortfolioForecastRequest
-	22, // 57: lodestar.forecast.v1.ForecastService.GetRetentionMetrics:input_type -> lodestar.forecast.v1.GetRetentionMetricsRequest
-	26, // 58: lodestar.forecast.v1.ForecastService.EvaluateScorecard:input_type -> lodestar.forecast.v1.EvaluateScorecardRequest
-	10, // 59: lodestar.forecast.v1.ForecastService.GetAccountForecast:output_type -> lodestar.forecast.v1.GetAccountForecastResponse
-	12, // 60: lodestar.forecast.v1.ForecastService.ListRenewals:output_type -> lodestar.forecast.v1.ListRenewalsResponse
-	19, // 61: lodestar.forecast.v1.ForecastService.GetPortfolioForecast:output_type -> lodestar.forecast.v1.GetPortfolioForecastResponse
-	23, // 62: lodestar.forecast.v1.ForecastService.GetRetentionMetrics:output_type -> lodestar.forecast.v1.GetRetentionMetricsResponse
-	27, // 63: lodestar.forecast.v1.ForecastService.EvaluateScorecard:output_type -> lodestar.forecast.v1.EvaluateScorecardResponse
-	59, // [59:64] is the sub-list for method output_type
-	54, // [54:59] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	36, // 54: lodestar.forecast.v1.SuggestScorecardRequest.base:type_name -> lodestar.scoring.v1.Scorecard
+	31, // 55: lodestar.forecast.v1.SuggestScorecardRequest.split_time:type_name -> google.protobuf.Timestamp
+	36, // 56: lodestar.forecast.v1.SuggestScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	29, // 57: lodestar.forecast.v1.SuggestScorecardResponse.measures:type_name -> lodestar.forecast.v1.MeasureFit
+	31, // 58: lodestar.forecast.v1.SuggestScorecardResponse.split_time:type_name -> google.protobuf.Timestamp
+	25, // 59: lodestar.forecast.v1.SuggestScorecardResponse.active:type_name -> lodestar.forecast.v1.ScorecardEvaluation
+	25, // 60: lodestar.forecast.v1.SuggestScorecardResponse.base:type_name -> lodestar.forecast.v1.ScorecardEvaluation
+	25, // 61: lodestar.forecast.v1.SuggestScorecardResponse.candidate:type_name -> lodestar.forecast.v1.ScorecardEvaluation
+	9,  // 62: lodestar.forecast.v1.ForecastService.GetAccountForecast:input_type -> lodestar.forecast.v1.GetAccountForecastRequest
+	11, // 63: lodestar.forecast.v1.ForecastService.ListRenewals:input_type -> lodestar.forecast.v1.ListRenewalsRequest
+	18, // 64: lodestar.forecast.v1.ForecastService.GetPortfolioForecast:input_type -> lodestar.forecast.v1.GetPortfolioForecastRequest
+	22, // 65: lodestar.forecast.v1.ForecastService.GetRetentionMetrics:input_type -> lodestar.forecast.v1.GetRetentionMetricsRequest
+	26, // 66: lodestar.forecast.v1.ForecastService.EvaluateScorecard:input_type -> lodestar.forecast.v1.EvaluateScorecardRequest
+	28, // 67: lodestar.forecast.v1.ForecastService.SuggestScorecard:input_type -> lodestar.forecast.v1.SuggestScorecardRequest
+	10, // 68: lodestar.forecast.v1.ForecastService.GetAccountForecast:output_type -> lodestar.forecast.v1.GetAccountForecastResponse
+	12, // 69: lodestar.forecast.v1.ForecastService.ListRenewals:output_type -> lodestar.forecast.v1.ListRenewalsResponse
+	19, // 70: lodestar.forecast.v1.ForecastService.GetPortfolioForecast:output_type -> lodestar.forecast.v1.GetPortfolioForecastResponse
+	23, // 71: lodestar.forecast.v1.ForecastService.GetRetentionMetrics:output_type -> lodestar.forecast.v1.GetRetentionMetricsResponse
+	27, // 72: lodestar.forecast.v1.ForecastService.EvaluateScorecard:output_type -> lodestar.forecast.v1.EvaluateScorecardResponse
+	30, // 73: lodestar.forecast.v1.ForecastService.SuggestScorecard:output_type -> lodestar.forecast.v1.SuggestScorecardResponse
+	68, // [68:74] is the sub-list for method output_type
+	62, // [62:68] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_lodestar_forecast_v1_forecast_proto_init() }
@@ -2673,7 +3018,7 @@ func file_lodestar_forecast_v1_forecast_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lodestar_forecast_v1_forecast_proto_rawDesc), len(file_lodestar_forecast_v1_forecast_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

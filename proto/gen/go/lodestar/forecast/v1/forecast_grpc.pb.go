@@ -24,6 +24,7 @@ const (
 	ForecastService_GetPortfolioForecast_FullMethodName = "/lodestar.forecast.v1.ForecastService/GetPortfolioForecast"
 	ForecastService_GetRetentionMetrics_FullMethodName  = "/lodestar.forecast.v1.ForecastService/GetRetentionMetrics"
 	ForecastService_EvaluateScorecard_FullMethodName    = "/lodestar.forecast.v1.ForecastService/EvaluateScorecard"
+	ForecastService_SuggestScorecard_FullMethodName     = "/lodestar.forecast.v1.ForecastService/SuggestScorecard"
 )
 
 // ForecastServiceClient is the client API for ForecastService service.
@@ -53,6 +54,14 @@ type ForecastServiceClient interface {
 	// optionally a candidate (replayed over the stored events) against recorded
 	// renewal outcomes.
 	EvaluateScorecard(ctx context.Context, in *EvaluateScorecardRequest, opts ...grpc.CallOption) (*EvaluateScorecardResponse, error)
+	// SuggestScorecard learns a scorecard's measure weights from the tenant's
+	// recorded renewal outcomes: it replays the stored events with a base
+	// scorecard, reads each measure's sub-score some days before every renewal,
+	// fits churn to them (L2-regularised logistic regression) on the renewals
+	// before a split time and backtests the candidate beside the active
+	// scorecard on the renewals after it. The candidate is ready to activate
+	// with ScoringService.UpdateScorecard.
+	SuggestScorecard(ctx context.Context, in *SuggestScorecardRequest, opts ...grpc.CallOption) (*SuggestScorecardResponse, error)
 }
 
 type forecastServiceClient struct {
@@ -113,6 +122,16 @@ func (c *forecastServiceClient) EvaluateScorecard(ctx context.Context, in *Evalu
 	return out, nil
 }
 
+func (c *forecastServiceClient) SuggestScorecard(ctx context.Context, in *SuggestScorecardRequest, opts ...grpc.CallOption) (*SuggestScorecardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuggestScorecardResponse)
+	err := c.cc.Invoke(ctx, ForecastService_SuggestScorecard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ForecastServiceServer is the server API for ForecastService service.
 // All implementations must embed UnimplementedForecastServiceServer
 // for forward compatibility.
@@ -140,6 +159,14 @@ type ForecastServiceServer interface {
 	// optionally a candidate (replayed over the stored events) against recorded
 	// renewal outcomes.
 	EvaluateScorecard(context.Context, *EvaluateScorecardRequest) (*EvaluateScorecardResponse, error)
+	// SuggestScorecard learns a scorecard's measure weights from the tenant's
+	// recorded renewal outcomes: it replays the stored events with a base
+	// scorecard, reads each measure's sub-score some days before every renewal,
+	// fits churn to them (L2-regularised logistic regression) on the renewals
+	// before a split time and backtests the candidate beside the active
+	// scorecard on the renewals after it. The candidate is ready to activate
+	// with ScoringService.UpdateScorecard.
+	SuggestScorecard(context.Context, *SuggestScorecardRequest) (*SuggestScorecardResponse, error)
 	mustEmbedUnimplementedForecastServiceServer()
 }
 
@@ -164,6 +191,9 @@ func (UnimplementedForecastServiceServer) GetRetentionMetrics(context.Context, *
 }
 func (UnimplementedForecastServiceServer) EvaluateScorecard(context.Context, *EvaluateScorecardRequest) (*EvaluateScorecardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EvaluateScorecard not implemented")
+}
+func (UnimplementedForecastServiceServer) SuggestScorecard(context.Context, *SuggestScorecardRequest) (*SuggestScorecardResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuggestScorecard not implemented")
 }
 func (UnimplementedForecastServiceServer) mustEmbedUnimplementedForecastServiceServer() {}
 func (UnimplementedForecastServiceServer) testEmbeddedByValue()                         {}
@@ -276,6 +306,24 @@ func _ForecastService_EvaluateScorecard_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ForecastService_SuggestScorecard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuggestScorecardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ForecastServiceServer).SuggestScorecard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ForecastService_SuggestScorecard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ForecastServiceServer).SuggestScorecard(ctx, req.(*SuggestScorecardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ForecastService_ServiceDesc is the grpc.ServiceDesc for ForecastService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -302,6 +350,10 @@ var ForecastService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EvaluateScorecard",
 			Handler:    _ForecastService_EvaluateScorecard_Handler,
+		},
+		{
+			MethodName: "SuggestScorecard",
+			Handler:    _ForecastService_SuggestScorecard_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

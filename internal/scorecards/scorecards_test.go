@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
-	"github.com/lodestar-cs/lodestar/services/scoring/internal/scorecards"
 )
 
 // TestWatchClosed: the stored active scorecards reach the watcher, then a

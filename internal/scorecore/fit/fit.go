@@ -1,6 +1,6 @@
-// Package fit fits an L2-regularised logistic regression: the learned
-// scorecard of the predictive benchmark, a weight per measure fitted to
-// recorded outcomes.
+// Package fit fits an L2-regularised logistic regression, pure: a weight per
+// measure fitted to recorded outcomes, for renewal-forecast's
+// SuggestScorecard and the predictive benchmark (tools/predict).
 package fit
 
 import (
