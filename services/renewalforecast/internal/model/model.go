@@ -3,12 +3,17 @@
 // trend, stakeholder engagement, lifecycle stage, tier and days to renewal.
 //
 // It is a logistic regression on a handful of scaled inputs. A default model
-// ships with coefficients set by reasoning (see Default); once a tenant has
-// recorded enough outcomes, Fit learns the tenant's own coefficients by
-// maximum a posteriori estimation with a Gaussian prior centred on the
-// default ones (L2 regularisation towards them, so that a small history moves
-// the model only as far as it has evidence for), and calibrates the result
-// with Platt scaling fitted on cross-validated, held-out predictions.
+// ships with coefficients set by reasoning (see Default), its level taken
+// from the tenant's own renewals as soon as there are any (DefaultFor).
+// Once a tenant has recorded enough outcomes, Fit learns the tenant's own
+// coefficients by maximum a posteriori estimation with a Gaussian prior
+// centred on the default ones (L2 regularisation towards them, so that a
+// small history moves the model only as far as it has evidence for; tier
+// held tightest, around no effect), and calibrates the result with Platt
+// scaling fitted on cross-validated, held-out predictions.
+//
+// Either carries its own uncertainty (Cov, LevelSD), which portfolio ranges
+// add to the randomness of outcomes.
 //
 // A probability is explained like a health score: each input's part in the
 // log-odds against its reference value, and the percentage points the

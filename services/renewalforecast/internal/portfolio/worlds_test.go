@@ -17,9 +17,11 @@ import (
 
 // longWorlds runs TestForecastOnKnownWorlds at length: 1000 worlds a
 // scenario instead of 100, more draws per forecast, the scenario with only
-// 10 outcomes and the forecasts as they were before, for comparison (go test -run KnownWorlds -worlds.long -v
-// ./services/renewalforecast/internal/portfolio/). The short run keeps
-// `make test` to seconds under the race detector.
+// 10 outcomes and the forecasts as they were before, for comparison:
+//
+//	go test ./services/renewalforecast/internal/portfolio/ -run KnownWorlds -v -worlds.long
+//
+// The short run keeps `make test` to seconds under the race detector.
 var longWorlds = flag.Bool("worlds.long", false, "run TestForecastOnKnownWorlds on 1000 worlds per scenario")
 
 // A world is a tenant whose renewals follow a known model: its own level,
