@@ -210,7 +210,7 @@ func TestIntervalCoverageWithLevelUncertainty(t *testing.T) {
 	const reps, want, sd = 400, 0.8, 0.3
 	rates := DefaultRates()
 	b := book(rand.New(rand.NewPCG(21, 22)), 300)
-	cfg := Config{Rates: rates, Simulations: 4000, Seed: [2]uint64{5, 6}, Months: 3}
+	cfg := Config{Rates: rates, Simulations: 2000, Seed: [2]uint64{5, 6}, Months: 3}
 	without, _ := Forecast(b, cfg)
 	cfg.LevelSD = sd
 	with, _ := Forecast(b, cfg)

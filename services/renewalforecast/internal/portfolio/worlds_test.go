@@ -1,6 +1,7 @@
 package portfolio_test
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"math"
@@ -136,7 +137,7 @@ func (t *tally) coverage() (float64, float64) {
 // quintiles are the mean predicted, true and observed renewal rates by
 // quintile of the predicted probability.
 func (t *tally) quintiles() [5][3]float64 {
-	slices.SortFunc(t.rows, func(a, b [3]float64) int { return cmpFloat(a[0], b[0]) })
+	slices.SortFunc(t.rows, func(a, b [3]float64) int { return cmp.Compare(a[0], b[0]) })
 	var q [5][3]float64
 	for k := range 5 {
 		bin := t.rows[k*len(t.rows)/5 : (k+1)*len(t.rows)/5]
@@ -147,16 +148,6 @@ func (t *tally) quintiles() [5][3]float64 {
 		}
 	}
 	return q
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // TestForecastOnKnownWorlds forecasts the quarter of many simulated worlds
