@@ -295,11 +295,11 @@ func simulate(draws []Account, known *retention.Report, cfg Config) map[retentio
 			shift = cfg.LevelSD * rng.NormFloat64()
 		}
 		for i, a := range draws {
-			os := outcomes[i]
+			ways := outcomes[i]
 			if shift != 0 {
-				os = cfg.Rates.Outcomes(a.ARR, 1/(1+math.Exp(-(logit[i]+shift))), a.Signal)
+				ways = cfg.Rates.Outcomes(a.ARR, 1/(1+math.Exp(-(logit[i]+shift))), a.Signal)
 			}
-			o := pick(os, rng.Float64())
+			o := pick(ways, rng.Float64())
 			c := a.Known.Renew(a.ARR, o.After, o.Churned)
 			for _, s := range slots[i] {
 				totals[s].Add(c, 1)
