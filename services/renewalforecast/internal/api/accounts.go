@@ -29,6 +29,8 @@ import (
 // forecast is an account's forecast with what the portfolio needs of it.
 type forecast struct {
 	*forecastv1.AccountForecast
+	// inputs are what the model read of the account.
+	inputs     model.Inputs
 	renewal    time.Time
 	hasRenewal bool
 	arr        float64
@@ -76,7 +78,7 @@ func (s *Server) forecastOf(acc *accountv1.Account, scores history.Scores, m *mo
 	if scored {
 		f.HealthScore, f.Band, f.ScoreTrend_30D = in.Score, in.Band, in.Trend
 	}
-	return forecast{AccountForecast: f, renewal: rt, hasRenewal: hasRenewal, arr: arr}
+	return forecast{AccountForecast: f, inputs: in, renewal: rt, hasRenewal: hasRenewal, arr: arr}
 }
 
 // GetAccountForecast forecasts one account's next renewal.

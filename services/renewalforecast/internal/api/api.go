@@ -162,7 +162,8 @@ func (v *violations) unit(u forecastv1.PeriodUnit) {
 }
 
 // modelFor returns the tenant's model and outcome rates: fitted to its
-// recorded outcomes when it has enough, else the default ones.
+// recorded outcomes when it has enough, else the default ones at the level
+// of the outcomes it has.
 func (s *Server) modelFor(tenant string, v *history.View) (*model.Model, portfolio.Rates) {
 	s.mu.Lock()
 	f := s.models[tenant]
@@ -177,7 +178,8 @@ func (s *Server) modelFor(tenant string, v *history.View) (*model.Model, portfol
 		if !errors.Is(err, model.ErrTooFew) {
 			s.logger.Warn("fit renewal model: using the default", "tenant", tenant, "err", err)
 		}
-		m = model.Default()
+		// Too few outcomes to fit slopes, but any say where the tenant's level is.
+		m = model.DefaultFor(examples)
 	}
 	f = &fitted{outcomes: v.Outcomes, at: now, model: m, rates: portfolio.EstimateRates(observed)}
 	s.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/history"
+	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/model"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/portfolio"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast/internal/retention"
 )
@@ -62,6 +63,7 @@ func (s *Server) GetPortfolioForecast(ctx context.Context, req *forecastv1.GetPo
 		Months:      p.Months(),
 	}
 	var book []portfolio.Account
+	var pending []model.Inputs
 	for _, acc := range accounts {
 		known, st := retention.Actual(acc, p, now)
 		scores := v.Scores(acc.GetAccountId())
@@ -79,9 +81,11 @@ func (s *Server) GetPortfolioForecast(ctx context.Context, req *forecastv1.GetPo
 		a := portfolio.Account{Keys: keys, Known: known}
 		if f := s.forecastOf(acc, scores, m, rates, now); !known.Lost && f.hasRenewal && !f.renewal.Before(p.Start) && f.renewal.Before(p.End) {
 			a.Pending, a.ARR, a.P, a.Signal = true, known.End, f.GetRenewalProbability(), f.GetExpansionSignal()
+			pending = append(pending, f.inputs)
 		}
 		book = append(book, a)
 	}
+	cfg.LevelSD = m.LevelSD(pending)
 	total, breakdown := portfolio.Forecast(book, cfg)
 	return &forecastv1.GetPortfolioForecastResponse{
 		Period:           p.Proto(),

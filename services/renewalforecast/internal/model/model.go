@@ -3,12 +3,17 @@
 // trend, stakeholder engagement, lifecycle stage, tier and days to renewal.
 //
 // It is a logistic regression on a handful of scaled inputs. A default model
-// ships with coefficients set by reasoning (see Default); once a tenant has
-// recorded enough outcomes, Fit learns the tenant's own coefficients by
-// maximum a posteriori estimation with a Gaussian prior centred on the
-// default ones (L2 regularisation towards them, so that a small history moves
-// the model only as far as it has evidence for), and calibrates the result
-// with Platt scaling fitted on cross-validated, held-out predictions.
+// ships with coefficients set by reasoning (see Default), its level taken
+// from the tenant's own renewals as soon as there are any (DefaultFor).
+// Once a tenant has recorded enough outcomes, Fit learns the tenant's own
+// coefficients by maximum a posteriori estimation with a Gaussian prior
+// centred on the default ones (L2 regularisation towards them, so that a
+// small history moves the model only as far as it has evidence for; tier
+// held tightest, around no effect), and calibrates the result with Platt
+// scaling fitted on cross-validated, held-out predictions.
+//
+// Either carries its own uncertainty (Cov, LevelSD), which portfolio ranges
+// add to the randomness of outcomes.
 //
 // A probability is explained like a health score: each input's part in the
 // log-odds against its reference value, and the percentage points the
@@ -112,6 +117,10 @@ type Model struct {
 	Outcomes, Churned int
 	// Brier is the out-of-fold Brier score of a fitted model.
 	Brier float64
+	// Cov is the approximate posterior covariance of Coef on the calibrated
+	// log-odds scale (Laplace: the inverse of the fit's information). The
+	// default model is uncertain in its level only.
+	Cov [numFeatures][numFeatures]float64
 }
 
 // Default is the model of a tenant with too few recorded outcomes. Its
@@ -131,15 +140,104 @@ type Model struct {
 //     usage without decision makers overstates health.
 //   - onboarding -0.5: an account that has not reached first value has not
 //     yet shown the product works for it.
-//   - benchmark_tier 0.5, growth_tier 0.2: closer relationships and more CS
-//     attention than standard accounts.
+//   - benchmark_tier 0, growth_tier 0: a tier is a label; whether its
+//     accounts renew more is for the tenant's outcomes to show (the fit's
+//     prior holds it near 0 until they do).
 //   - renewal_near 0: the date alone says nothing; it acts through the score.
 func Default() *Model {
 	return &Model{
 		Kind:  forecastv1.ModelKind_MODEL_KIND_DEFAULT,
-		Coef:  [numFeatures]float64{1.7, 1.0, 0.3, 0.5, -0.5, 0.5, 0.2, 0, 0.5},
+		Coef:  [numFeatures]float64{1.7, 1.0, 0.3, 0.5, -0.5, 0, 0, 0, 0.5},
 		Slope: 1,
+		Cov:   levelOnly(priorSDLevel * priorSDLevel),
 	}
+}
+
+// priorSDLevel is how far, in log-odds, a tenant's level may lie from the
+// default's before any of its outcomes are seen: one standard deviation
+// spans base renewal rates of about 0.68 to 0.94 around the default's 0.85,
+// the spread of B2B books. Near p = 0.85 the prior weighs as much as
+// 1/(sd² p(1-p)) ≈ 8 recorded renewals: a handful of outcomes moves the
+// level part of the way, a few dozen decide it.
+const priorSDLevel = 1.0
+
+func levelOnly(v float64) [numFeatures][numFeatures]float64 {
+	var c [numFeatures][numFeatures]float64
+	c[fIntercept][fIntercept] = v
+	return c
+}
+
+// DefaultFor is the default model with its level taken from a tenant's
+// recorded outcomes, for a tenant with too few of them to fit: an empirical
+// Bayes estimate of a shift of the default's intercept, under the prior
+// N(0, priorSDLevel²), from the outcomes' examples scored by the default
+// (maximum a posteriori by Newton's method; the shift's posterior variance
+// is the inverse of its information). The slopes stay the default's. With
+// no examples it is Default.
+func DefaultFor(examples []Example) *Model {
+	m := Default()
+	outcomes, churned := map[uint64]bool{}, map[uint64]bool{}
+	z := make([]float64, len(examples))
+	for i, e := range examples {
+		z[i] = m.raw(features(e.Inputs))
+		outcomes[e.Outcome] = true
+		if !e.Renewed {
+			churned[e.Outcome] = true
+		}
+	}
+	prec := 1 / (priorSDLevel * priorSDLevel)
+	var shift, info float64
+	// The log posterior is concave in the shift: Newton's method converges
+	// from 0 in a few steps; each step is capped so that a lopsided start
+	// (every outcome the same) cannot overshoot.
+	for range 100 {
+		g, h := -shift*prec, prec
+		for i, e := range examples {
+			q := sigmoid(z[i] + shift)
+			g += e.Weight * (b2f(e.Renewed) - q)
+			h += e.Weight * q * (1 - q)
+		}
+		step := max(-1, min(1, g/h))
+		shift, info = shift+step, h
+		if math.Abs(step) < 1e-10 {
+			break
+		}
+	}
+	m.Coef[fIntercept] += shift
+	m.Cov = levelOnly(1 / info)
+	m.Outcomes, m.Churned = len(outcomes), len(churned)
+	return m
+}
+
+// LevelSD is the model's own uncertainty about a book of renewals, as the
+// standard deviation, in log-odds, of one shift common to all of them: the
+// shift that moves the book's expected renewals as much as the uncertainty
+// of the coefficients does (delta method: the expected renewals' gradient
+// with respect to the coefficients, g = Σ p(1-p) x, gives a variance g'Cov g,
+// and a common shift s moves them by s Σ p(1-p)). A portfolio simulation
+// draws it once per draw, before the outcomes.
+func (m *Model) LevelSD(book []Inputs) float64 {
+	var g [numFeatures]float64
+	var slope float64
+	for _, in := range book {
+		x := features(in)
+		p := m.Probability(in)
+		v := p * (1 - p)
+		for j := range g {
+			g[j] += v * x[j]
+		}
+		slope += v
+	}
+	if slope == 0 {
+		return 0
+	}
+	var variance float64
+	for j := range g {
+		for k := range g {
+			variance += g[j] * m.Cov[j][k] * g[k]
+		}
+	}
+	return math.Sqrt(max(0, variance)) / slope
 }
 
 func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }

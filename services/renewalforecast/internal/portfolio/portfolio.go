@@ -9,11 +9,20 @@
 // retention.Totals, so the forecast's GRR, NRR and logo retention are the
 // actuals' formulas applied to expected and simulated outcomes.
 //
-// Accounts' outcomes are drawn independently. The simulation is seeded: the
-// same book, configuration and seed give the same ranges.
+// The ranges carry the model's own uncertainty as well as the randomness of
+// outcomes: each draw first shifts every pending renewal's log-odds by one
+// common amount, drawn from N(0, LevelSD²) (the model's uncertainty about
+// the book, model.LevelSD), then draws the accounts' outcomes independently
+// at the shifted probabilities. Without the shift a model whose level is off
+// by two points states ranges that cover the outcome far less often than
+// they claim. The expected values are at the model's probabilities.
+//
+// The simulation is seeded: the same book, configuration and seed give the
+// same ranges.
 package portfolio
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -142,6 +151,10 @@ type Config struct {
 	// AtRiskBelow is the renewal probability below which a pending renewal's
 	// ARR is at risk.
 	AtRiskBelow float64
+	// LevelSD is the standard deviation, in log-odds, of the model's
+	// uncertainty about the book's level (model.LevelSD); 0 draws outcomes
+	// at the model's probabilities as if they were known.
+	LevelSD float64
 	// Months is the period's length in months.
 	Months int
 	// New counts the accounts excluded for starting within the period, by keys.
@@ -266,6 +279,10 @@ func simulate(draws []Account, known *retention.Report, cfg Config) map[retentio
 			base[i+1] = *t
 		}
 	}
+	logit := make([]float64, len(draws))
+	for i, a := range draws {
+		logit[i] = math.Log(a.P / (1 - a.P))
+	}
 	rng := rand.New(rand.NewPCG(cfg.Seed[0], cfg.Seed[1]))
 	// Draws are kept as float32, ample for a percentile: 32 bytes per draw
 	// and slice, 64 KB per slice at 2000 draws.
@@ -273,8 +290,16 @@ func simulate(draws []Account, known *retention.Report, cfg Config) map[retentio
 	totals := make([]retention.Totals, len(keys))
 	for range cfg.Simulations {
 		copy(totals, base)
+		shift := 0.0
+		if cfg.LevelSD > 0 {
+			shift = cfg.LevelSD * rng.NormFloat64()
+		}
 		for i, a := range draws {
-			o := pick(outcomes[i], rng.Float64())
+			ways := outcomes[i]
+			if shift != 0 {
+				ways = cfg.Rates.Outcomes(a.ARR, 1/(1+math.Exp(-(logit[i]+shift))), a.Signal)
+			}
+			o := pick(ways, rng.Float64())
 			c := a.Known.Renew(a.ARR, o.After, o.Churned)
 			for _, s := range slots[i] {
 				totals[s].Add(c, 1)
