@@ -47,10 +47,15 @@ type lodestar struct {
 	waitErr  error
 	logPath  string
 	httpAddr string
-	grpcAddr string
-	keys     auth.DemoKeys
-	client   *http.Client
+	// adminAddr serves /metrics.
+	adminAddr string
+	grpcAddr  string
+	keys      auth.DemoKeys
+	client    *http.Client
 }
+
+// maxEventAge lets the child take the real data set's invoices of 2010-2011.
+const maxEventAge = 30 * 365 * 24 * time.Hour
 
 // startLodestar starts bin and waits until /healthz says every service is
 // ready, at most timeout. The demo tenant's keys derive from a random seed
@@ -58,7 +63,8 @@ type lodestar struct {
 func startLodestar(ctx context.Context, bin, dir string, timeout time.Duration) (*lodestar, error) {
 	httpAddr, err1 := freeAddr()
 	grpcAddr, err2 := freeAddr()
-	if err := errors.Join(err1, err2); err != nil {
+	adminAddr, err3 := freeAddr()
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
 	seed := make([]byte, 8)
@@ -77,7 +83,11 @@ func startLodestar(ctx context.Context, bin, dir string, timeout time.Duration) 
 		"-target=all",
 		"-data-dir="+filepath.Join(dir, "data"),
 		"-http.listen-addr="+httpAddr,
+		"-http.admin-listen-addr="+adminAddr,
 		"-grpc.listen-addr="+grpcAddr,
+		// A backfill of history years old: ingest refuses events older than
+		// the EVENTS retention from live clients, not from an import.
+		"-ingest.max-event-age="+maxEventAge.String(),
 		"-auth.demo-key-seed="+hex.EncodeToString(seed),
 		"-log.level=warn",
 	)
@@ -87,7 +97,7 @@ func startLodestar(ctx context.Context, bin, dir string, timeout time.Duration) 
 	}
 	l := &lodestar{
 		cmd: cmd, done: make(chan struct{}), logPath: logPath,
-		httpAddr: httpAddr, grpcAddr: grpcAddr, keys: keys,
+		httpAddr: httpAddr, adminAddr: adminAddr, grpcAddr: grpcAddr, keys: keys,
 		client: &http.Client{Timeout: 30 * time.Second},
 	}
 	go func() { l.waitErr = cmd.Wait(); close(l.done) }()
@@ -192,7 +202,7 @@ func (l *lodestar) drain(ctx context.Context, sent int, timeout time.Duration) e
 // counters reads the named counters from /metrics, each summed over its
 // series.
 func (l *lodestar) counters(ctx context.Context, names ...string) ([]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.httpAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.adminAddr+"/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
