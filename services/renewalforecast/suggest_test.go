@@ -99,8 +99,10 @@ func TestSuggestScorecard(t *testing.T) {
 	if !strings.Contains(strings.Join(resp.GetNotes(), "\n"), "quiet_days dropped: a higher sub-score went with more churn") {
 		t.Errorf("notes %q: want quiet_days' drop explained", resp.GetNotes())
 	}
-	if sc.GetBands().GetRedBelow() != active.GetBands().GetRedBelow() || sc.GetBands().GetGreenFrom() != active.GetBands().GetGreenFrom() {
-		t.Errorf("candidate bands %v: want the active's %v", sc.GetBands(), active.GetBands())
+	// The cut points move with the weights, to flag as many fitted renewals
+	// red and green as the active scorecard did.
+	if b := sc.GetBands(); b.GetRedBelow() > b.GetGreenFrom() || !strings.Contains(strings.Join(resp.GetNotes(), "\n"), "bands moved to red below") {
+		t.Errorf("candidate bands %v, notes %q", b, resp.GetNotes())
 	}
 
 	t.Run("errors", func(t *testing.T) {

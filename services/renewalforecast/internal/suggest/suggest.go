@@ -11,14 +11,18 @@
 // weight = max(0, −coef per sub-score point), normalised to sum 100. A
 // measure whose higher sub-score went with more churn gets 0 (a scorecard
 // cannot weigh a measure negatively) and is dropped, with a note saying so.
-// The bands are kept: they are cut points on the score's scale, which
-// weights summing to any total leave unchanged.
+// The cut points are moved so that the candidate flags the same share of the
+// fitted renewals red, and the same share green, as the base did: new
+// weights change who is red, not how many, so the tenant's alert volume
+// stays what it chose. (Keeping the base's cut points could flag no one: new
+// weights move every score.)
 package suggest
 
 import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -135,6 +139,7 @@ func Suggest(base *scoringv1.Scorecard, samples []Sample) (*Result, error) {
 			}
 		}
 	}
+	res.Notes = append(res.Notes, bands(res.Scorecard, base, x, weights))
 	if len(res.Scorecard.GetStageOverrides()) > 0 {
 		res.Notes = append(res.Notes, "stage overrides kept as they were (their weights replace the fitted ones in their stage), less the dropped measures")
 	}
@@ -142,4 +147,66 @@ func Suggest(base *scoringv1.Scorecard, samples []Sample) (*Result, error) {
 		return nil, fmt.Errorf("candidate scorecard: %w", scorecard.ProblemsError(problems))
 	}
 	return res, nil
+}
+
+// score is a sample's score under weights: Σ sub-score × weight / Σ weight
+// over the measures with data and weight; NaN when none has both.
+func score(subs, weights []float64) float64 {
+	var sum, total float64
+	for j, v := range subs {
+		if !math.IsNaN(v) && weights[j] > 0 {
+			sum, total = sum+v*weights[j], total+weights[j]
+		}
+	}
+	if total == 0 {
+		return math.NaN()
+	}
+	return sum / total
+}
+
+// bands sets the candidate's cut points so that it flags the same shares of
+// the fitted renewals red and green as base does, and says so.
+func bands(candidate, base *scoringv1.Scorecard, x [][]float64, weights []float64) string {
+	baseWeights := make([]float64, len(base.GetMeasures()))
+	for j, m := range base.GetMeasures() {
+		baseWeights[j] = m.GetWeight()
+	}
+	redBelow, greenFrom := base.GetBands().GetRedBelow(), base.GetBands().GetGreenFrom()
+	var scores []float64
+	var red, green int
+	for _, row := range x {
+		b, c := score(row, baseWeights), score(row, weights)
+		if math.IsNaN(b) || math.IsNaN(c) {
+			continue
+		}
+		scores = append(scores, c)
+		switch {
+		case b < redBelow:
+			red++
+		case b >= greenFrom:
+			green++
+		}
+	}
+	n := len(scores)
+	if n == 0 {
+		return "bands kept: no fitted renewal was scored by both scorecards"
+	}
+	slices.Sort(scores)
+	// cut is a score with k scores below it: between the k-th and the next.
+	cut := func(k int) float64 {
+		switch {
+		case k <= 0:
+			return math.Floor(scores[0]*10) / 10
+		case k >= n:
+			return math.Min(100, math.Ceil(scores[n-1]*10+1)/10)
+		}
+		return math.Round((scores[k-1]+scores[k])/2*10) / 10
+	}
+	r, g := cut(red), cut(n-green)
+	if r > g {
+		r = g
+	}
+	candidate.Bands = &scoringv1.Bands{RedBelow: r, GreenFrom: g}
+	return fmt.Sprintf("bands moved to red below %.1f and green from %.1f (were %.1f and %.1f): the candidate flags %d of %d fitted renewals red and %d green, as the base did",
+		r, g, redBelow, greenFrom, red, n, green)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
@@ -96,12 +98,15 @@ func TestSuggest(t *testing.T) {
 	if w := res.Scorecard.GetStageOverrides()[0].GetWeights(); len(w) != 1 || w["strong"] != 5 {
 		t.Errorf("stage override weights %v: want the dropped measure gone, the others as they were", w)
 	}
-	if res.Scorecard.GetVersion() != 0 || res.Scorecard.GetBands().GetRedBelow() != 30 || base.GetMeasures()[0].GetWeight() != 10 {
-		t.Errorf("candidate version %d, bands %v, base weight %v: want no version, the base's bands, the base untouched",
-			res.Scorecard.GetVersion(), res.Scorecard.GetBands(), base.GetMeasures()[0].GetWeight())
+	if res.Scorecard.GetVersion() != 0 || base.GetMeasures()[0].GetWeight() != 10 || base.GetBands().GetRedBelow() != 30 {
+		t.Errorf("candidate version %d, base weight %v, base bands %v: want no version, the base untouched",
+			res.Scorecard.GetVersion(), base.GetMeasures()[0].GetWeight(), base.GetBands())
+	}
+	if b := res.Scorecard.GetBands(); b.GetRedBelow() > b.GetGreenFrom() {
+		t.Errorf("candidate bands %v", b)
 	}
 	notes := strings.Join(res.Notes, "\n")
-	for _, want := range []string{"backwards dropped: a higher sub-score went with more churn", "empty dropped: no fitted renewal had data"} {
+	for _, want := range []string{"backwards dropped: a higher sub-score went with more churn", "empty dropped: no fitted renewal had data", "bands moved to red below"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes %q: want %q", notes, want)
 		}
@@ -113,5 +118,44 @@ func TestSuggestNeedsBothOutcomes(t *testing.T) {
 	samples := []Sample{{SubScores: []float64{10}, Churned: true}, {SubScores: []float64{20}, Churned: true}}
 	if _, err := Suggest(base, samples); err == nil || !strings.Contains(err.Error(), "want both outcomes") {
 		t.Errorf("err %v: want both outcomes asked for", err)
+	}
+}
+
+// TestBandsKeepTheShares checks the candidate's cut points: new weights move
+// every score, and the candidate flags as many fitted renewals red and green
+// as the base did.
+func TestBandsKeepTheShares(t *testing.T) {
+	base := &scoringv1.Scorecard{
+		Measures: []*scoringv1.Measure{
+			{Name: "a", Kind: scoringv1.MeasureKind_MEASURE_KIND_RECENCY, Weight: 50, Scale: scoringv1.Scale_SCALE_TENANT_RANK},
+			{Name: "b", Kind: scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_WEEKS, Weight: 50, Scale: scoringv1.Scale_SCALE_TENANT_RANK},
+		},
+		Bands: &scoringv1.Bands{RedBelow: 40, GreenFrom: 70},
+	}
+	var x [][]float64
+	for i := range 100 {
+		x = append(x, []float64{float64(i), float64(99 - i%10*10)})
+	}
+	candidate := proto.CloneOf(base)
+	weights := []float64{90, 10}
+	note := bands(candidate, base, x, weights)
+	count := func(w []float64, b *scoringv1.Bands) (red, green int) {
+		for _, row := range x {
+			switch s := score(row, w); {
+			case s < b.GetRedBelow():
+				red++
+			case s >= b.GetGreenFrom():
+				green++
+			}
+		}
+		return red, green
+	}
+	br, bg := count([]float64{50, 50}, base.GetBands())
+	cr, cg := count(weights, candidate.GetBands())
+	if br != cr || bg != cg {
+		t.Fatalf("base flags %d red and %d green, the candidate %d and %d (%v): %s", br, bg, cr, cg, candidate.GetBands(), note)
+	}
+	if br == 0 || bg == 0 || proto.Equal(base.GetBands(), candidate.GetBands()) {
+		t.Fatalf("a test that proves nothing: %d red, %d green, bands %v", br, bg, candidate.GetBands())
 	}
 }

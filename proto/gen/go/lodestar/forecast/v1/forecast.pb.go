@@ -2479,7 +2479,8 @@ func (x *MeasureFit) GetWeight() float64 {
 
 type SuggestScorecardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The candidate: the base scorecard with the fitted weights (summing to 100) and its bands;
+	// The candidate: the base scorecard with the fitted weights (summing to 100) and cut
+	// points moved to flag as many fitted renewals red and green as the base did;
 	// measures whose weight came out 0 are dropped. Version and update time are
 	// unset: the scoring service sets them on activation.
 	Scorecard *v11.Scorecard `protobuf:"bytes,1,opt,name=scorecard,proto3" json:"scorecard,omitempty"`
