@@ -35,6 +35,11 @@
 // TestMemoryBound): about 2.1 KB per account with 10 users, 4.8 KB with 100 and
 // 52 KB with 1000.
 //
+// An event set silent for the whole daily window gives its daily counts back
+// (4·W bytes each) when a day ends: BenchmarkHorizon measured 1,761 bytes per
+// account at 1M accounts with a year of weekly use and 1,185 with the last 120
+// days silent.
+//
 // An Engine is not safe for concurrent use: one goroutine owns it (a scoring instance
 // owns a set of partitions, hence of accounts).
 package engine
@@ -97,6 +102,9 @@ type Stats struct {
 	// Old counts events older than the daily window but within the long
 	// horizon: counted in weekly counts and last days only.
 	Old uint64
+	// Compacted counts the daily count rings given back by accounts whose
+	// event set fell silent for the daily window.
+	Compacted uint64
 	// Future counts events later than the wall clock: taken as happening now.
 	Future uint64
 	// Invalid counts events with no time, or a time before 1970-01-02: ignored.
@@ -435,6 +443,7 @@ func (e *Engine) advance(t *tenant, sec int64) {
 		// The new day's scales, from every account as the day ended: taken in
 		// event order, so a replay takes the same ones.
 		e.fitScales(t, dayOf(sec))
+		e.compact(t, dayOf(sec))
 	}
 	t.advance(sec)
 }

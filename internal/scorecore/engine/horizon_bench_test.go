@@ -16,9 +16,19 @@ import (
 // each. The history is applied after one event at its end, so that no day
 // ends while it is built (each ended day scores every account); then a day's
 // events are applied again, on known accounts and users, within the day.
+// With idle, the history stops 120 days before its end and a day then ends:
+// the silent accounts are compacted, and scored once.
 func BenchmarkHorizon(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("accounts=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n    int
+		idle bool
+	}{{100_000, false}, {1_000_000, false}, {100_000, true}, {1_000_000, true}} {
+		n := c.n
+		name := fmt.Sprintf("accounts=%d", n)
+		if c.idle {
+			name += "/idle"
+		}
+		b.Run(name, func(b *testing.B) {
 			end := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 			wall := end.Add(time.Hour)
 			runtime.GC()
@@ -32,10 +42,17 @@ func BenchmarkHorizon(b *testing.B) {
 			for a := range n {
 				ev.AccountId = fmt.Sprintf("account-%07d", a)
 				for w := range 52 {
+					if c.idle && w < 18 {
+						continue // silent for the last 120 days or more
+					}
 					ev.UserId = fmt.Sprintf("u%d", w%2)
 					ev.EventTime = timestamppb.New(end.Add(-time.Duration(w*7*24+a%24) * time.Hour))
 					e.Apply(ev, wall)
 				}
+			}
+			if c.idle {
+				ev.AccountId, ev.UserId, ev.EventTime = "account-0", "user-0", timestamppb.New(end.Add(24*time.Hour))
+				e.Apply(ev, end.Add(25*time.Hour)) // a day ends: compaction
 			}
 			e.Flush()
 			runtime.GC()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
@@ -131,6 +132,46 @@ func TestNotJudgedBeforeHistory(t *testing.T) {
 			if judged := d+1 >= 14; judged != (band != scoringv1.Band_BAND_INSUFFICIENT_DATA) {
 				t.Fatalf("day %d (history %d days): band %v: %s", d, d+1, band, s.Score.GetSummary())
 			}
+		}
+	}
+}
+
+// TestSilentAccountsShrink checks that accounts silent for the daily window
+// give back their daily counts and that nothing read changes: the score
+// computed from the compact account equals the one from zero-filled counts.
+func TestSilentAccountsShrink(t *testing.T) {
+	const accounts = 10
+	e := newEngine(t, Config{})
+	_, _, byDay := yearOfEvents(accounts)
+	for _, evs := range byDay {
+		for _, ev := range evs {
+			e.Apply(ev, replayWall)
+		}
+		e.Flush()
+	}
+	if e.Stats().Compacted == 0 {
+		t.Fatal("no account was compacted")
+	}
+	tn := e.tenants["t"]
+	for i := range accounts {
+		id := fmt.Sprintf("acct-%02d", i)
+		a := tn.Accounts[id]
+		silent := i%2 == 1
+		for _, g := range a.Groups {
+			if silent != (g.Counts == nil) {
+				t.Fatalf("%s (silent %v): daily counts kept %v", id, silent, g.Counts != nil)
+			}
+		}
+		if !silent {
+			continue
+		}
+		before, _ := e.Score("t", id)
+		for gi := range a.Groups {
+			a.Groups[gi].Counts = make([]uint32, e.window)
+		}
+		after, _ := e.Score("t", id)
+		if !proto.Equal(before, after) {
+			t.Fatalf("%s: compact score %v, with zero daily counts %v", id, before.GetScore(), after.GetScore())
 		}
 	}
 }
