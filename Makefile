@@ -7,7 +7,7 @@ GEN   := tools/generators
 GENERATORS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 
 TEST_TIMEOUT ?= 15m
-TEST_FLAGS   ?= -race
+TEST_FLAGS   ?= -race -count=1
 # The Online Retail invoices of the predictive benchmark.
 PREDICT_DATA ?= ../shared/data/online-retail-invoices.csv
 
