@@ -45,12 +45,10 @@ func yearOfEvents(accounts int) (start time.Time, days int, byDay [][]*eventv1.E
 	return start, days, byDay
 }
 
-// TestSilentAccountsKeepAScore replays a year in which half the accounts fall
-// silent after two months: at the end every account has a score with its
-// explanation, the silent ones red and the active ones not, with no scorecard
-// configured.
-func TestSilentAccountsKeepAScore(t *testing.T) {
-	const accounts = 20
+// replayYear is an engine with the default scorecard that replayed
+// yearOfEvents day by day.
+func replayYear(t *testing.T, accounts int) *Engine {
+	t.Helper()
 	e := newEngine(t, Config{})
 	_, _, byDay := yearOfEvents(accounts)
 	for _, evs := range byDay {
@@ -59,6 +57,16 @@ func TestSilentAccountsKeepAScore(t *testing.T) {
 		}
 		e.Flush()
 	}
+	return e
+}
+
+// TestSilentAccountsKeepAScore replays a year in which half the accounts fall
+// silent after two months: at the end every account has a score with its
+// explanation, the silent ones red and the active ones not, with no scorecard
+// configured.
+func TestSilentAccountsKeepAScore(t *testing.T) {
+	const accounts = 20
+	e := replayYear(t, accounts)
 	for i := range accounts {
 		id := fmt.Sprintf("acct-%02d", i)
 		hs, ok := e.Score("t", id)
@@ -141,14 +149,7 @@ func TestNotJudgedBeforeHistory(t *testing.T) {
 // computed from the compact account equals the one from zero-filled counts.
 func TestSilentAccountsShrink(t *testing.T) {
 	const accounts = 10
-	e := newEngine(t, Config{})
-	_, _, byDay := yearOfEvents(accounts)
-	for _, evs := range byDay {
-		for _, ev := range evs {
-			e.Apply(ev, replayWall)
-		}
-		e.Flush()
-	}
+	e := replayYear(t, accounts)
 	if e.Stats().Compacted == 0 {
 		t.Fatal("no account was compacted")
 	}

@@ -213,39 +213,25 @@ func (a *Accounts) Follow(ctx context.Context) (follow func() error, err error) 
 			}
 		}
 	}
-	for loaded := false; !loaded; {
-		select {
-		case <-ctx.Done():
-			_ = w.Stop()
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("watch %s: updates closed", natsx.BucketTenantAccounts)
-			}
-			if e == nil { // the stored keys are all delivered
-				loaded = true
-				continue
-			}
-			apply(e)
+	loaded, done := make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	go func() {
+		done <- natsx.WatchKV(ctx, w,
+			func() error { once.Do(func() { close(loaded) }); return nil },
+			func(e jetstream.KeyValueEntry) error { apply(e); return nil })
+	}()
+	select {
+	case <-loaded:
+	case err := <-done:
+		if err == nil { // ctx done first
+			err = ctx.Err()
 		}
+		return nil, fmt.Errorf("watch %s: %w", natsx.BucketTenantAccounts, err)
 	}
 	return func() error {
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case e, ok := <-w.Updates():
-				if !ok {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("watch %s: updates closed", natsx.BucketTenantAccounts)
-				}
-				if e != nil {
-					apply(e)
-				}
-			}
+		if err := <-done; err != nil {
+			return fmt.Errorf("watch %s: %w", natsx.BucketTenantAccounts, err)
 		}
+		return nil
 	}, nil
 }
