@@ -442,7 +442,7 @@ func (e *Engine) advance(t *tenant, sec int64) {
 		e.closed = e.scoreDue(t, e.closed)
 		// The new day's scales, from every account as the day ended: taken in
 		// event order, so a replay takes the same ones.
-		e.fitScales(t, dayOf(sec))
+		e.fitScales(t)
 		e.compact(t, dayOf(sec))
 	}
 	t.advance(sec)

@@ -14,13 +14,12 @@ import (
 // coreNoteEvents is how many of the most used events a core note names.
 const coreNoteEvents = 3
 
-// fitScales takes the tenant's scales for day from its accounts' raw values
+// fitScales takes the tenant's scales for the new day from its accounts' raw values
 // at the watermark, which is still the end of the day before: every account
 // that is judged (enough history, not churned) and has data for the
 // measure. It also writes the core note.
-func (e *Engine) fitScales(t *tenant, day int32) {
+func (e *Engine) fitScales(t *tenant) {
 	sc := t.sc
-	t.ScaleDay = day
 	t.CoreNote = coreNote(t)
 	scaled := 0
 	for i := range sc.Measures {

@@ -58,9 +58,8 @@ type tenant struct {
 	Uses []uint64
 	// Scales are the tenant's scales of the scorecard's measures (by index in
 	// Compiled.Measures) for the watermark's day, taken from every account at
-	// the end of the day before; ScaleDay is that day.
-	Scales   []scorecard.Scale
-	ScaleDay int32
+	// the end of the day before.
+	Scales []scorecard.Scale
 	// CoreNote says what counts as core use when the scorecard names no core
 	// events, with the most used events; set with the scales.
 	CoreNote string
