@@ -222,6 +222,9 @@ func (e *Engine) SetScorecard(tenantID string, sc *scoringv1.Scorecard) error {
 		return nil
 	}
 	t.setScorecard(c, wire)
+	// The scales are by measure: the new scorecard's are taken now, not left
+	// aligned with the old one's measures until the day ends.
+	e.fitScales(t)
 	t.Generation++
 	for _, a := range t.Accounts {
 		t.markDirty(a)

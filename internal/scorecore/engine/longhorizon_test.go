@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
@@ -174,5 +175,28 @@ func TestSilentAccountsShrink(t *testing.T) {
 		if !proto.Equal(before, after) {
 			t.Fatalf("%s: compact score %v, with zero daily counts %v", id, before.GetScore(), after.GetScore())
 		}
+	}
+}
+
+// TestScorecardChangeRefitsScales checks that a new scorecard's scales are
+// its own at once: scales are by measure, and a scorecard that removes or
+// reorders measures must not read another measure's.
+func TestScorecardChangeRefitsScales(t *testing.T) {
+	e := replayYear(t, 6)
+	sc, err := scorecard.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Measures = sc.Measures[1:2] // regularity alone
+	if err := e.SetScorecard("t", sc); err != nil {
+		t.Fatal(err)
+	}
+	tn := e.tenants["t"]
+	if len(tn.Scales) != len(tn.sc.Measures) || tn.Scales[0].N() == 0 {
+		t.Fatalf("%d scales for %d measures, the first fitted on %d values", len(tn.Scales), len(tn.sc.Measures), tn.Scales[0].N())
+	}
+	hs, _ := e.Score("t", "acct-00")
+	if m := measureOf(hs, "regularity"); m.GetSubScore() < 50 {
+		t.Fatalf("an account active all year: regularity %v", m)
 	}
 }
