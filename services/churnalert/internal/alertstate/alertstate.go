@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -52,23 +53,20 @@ type Store struct {
 	// store (sharded by key, so memory stays fixed): a process does not race
 	// itself, and compare-and-set conflicts come only from other replicas.
 	// Without it, writers of one busy account sharing a store starved each
-	// other past maxAttempts under load (TestCacheConcurrent, 1 run in ~5).
+	// other past maxAttempts under load (TestCacheConcurrent failed so).
 	turns [64]sync.Mutex
+	seed  maphash.Seed
 }
 
 // turn is the lock of an account's key.
 func (s *Store) turn(key string) *sync.Mutex {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(key); i++ {
-		h = (h ^ uint32(key[i])) * 16777619
-	}
-	return &s.turns[h%uint32(len(s.turns))]
+	return &s.turns[maphash.String(s.seed, key)%uint64(len(s.turns))]
 }
 
 // New returns a store over the ALERT_STATE bucket that keeps the states of
 // up to cached accounts in memory (none when cached is 0).
 func New(js jetstream.JetStream, kv jetstream.KeyValue, cached int) *Store {
-	return &Store{js: js, kv: kv, cache: newCache(cached)}
+	return &Store{js: js, kv: kv, cache: newCache(cached), seed: maphash.MakeSeed()}
 }
 
 // get returns an account's state and its revision, 0 when it has none: the
