@@ -19,8 +19,9 @@ import (
 // Redis accepts for a cluster.
 const RedisClusterNodes = 3
 
-// redisClusterTimeout bounds starting (or restarting a node of) a cluster.
-const redisClusterTimeout = 30 * time.Second
+// redisStartTimeout bounds starting a server or a cluster, or restarting
+// a cluster's node.
+const redisStartTimeout = 30 * time.Second
 
 // A RedisClusterServer is a Redis Cluster of RedisClusterNodes masters
 // without replicas or persistence, each a redis-server child process on
@@ -48,10 +49,10 @@ func RedisCluster(t testing.TB) *RedisClusterServer {
 		c.Addrs = append(c.Addrs, "127.0.0.1:"+strconv.Itoa(freePort(t)))
 		c.start(t, i)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), redisClusterTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
 	defer cancel()
 	for _, a := range c.Addrs {
-		c.waitNode(ctx, t, a, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+		waitRedis(ctx, t, c.dir, a, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
 	}
 	args := append(append([]string{"--cluster", "create"}, c.Addrs...), "--cluster-replicas", "0", "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
@@ -76,7 +77,7 @@ func (c *RedisClusterServer) Restart(t testing.TB, i int) {
 	t.Helper()
 	c.stop(i)
 	c.start(t, i)
-	ctx, cancel := context.WithTimeout(context.Background(), redisClusterTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
 	defer cancel()
 	c.waitOK(ctx, t)
 }
@@ -84,24 +85,51 @@ func (c *RedisClusterServer) Restart(t testing.TB, i int) {
 func (c *RedisClusterServer) start(t testing.TB, i int) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(c.Addrs[i])
-	log, err := os.OpenFile(filepath.Join(c.dir, "redis-"+port+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	c.nodes[i] = startRedis(t, c.dir, port,
+		"--cluster-enabled", "yes",
+		"--cluster-port", strconv.Itoa(freePort(t)),
+		"--cluster-config-file", filepath.Join(c.dir, "nodes-"+port+".conf"),
+		"--cluster-node-timeout", "5000")
+}
+
+// startRedis starts a redis-server without persistence on a loopback port,
+// its log in dir.
+func startRedis(t testing.TB, dir, port string, args ...string) *exec.Cmd {
+	t.Helper()
+	log, err := os.OpenFile(filepath.Join(dir, "redis-"+port+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	cmd := exec.Command("redis-server",
-		"--port", port, "--bind", "127.0.0.1",
-		"--cluster-enabled", "yes",
-		"--cluster-port", strconv.Itoa(freePort(t)),
-		"--cluster-config-file", filepath.Join(c.dir, "nodes-"+port+".conf"),
-		"--cluster-node-timeout", "5000",
-		"--dir", c.dir, "--save", "", "--appendonly", "no")
+	cmd := exec.Command("redis-server", append([]string{"--port", port, "--bind", "127.0.0.1",
+		"--dir", dir, "--save", "", "--appendonly", "no"}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
-	c.nodes[i] = cmd
+	return cmd
+}
+
+// RedisServer starts a Redis server of the test's own on a loopback port,
+// killed when the test ends, and returns its address: for measurements
+// that other tests' use of the shared Redis would disturb.
+func RedisServer(t testing.TB) string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server is not installed (scripts/ensure-redis.sh installs it): %v", err)
+	}
+	dir, port := t.TempDir(), strconv.Itoa(freePort(t))
+	cmd := startRedis(t, dir, port)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
+	defer cancel()
+	addr := "127.0.0.1:" + port
+	waitRedis(ctx, t, dir, addr, func(ctx context.Context, n *redis.Client) error { return n.Ping(ctx).Err() })
+	return addr
 }
 
 // stop kills node i by its pid and reaps it.
@@ -124,7 +152,7 @@ func (c *RedisClusterServer) kill() {
 func (c *RedisClusterServer) waitOK(ctx context.Context, t testing.TB) {
 	t.Helper()
 	for _, a := range c.Addrs {
-		c.waitNode(ctx, t, a, func(ctx context.Context, n *redis.Client) error {
+		waitRedis(ctx, t, c.dir, a, func(ctx context.Context, n *redis.Client) error {
 			info, err := n.ClusterInfo(ctx).Result()
 			if err != nil {
 				return err
@@ -137,8 +165,9 @@ func (c *RedisClusterServer) waitOK(ctx context.Context, t testing.TB) {
 	}
 }
 
-// waitNode polls ready on the node at addr until it returns nil.
-func (c *RedisClusterServer) waitNode(ctx context.Context, t testing.TB, addr string, ready func(context.Context, *redis.Client) error) {
+// waitRedis polls ready on the server at addr until it returns nil, and
+// fails the test with the logs in dir when ctx ends first.
+func waitRedis(ctx context.Context, t testing.TB, dir, addr string, ready func(context.Context, *redis.Client) error) {
 	t.Helper()
 	n := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	defer n.Close()
@@ -149,13 +178,13 @@ func (c *RedisClusterServer) waitNode(ctx context.Context, t testing.TB, addr st
 		}
 		select {
 		case <-ctx.Done():
-			logs, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+			logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 			var b strings.Builder
 			for _, l := range logs {
 				out, _ := os.ReadFile(l)
 				fmt.Fprintf(&b, "--- %s\n%s", filepath.Base(l), out)
 			}
-			t.Fatalf("redis cluster node %s: %v\n%s", addr, err, b.String())
+			t.Fatalf("redis at %s: %v\n%s", addr, err, b.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

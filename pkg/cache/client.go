@@ -20,9 +20,9 @@ type RedisConfig struct {
 	// cluster (any of its nodes; the client learns the rest).
 	Addrs config.StringList
 	// URL is a redis:// or rediss:// URL, for credentials, TLS and client
-	// options (go-redis's ParseURL and, for a cluster, ParseClusterURL with
-	// more seeds as addr= parameters). Its host is the first address and
-	// Addrs add to it.
+	// options (go-redis's ParseURL and, for a cluster, ParseClusterURL, which
+	// takes more seeds as addr= parameters). Its host is the first address
+	// and Addrs add to it.
 	URL string
 	// Cluster makes a single address a cluster's seed; several addresses
 	// always are.
@@ -40,11 +40,16 @@ func (c *RedisConfig) RegisterFlags(prefix string, fs *flag.FlagSet) {
 // Enabled reports whether a Redis is configured.
 func (c RedisConfig) Enabled() bool { return len(c.Addrs) > 0 || c.URL != "" }
 
-// IsCluster reports whether the configuration names a Redis Cluster.
+// IsCluster reports whether the configuration names a Redis Cluster: with
+// -redis.cluster, or more than one address (counting the URL's host and
+// its addr= parameters).
 func (c RedisConfig) IsCluster() bool {
 	n := len(c.Addrs)
 	if c.URL != "" {
 		n++
+		if u, err := url.Parse(c.URL); err == nil {
+			n += len(u.Query()["addr"])
+		}
 	}
 	return c.Cluster || n > 1
 }

@@ -29,6 +29,7 @@ func TestRedisConfig(t *testing.T) {
 		{name: "environment twins", env: map[string]string{"LODESTAR_REDIS_ADDRS": "a:1", "LODESTAR_REDIS_CLUSTER": "true"}, cluster: true, addrs: []string{"a:1"}},
 		{name: "url", args: []string{"-redis.url=redis://u:p@r:6380/2"}, addrs: []string{"r:6380"}},
 		{name: "cluster url with seeds", args: []string{"-redis.url=rediss://u:p@r:6380?addr=s:6381", "-redis.addrs=t:6382"}, cluster: true, addrs: []string{"r:6380", "s:6381", "t:6382"}},
+		{name: "cluster url alone", args: []string{"-redis.url=redis://r:6380?addr=s:6381&dial_timeout=2s"}, cluster: true, addrs: []string{"r:6380", "s:6381"}},
 		{name: "bad url", args: []string{"-redis.url=http://r:6379"}, err: "-redis.url"},
 		{name: "cluster url with a database", args: []string{"-redis.url=redis://r:6379/3", "-redis.cluster"}, err: "database 0 only"},
 		{name: "cluster of nothing", args: []string{"-redis.cluster"}, err: "-redis.cluster needs"},
