@@ -42,6 +42,7 @@ lint: $(GENERATORS) ## buf lint, gofmt and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && GOWORK=off $(GO) vet ./...
 
 .PHONY: build
 build: ## Build bin/lodestar and the tools.
@@ -53,6 +54,7 @@ build: ## Build bin/lodestar and the tools.
 test: ## Run every test (race detector on); starts (or installs) Redis when it is not up.
 	@scripts/ensure-redis.sh
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	cd deploy && GOWORK=off $(GO) test -count=1 ./...
 
 # Fuzz targets, one per external decoder, as package:FuzzName. Their seeds
 # (f.Add and testdata/fuzz/) run in `make test`; `make fuzz` mutates them.
