@@ -81,6 +81,7 @@ func TestRedisConfig(t *testing.T) {
 // TestRedisConfigConnects connects through the flags to the test Redis and
 // to a Redis Cluster seeded by one node.
 func TestRedisConfigConnects(t *testing.T) {
+	t.Parallel() // it starts a cluster of its own
 	rc := testenv.RedisCluster(t)
 	for _, c := range []RedisConfig{
 		{Addrs: config.StringList{testenv.RedisAddr()}},
