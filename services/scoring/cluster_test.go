@@ -22,6 +22,7 @@ import (
 // cache's marker must see a loss on any master, not only on the one that
 // holds a single marker key.
 func TestRedisClusterMasterRestart(t *testing.T) {
+	t.Parallel() // its own NATS and Redis Cluster
 	const accounts = 20
 	rc := testenv.RedisCluster(t)
 	client := rc.Client(t)
