@@ -128,21 +128,13 @@ func loadManifests(t *testing.T) manifests {
 			var name string
 			switch meta.Kind {
 			case "Deployment":
-				d := new(appsv1.Deployment)
-				unmarshalStrict(t, f, doc, d)
-				name, m.deployments[d.Name] = d.Name, d
+				name = decode(t, f, doc, m.deployments)
 			case "Service":
-				s := new(corev1.Service)
-				unmarshalStrict(t, f, doc, s)
-				name, m.services[s.Name] = s.Name, s
+				name = decode(t, f, doc, m.services)
 			case "PodDisruptionBudget":
-				p := new(policyv1.PodDisruptionBudget)
-				unmarshalStrict(t, f, doc, p)
-				name, m.pdbs[p.Name] = p.Name, p
+				name = decode(t, f, doc, m.pdbs)
 			case "ConfigMap":
-				c := new(corev1.ConfigMap)
-				unmarshalStrict(t, f, doc, c)
-				name, m.configMaps[c.Name] = c.Name, c
+				name = decode(t, f, doc, m.configMaps)
 			default:
 				t.Fatalf("%s: unexpected kind %q", f, meta.Kind)
 			}
@@ -152,6 +144,18 @@ func loadManifests(t *testing.T) manifests {
 		}
 	}
 	return m
+}
+
+// decode decodes an object of doc strictly into its kind's map, by name.
+func decode[T any, P interface {
+	*T
+	GetName() string
+}](t *testing.T, file string, doc []byte, into map[string]P) string {
+	t.Helper()
+	obj := P(new(T))
+	unmarshalStrict(t, file, doc, obj)
+	into[obj.GetName()] = obj
+	return obj.GetName()
 }
 
 func unmarshalStrict(t *testing.T, file string, doc []byte, v any) {

@@ -30,6 +30,7 @@ type RedisClusterServer struct {
 	// Addrs are the masters' client addresses.
 	Addrs []string
 	dir   string
+	bus   []int // the masters' cluster bus ports
 	nodes []*exec.Cmd
 }
 
@@ -47,6 +48,7 @@ func RedisCluster(t testing.TB) *RedisClusterServer {
 	t.Cleanup(c.kill) // after TempDir's, so it runs before the removal
 	for i := range c.nodes {
 		c.Addrs = append(c.Addrs, "127.0.0.1:"+strconv.Itoa(freePort(t)))
+		c.bus = append(c.bus, freePort(t))
 		c.start(t, i)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
@@ -87,7 +89,7 @@ func (c *RedisClusterServer) start(t testing.TB, i int) {
 	_, port, _ := net.SplitHostPort(c.Addrs[i])
 	c.nodes[i] = startRedis(t, c.dir, port,
 		"--cluster-enabled", "yes",
-		"--cluster-port", strconv.Itoa(freePort(t)),
+		"--cluster-port", strconv.Itoa(c.bus[i]),
 		"--cluster-config-file", filepath.Join(c.dir, "nodes-"+port+".conf"),
 		"--cluster-node-timeout", "5000")
 }

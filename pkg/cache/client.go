@@ -35,6 +35,12 @@ func (c *RedisConfig) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.Var(&c.Addrs, prefix+".addrs", "Comma-separated Redis addresses (host:port) for hot scores: one server, or seed nodes of a Redis Cluster (two or more always are); empty with no -"+prefix+".url uses an in-process cache.")
 	fs.StringVar(&c.URL, prefix+".url", c.URL, "Redis URL (redis:// or rediss://, with user, password and go-redis options as query parameters); its host is the first address, -"+prefix+".addrs adds more.")
 	fs.BoolVar(&c.Cluster, prefix+".cluster", c.Cluster, "Treat a single Redis address as a Redis Cluster seed node (several addresses always are).")
+	// The single address flag before -redis.addrs: refused with its new
+	// name, so that a deployment still setting it (or its environment
+	// twin) stops at start instead of running on an in-process cache.
+	fs.Func(prefix+".addr", "Renamed -"+prefix+".addrs; setting it is an error.", func(string) error {
+		return fmt.Errorf("renamed -%s.addrs", prefix)
+	})
 }
 
 // Enabled reports whether a Redis is configured.

@@ -20,7 +20,7 @@ func TestRedisConfig(t *testing.T) {
 		env     map[string]string
 		cluster bool     // a cluster client, else a single server's
 		addrs   []string // its (seed) addresses
-		err     string   // Validate's error, when it fails
+		err     string   // the error of parsing or Validate, when one fails
 	}{
 		{name: "none"},
 		{name: "one address", args: []string{"-redis.addrs=10.0.0.1:6379"}, addrs: []string{"10.0.0.1:6379"}},
@@ -33,19 +33,21 @@ func TestRedisConfig(t *testing.T) {
 		{name: "bad url", args: []string{"-redis.url=http://r:6379"}, err: "-redis.url"},
 		{name: "cluster url with a database", args: []string{"-redis.url=redis://r:6379/3", "-redis.cluster"}, err: "database 0 only"},
 		{name: "cluster of nothing", args: []string{"-redis.cluster"}, err: "-redis.cluster needs"},
+		{name: "old flag", args: []string{"-redis.addr=r:6379"}, err: "renamed -redis.addrs"},
+		{name: "old environment twin", env: map[string]string{"LODESTAR_REDIS_ADDR": "r:6379"}, err: "renamed -redis.addrs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var c RedisConfig
 			fs := flag.NewFlagSet("test", flag.ContinueOnError)
 			c.RegisterFlags("redis", fs)
-			if err := config.Parse(fs, tc.args, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }); err != nil {
-				t.Fatal(err)
+			err := config.Parse(fs, tc.args, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if err == nil {
+				err = c.Validate()
 			}
-			err := c.Validate()
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("Validate() = %v, want an error with %q", err, tc.err)
+					t.Fatalf("error %v, want one with %q", err, tc.err)
 				}
 				return
 			}
@@ -81,6 +83,7 @@ func TestRedisConfig(t *testing.T) {
 // TestRedisConfigConnects connects through the flags to the test Redis and
 // to a Redis Cluster seeded by one node.
 func TestRedisConfigConnects(t *testing.T) {
+	t.Parallel() // it starts a cluster of its own
 	rc := testenv.RedisCluster(t)
 	for _, c := range []RedisConfig{
 		{Addrs: config.StringList{testenv.RedisAddr()}},

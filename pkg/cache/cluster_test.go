@@ -50,6 +50,7 @@ func tenantsOnEveryMaster(t *testing.T, rc *testenv.RedisClusterServer, client *
 // TestKeySlot checks the slot function against the cluster's own, and that
 // each slot's tag is in it.
 func TestKeySlot(t *testing.T) {
+	t.Parallel() // each starts a cluster of its own
 	client := testenv.RedisCluster(t).Client(t)
 	tags := slotTags()
 	for s, tag := range tags {
@@ -74,6 +75,7 @@ func TestKeySlot(t *testing.T) {
 // test shows first: so a command, pipeline or script of the cache that
 // mixed a tenant's keys with another slot's would fail here.
 func TestRedisClusterCrossSlot(t *testing.T) {
+	t.Parallel() // each starts a cluster of its own
 	rc := testenv.RedisCluster(t)
 	client := rc.Client(t)
 	tenants := tenantsOnEveryMaster(t, rc, client)
@@ -119,6 +121,7 @@ func TestRedisClusterCrossSlot(t *testing.T) {
 // and expects the marker gone each time, with the scores of the tenant on
 // that master: the loss a writer must see to write its scores again.
 func TestRedisClusterMarker(t *testing.T) {
+	t.Parallel() // each starts a cluster of its own
 	rc := testenv.RedisCluster(t)
 	client := rc.Client(t)
 	tenants := tenantsOnEveryMaster(t, rc, client)

@@ -342,7 +342,7 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 		return nil, err
 	}
 	if !l.Redis.Enabled() || l.Redis.IsCluster() {
-		return nil, errors.New("-redis.addrs (or -redis.url) must name one Redis server: the bench measures Lodestar on Redis, and reads that server's CPU time")
+		return nil, errors.New("-redis.addrs must name one Redis server, not a cluster: the bench measures Lodestar on Redis and reads that server's CPU time")
 	}
 	level, err := telemetry.ParseLevel(l.LogLevel)
 	if err != nil {
