@@ -63,6 +63,7 @@ func alertsList(ctx context.Context, e *env, args []string) error {
 		return usagef("alerts list: -severity: %v", err)
 	}
 	var all []*alertv1.Alert
+	more := false
 	for len(all) < *n {
 		req.PageSize = int32(min(*n-len(all), maxPageSize))
 		resp, err := e.alerts.ListAlerts(ctx, req)
@@ -73,6 +74,7 @@ func alertsList(ctx context.Context, e *env, args []string) error {
 		if req.PageToken = resp.NextPageToken; req.PageToken == "" {
 			break
 		}
+		more = len(all) == *n
 	}
 	if e.json {
 		return e.printJSON(&alertv1.ListAlertsResponse{Alerts: all})
@@ -91,7 +93,11 @@ func alertsList(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(e.out, "\n%s\n", plural(len(all), "alert"))
+	count := plural(len(all), "alert")
+	if more {
+		count += " (more with a larger -n)"
+	}
+	_, err = fmt.Fprintf(e.out, "\n%s\n", count)
 	return err
 }
 
