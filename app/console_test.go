@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -250,6 +251,51 @@ func TestConsole(t *testing.T) {
 	t.Run("isolation", func(t *testing.T) { testConsoleIsolation(t, env) })
 	t.Run("alert links", func(t *testing.T) { testConsoleAlertLinks(t, env) })
 	t.Run("browser", func(t *testing.T) { testConsoleBrowser(t, env) })
+	// Last: a new scorecard rescores the tenant.
+	t.Run("scorecard", func(t *testing.T) { testConsoleScorecard(t, env) })
+}
+
+// testConsoleScorecard edits A's scorecard: problems are shown beside the
+// text, which is kept as typed; a backtest answers; activating makes a new
+// version for A and changes nothing of B's.
+func testConsoleScorecard(t *testing.T, env *consoleEnv) {
+	version := func(ct consoleTenant) *scoringv1.Scorecard {
+		resp, err := scoringv1.NewScoringServiceClient(ct.grpc).GetScorecard(context.Background(), &scoringv1.GetScorecardRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetScorecard()
+	}
+	a, b := version(env.a), version(env.b)
+	s := signIn(t, env.url, env.a.apiKey)
+	_, page := s.get("/scorecard")
+	m := regexp.MustCompile(`(?s)<textarea name="yaml" id="yaml"[^>]*>(.*?)</textarea>`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no scorecard editor")
+	}
+	active := html.UnescapeString(m[1])
+	broken := strings.Replace(active, "weight: ", "weight: -", 1)
+	code, body := s.post("/scorecard", url.Values{"action": {"activate"}, "yaml": {broken}})
+	if code != http.StatusBadRequest || !strings.Contains(body, `id="problems"`) || !strings.Contains(body, "weight") ||
+		!strings.Contains(body, html.EscapeString(broken)[:200]) {
+		t.Errorf("activate a negative weight: HTTP %d; want 400 with the problem beside the text as typed", code)
+	}
+	if code, body := s.post("/scorecard", url.Values{"action": {"validate"}, "yaml": {"measures: [oops"}}); code != http.StatusBadRequest || !strings.Contains(body, "yaml") {
+		t.Errorf("validate broken YAML: HTTP %d, want 400 naming the YAML problem", code)
+	}
+	if code, body := s.post("/scorecard", url.Values{"action": {"backtest"}, "yaml": {active}}); code != http.StatusOK && !strings.Contains(body, "backtest:") {
+		t.Errorf("backtest: HTTP %d without a message", code)
+	}
+	renamed := strings.Replace(active, "name: ", "name: console-edit-", 1)
+	if code, body := s.post("/scorecard", url.Values{"action": {"activate"}, "yaml": {renamed}}); code != http.StatusOK || !strings.Contains(body, "Activated as version") {
+		t.Fatalf("activate: HTTP %d", code)
+	}
+	if got := version(env.a); got.GetVersion() <= a.GetVersion() || !strings.HasPrefix(got.GetName(), "console-edit-") {
+		t.Errorf("A's scorecard after activation: v%d %q, was v%d", got.GetVersion(), got.GetName(), a.GetVersion())
+	}
+	if got := version(env.b); got.GetVersion() != b.GetVersion() || got.GetName() != b.GetName() {
+		t.Errorf("B's scorecard changed: v%d %q, was v%d %q", got.GetVersion(), got.GetName(), b.GetVersion(), b.GetName())
+	}
 }
 
 func testConsoleSignIn(t *testing.T, env *consoleEnv) {

@@ -120,7 +120,7 @@ func (srv *Server) portfolio(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, s := range drops.GetScores() {
-		if s.GetDrop_7D() > 0 {
+		if s.GetDrop_7D() < 0 { // drops are negative
 			d.Drops = append(d.Drops, s)
 		}
 	}
@@ -273,7 +273,12 @@ func (srv *Server) account(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, a := range alerts {
-		cd.Alerts = append(cd.Alerts, marker{T: a.GetCreateTime().GetSeconds(), Label: ruleKindName(a.GetRuleKind()) + " (" + severityName(a.GetSeverity()) + ")"})
+		// Scores are in event time: the alert sits at the score it fired on.
+		at := a.GetScoreTime()
+		if at == nil {
+			at = a.GetCreateTime()
+		}
+		cd.Alerts = append(cd.Alerts, marker{T: at.GetSeconds(), Label: ruleKindName(a.GetRuleKind()) + " (" + severityName(a.GetSeverity()) + ")"})
 	}
 	js, _ := json.Marshal(cd) // plain data: cannot fail
 	d.Chart, d.Points = template.JS(js), len(history)
@@ -332,12 +337,18 @@ func rankAlerts(alerts []*alertv1.Alert) {
 }
 
 type alertsData struct {
-	Alerts     []*alertv1.Alert
+	Alerts     []*alertv1.Alert // the first Shown of them
+	Total      int
+	More       int // the page size that shows more, 0 when all show
 	Mine       bool
 	Error      string
 	SnoozeDef  string // the snooze form's default end, in the tenant's zone
 	ErrAlertID string
 }
+
+// inboxPage is how many alerts the inbox shows at first, and adds at each
+// "more": a CSM acts on the top of the list.
+const inboxPage = 50
 
 var openStates = []alertv1.AlertState{alertv1.AlertState_ALERT_STATE_OPEN, alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED, alertv1.AlertState_ALERT_STATE_SNOOZED}
 
@@ -353,6 +364,14 @@ func (srv *Server) alertsData(r *http.Request) (alertsData, error) {
 		return d, err
 	}
 	rankAlerts(alerts)
+	d.Total = len(alerts)
+	n := inboxPage
+	if v, err := strconv.Atoi(r.URL.Query().Get("n")); err == nil && v > 0 {
+		n = v
+	}
+	if len(alerts) > n {
+		alerts, d.More = alerts[:n], n+inboxPage
+	}
 	d.Alerts = alerts
 	d.SnoozeDef = time.Now().In(srv.location(sess.tenant)).Add(24 * time.Hour).Format("2006-01-02T15:04")
 	return d, nil
