@@ -71,7 +71,7 @@ type Config struct {
 
 // DefaultConfig is the configuration of a local run.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Targets:        config.StringList{TargetAll},
 		HTTPListenAddr: "127.0.0.1:8080",
 		GRPCListenAddr: "127.0.0.1:9090",
@@ -88,6 +88,9 @@ func DefaultConfig() Config {
 		Cache:          cache.DefaultConfig(),
 		Console:        console.DefaultConfig(),
 	}
+	// Empty: alerts link to the console this process serves (initChurnAlert).
+	c.ChurnAlert.AccountURL = ""
+	return c
 }
 
 // RegisterFlags registers every flag, the services' included.

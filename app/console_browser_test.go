@@ -154,23 +154,30 @@ func (b *browser) noErrors(name string) {
 	}
 }
 
-// waitAlert waits until the service reports the alert in the state.
-func waitAlert(t *testing.T, ct consoleTenant, id string, want alertv1.AlertState) *alertv1.Alert {
-	t.Helper()
+// act clicks sel until the alert is in the state: a live update may
+// replace the inbox between finding the button and clicking it, as it may
+// under a CSM's mouse, and then the click finds no node.
+func (b *browser) act(name string, ct consoleTenant, id string, want alertv1.AlertState, steps ...chromedp.Action[chromedp.Void]) *alertv1.Alert {
+	b.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var last error
+	for time.Now().Before(deadline) {
 		got, err := ct.alerts().GetAlert(context.Background(), &alertv1.GetAlertRequest{AlertId: id})
 		if err != nil {
-			t.Fatal(err)
+			b.t.Fatal(err)
 		}
 		if got.GetAlert().GetState() == want {
 			return got.GetAlert()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alert %s is %v, want %v", id, got.GetAlert().GetState(), want)
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		if last = chromedp.Do(ctx, steps...); last == nil {
+			// Give the request its time before looking again.
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
+		cancel()
 	}
+	b.fail(name, fmt.Sprintf("alert %s never became %v: %v", id, want, last))
+	return nil
 }
 
 // testConsoleBrowser signs in with a real headless Chromium, loads every
@@ -234,22 +241,22 @@ func testConsoleBrowser(t *testing.T, env *consoleEnv) {
 	}
 	b.do("alerts live", chromedp.WaitNotPresent(chromedp.CSS("#alert-"+live.GetAlertId())))
 
-	b.do("acknowledge", chromedp.Click(chromedp.CSS("#alert-"+ack.GetAlertId()+" button.ack")))
-	waitAlert(t, me, ack.GetAlertId(), alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED)
+	b.act("acknowledge", me, ack.GetAlertId(), alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED,
+		chromedp.Click(chromedp.CSS("#alert-"+ack.GetAlertId()+" button.ack")))
 	b.expect("acknowledge", "#alert-"+ack.GetAlertId(), "acknowledged")
 	row := "#alert-" + snooze.GetAlertId()
-	b.do("snooze",
-		chromedp.Click(chromedp.CSS(row+" summary")),
-		chromedp.SendKeys(chromedp.CSS(row+` input[name="reason"]`), "customer on holiday"),
+	got := b.act("snooze", me, snooze.GetAlertId(), alertv1.AlertState_ALERT_STATE_SNOOZED,
+		// Idempotent steps: a retry must not type the reason twice.
+		chromedp.SetAttributeValue(chromedp.CSS(row+" details"), "open", ""),
+		chromedp.SetValue(chromedp.CSS(row+` input[name="reason"]`), "customer on holiday"),
 		chromedp.Click(chromedp.CSS(row+" button.snooze")),
 	)
-	got := waitAlert(t, me, snooze.GetAlertId(), alertv1.AlertState_ALERT_STATE_SNOOZED)
 	if got.GetSnoozeReason() != "customer on holiday" {
 		t.Errorf("snooze reason %q", got.GetSnoozeReason())
 	}
 	b.expect("snooze", row, "customer on holiday")
-	b.do("resolve", chromedp.Click(chromedp.CSS("#alert-"+ack.GetAlertId()+" button.resolve")))
-	waitAlert(t, me, ack.GetAlertId(), alertv1.AlertState_ALERT_STATE_RESOLVED)
+	b.act("resolve", me, ack.GetAlertId(), alertv1.AlertState_ALERT_STATE_RESOLVED,
+		chromedp.Click(chromedp.CSS("#alert-"+ack.GetAlertId()+" button.resolve")))
 	b.do("resolve", chromedp.WaitNotPresent(chromedp.CSS("#alert-"+ack.GetAlertId())))
 	b.noErrors("alerts")
 }

@@ -99,12 +99,13 @@ loadgen_pid=$!
 cat <<EOF
 
 Lodestar is up, and loadgen plays 300 accounts: 45 days of history first, then live.
+  Console           http://$http_addr/  (sign in with the API key $api_key)
   Segment HTTP API  http://$http_addr/v1/batch  (write key $write_key)
   gRPC API          $grpc_addr  (API key $api_key; reflection on)
   Logs              $lodestar_log, $loadgen_log
 
 In another terminal:
-  export LODESTAR_API_KEY=$api_key
+  export LODESTAR_API_KEY=$api_key WRITE_KEY=$write_key
   bin/lodestarctl -addr $grpc_addr worst -n 20          # the worst accounts, each with why
   bin/lodestarctl -addr $grpc_addr worst -band yellow
   bin/lodestarctl -addr $grpc_addr score acct-00001      # the full explanation

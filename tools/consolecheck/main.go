@@ -147,7 +147,7 @@ func screenshots(base, apiKey, dir string, pages []page) error {
 			if err := chromedp.Do(ctx, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS("main"))); err != nil {
 				return nil, err
 			}
-			time.Sleep(500 * time.Millisecond) // the chart draws after load
+			time.Sleep(500 * time.Millisecond)          // the chart draws after load
 			return chromedp.CaptureScreenshot()(ctx, t) // the viewport: what a CSM sees first
 		})
 		cancel()

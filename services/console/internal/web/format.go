@@ -115,6 +115,15 @@ func dateTimeIn(loc *time.Location, ts *timestamppb.Timestamp) string {
 	return ts.AsTime().In(loc).Format("2 Jan 2006 15:04 MST")
 }
 
+// lastDayIn formats the day before an exclusive end: a period ending at
+// 1 Jan 00:00 ends on 31 Dec.
+func lastDayIn(loc *time.Location, end *timestamppb.Timestamp) string {
+	if end == nil {
+		return "–"
+	}
+	return dateIn(loc, timestamppb.New(end.AsTime().Add(-time.Nanosecond)))
+}
+
 // enumName turns BAND_RED, TIER_BENCHMARK or LIFECYCLE_STAGE_PRE_RENEWAL
 // into "red", "benchmark" or "pre-renewal".
 func enumName(full, prefix string) string {

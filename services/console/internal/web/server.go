@@ -234,6 +234,7 @@ func (srv *Server) funcs() template.FuncMap {
 		"number":      number,
 		"date":        dateIn,
 		"datetime":    dateTimeIn,
+		"lastday":     lastDayIn,
 		"band":        bandName,
 		"tier":        tierName,
 		"stage":       stageName,

@@ -42,6 +42,7 @@ func TestFormat(t *testing.T) {
 		{dateIn(paris, late), "7 Dec 2026"}, // the tenant's day, not UTC's
 		{dateTimeIn(paris, late), "7 Dec 2026 00:30 CET"},
 		{dateIn(paris, nil), "–"},
+		{lastDayIn(time.UTC, timestamppb.New(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))), "31 Dec 2026"},
 		{bandName(scoringv1.Band_BAND_INSUFFICIENT_DATA), "insufficient-data"},
 		{stageName(accountv1.LifecycleStage_LIFECYCLE_STAGE_PRE_RENEWAL), "pre-renewal"},
 		{tierName(accountv1.Tier_TIER_UNSPECIFIED), "–"},
