@@ -5,7 +5,9 @@
 // each page (the first 1280x900 pixels) taken by a headless Chromium.
 //
 //	consolecheck -url http://127.0.0.1:8080 -api-key KEY [-n 20] [-shots docs/console]
+//	consolecheck -url ... -api-key KEY -write-key KEY -grpc-addr ... -seed 100000
 //
+// The second form fills a tenant with accounts to measure at scale.
 // It prints a Markdown table.
 package main
 
@@ -44,11 +46,17 @@ func run(args []string, out io.Writer) error {
 	n := fs.Int("n", 20, "Requests per page for the server time.")
 	shots := fs.String("shots", "", "Directory to save a PNG screenshot of each page in; empty takes none.")
 	account := fs.String("account", "", "Account whose page to measure; empty takes the worst one.")
+	seedN := fs.Int("seed", 0, "First fill the tenant with this many accounts and 21 days of events (needs -write-key and -grpc-addr), then exit.")
+	writeKey := fs.String("write-key", "", "Write key for -seed.")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9090", "gRPC address for -seed.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *apiKey == "" {
 		return errors.New("-api-key is required")
+	}
+	if *seedN > 0 {
+		return seed(context.Background(), *base, *grpcAddr, *writeKey, *apiKey, *seedN)
 	}
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: time.Minute}
