@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/lodestar-cs/lodestar/pkg/humanize"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 )
 
@@ -206,8 +207,8 @@ func testConsoleBrowser(t *testing.T, env *consoleEnv) {
 	b.do("account", chromedp.Navigate(env.url+"/accounts/dead"), chromedp.WaitVisible(chromedp.CSS("#chart canvas")))
 	dead := scoreOf(t, me, "dead")
 	// The periodic tick may rescore between the reads: either score is right.
-	if shown := b.text("account", "#score"); shown != fmt.Sprintf("%.0f", before.GetScore()) && shown != fmt.Sprintf("%.0f", dead.GetScore()) {
-		b.fail("account", fmt.Sprintf("score %s shown, the API says %.0f", shown, dead.GetScore()))
+	if shown := b.text("account", "#score"); shown != humanize.Score(before.GetScore()) && shown != humanize.Score(dead.GetScore()) {
+		b.fail("account", fmt.Sprintf("score %s shown, the API says %s", shown, humanize.Score(dead.GetScore())))
 	}
 	b.expect("account", "#measures", dead.GetMeasures()[0].GetName())
 	b.expect("account", "#crm", me.name+" dead")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -75,20 +76,7 @@ func seed(ctx context.Context, base, grpcAddr, writeKey, apiKey string, n int) e
 			}
 			sent += len(batch)
 			body, _ := json.Marshal(map[string]any{"batch": batch})
-			g.Go(func() error {
-				req, _ := http.NewRequestWithContext(gctx, http.MethodPost, base+"/v1/batch", bytes.NewReader(body))
-				req.SetBasicAuth(writeKey, "")
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return err
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("batch: HTTP %d", resp.StatusCode)
-				}
-				return nil
-			})
+			g.Go(func() error { return post(gctx, base, writeKey, body) })
 		}
 	}
 	if err := g.Wait(); err != nil {
@@ -96,4 +84,35 @@ func seed(ctx context.Context, base, grpcAddr, writeKey, apiKey string, n int) e
 	}
 	fmt.Printf("seed: %d events sent\n", sent)
 	return nil
+}
+
+// post sends one batch, waiting out the tenant's rate limit (429 with
+// Retry-After) as any Segment client does.
+func post(ctx context.Context, base, writeKey string, body []byte) error {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/batch", bytes.NewReader(body))
+		req.SetBasicAuth(writeKey, "")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return nil
+		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+			if err != nil || wait < 1 {
+				wait = 1
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(wait) * time.Second):
+			}
+		default:
+			return fmt.Errorf("batch: HTTP %d", resp.StatusCode)
+		}
+	}
 }

@@ -8,52 +8,14 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/humanize"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
-// Formatting for people: the templates never show a raw float or enum name.
-
-var currencySymbols = map[string]string{"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
-
-// amount formats an amount of a currency compactly: $2.3M, €840k, $950.
-func amount(v float64, currency string) string {
-	sym, ok := currencySymbols[currency]
-	if !ok && currency != "" {
-		sym = currency + " "
-	}
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
-	}
-	var s string
-	switch {
-	case v >= 1e9:
-		s = trimZero(fmt.Sprintf("%.1f", v/1e9)) + "B"
-	case v >= 1e6:
-		s = trimZero(fmt.Sprintf("%.1f", v/1e6)) + "M"
-	case v >= 1e4:
-		s = fmt.Sprintf("%.0fk", v/1e3)
-	default:
-		s = thousands(int64(math.Round(v)))
-	}
-	return sign + sym + s
-}
-
-func trimZero(s string) string { return strings.TrimSuffix(s, ".0") }
-
-// thousands writes n with comma separators: 12,345.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}
+// Formatting for people, as lodestarctl prints (pkg/humanize): the
+// templates never show a raw float or enum name.
 
 // moneyValue is a Money as a float of whole units.
 func moneyValue(m *accountv1.Money) float64 {
@@ -62,66 +24,46 @@ func moneyValue(m *accountv1.Money) float64 {
 
 func money(m *accountv1.Money) string {
 	if m == nil {
-		return "–"
+		return humanize.Missing
 	}
-	return amount(moneyValue(m), m.GetCurrencyCode())
-}
-
-// percent formats a share (0.934) as 93.4%.
-func percent(v float64) string {
-	if math.IsNaN(v) {
-		return "–"
-	}
-	return trimZero(fmt.Sprintf("%.1f", v*100)) + "%"
-}
-
-// score formats a 0-100 health score.
-func score(v float64) string { return fmt.Sprintf("%.0f", v) }
-
-// signed formats a change in points: +4, -12, 0.
-func signed(v float64) string {
-	r := math.Round(v)
-	switch {
-	case r > 0:
-		return fmt.Sprintf("+%.0f", r)
-	case r < 0:
-		return fmt.Sprintf("−%.0f", -r)
-	}
-	return "0"
+	return humanize.MoneyCompact(moneyValue(m), m.GetCurrencyCode())
 }
 
 // number formats a measure's raw value: integers without decimals, others
 // with up to two.
 func number(v float64) string {
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		return thousands(int64(v))
+		return humanize.Int(int64(v))
 	}
 	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
 }
 
+// timeOf is a timestamp's time; unset is the zero time, which humanize
+// shows as missing.
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
 // dateIn formats a date in the tenant's zone: 6 Dec 2026.
 func dateIn(loc *time.Location, ts *timestamppb.Timestamp) string {
-	if ts == nil || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) {
-		return "–"
-	}
-	return ts.AsTime().In(loc).Format("2 Jan 2006")
+	return humanize.Date(timeOf(ts), loc)
 }
 
 // dateTimeIn formats an instant in the tenant's zone: 6 Dec 2026 14:05 CET.
 func dateTimeIn(loc *time.Location, ts *timestamppb.Timestamp) string {
-	if ts == nil || (ts.GetSeconds() == 0 && ts.GetNanos() == 0) {
-		return "–"
-	}
-	return ts.AsTime().In(loc).Format("2 Jan 2006 15:04 MST")
+	return humanize.DateTime(timeOf(ts), loc)
 }
 
 // lastDayIn formats the day before an exclusive end: a period ending at
 // 1 Jan 00:00 ends on 31 Dec.
 func lastDayIn(loc *time.Location, end *timestamppb.Timestamp) string {
-	if end == nil {
-		return "–"
+	if timeOf(end).IsZero() {
+		return humanize.Missing
 	}
-	return dateIn(loc, timestamppb.New(end.AsTime().Add(-time.Nanosecond)))
+	return humanize.Date(end.AsTime().Add(-time.Nanosecond), loc)
 }
 
 // enumName turns BAND_RED, TIER_BENCHMARK or LIFECYCLE_STAGE_PRE_RENEWAL
@@ -129,7 +71,7 @@ func lastDayIn(loc *time.Location, end *timestamppb.Timestamp) string {
 func enumName(full, prefix string) string {
 	s := strings.TrimPrefix(full, prefix)
 	if s == "UNSPECIFIED" || s == "" {
-		return "–"
+		return humanize.Missing
 	}
 	return strings.ReplaceAll(strings.ToLower(s), "_", "-")
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lodestar-cs/lodestar/pkg/humanize"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
@@ -158,7 +159,7 @@ func (srv *Server) portfolio(w http.ResponseWriter, r *http.Request) {
 		d.Counts, d.Filtered = counted, true
 	}
 	for _, c := range sortedKeys(atRisk) {
-		d.AtRisk = append(d.AtRisk, amount(atRisk[c], c))
+		d.AtRisk = append(d.AtRisk, humanize.MoneyCompact(atRisk[c], c))
 	}
 	srv.render(w, r, http.StatusOK, "portfolio.html", "Portfolio", "portfolio", d)
 }

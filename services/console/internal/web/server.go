@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/lodestar-cs/lodestar/pkg/humanize"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
@@ -226,11 +227,11 @@ func (srv *Server) failRPC(w http.ResponseWriter, r *http.Request, what string, 
 
 func (srv *Server) funcs() template.FuncMap {
 	return template.FuncMap{
-		"amount":      amount,
+		"amount":      humanize.MoneyCompact,
 		"money":       money,
-		"percent":     percent,
-		"score":       score,
-		"signed":      signed,
+		"percent":     humanize.Percent,
+		"score":       humanize.Score,
+		"signed":      humanize.ScoreDelta,
 		"number":      number,
 		"date":        dateIn,
 		"datetime":    dateTimeIn,

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"math"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -20,32 +19,20 @@ func TestFormat(t *testing.T) {
 	}
 	late := timestamppb.New(time.Date(2026, 12, 6, 23, 30, 0, 0, time.UTC))
 	for _, tc := range []struct{ got, want string }{
-		{amount(2_319_120.000000001, "USD"), "$2.3M"},
-		{amount(2_000_000, "EUR"), "€2M"},
-		{amount(840_400, "GBP"), "£840k"},
-		{amount(9_999, "USD"), "$9,999"},
-		{amount(1_500_000_000, "USD"), "$1.5B"},
-		{amount(-12_000, "USD"), "-$12k"},
-		{amount(1234, "CHF"), "CHF 1,234"},
-		{money(&accountv1.Money{CurrencyCode: "USD", Units: 120_000, Nanos: 500_000_000}), "$120k"},
-		{money(nil), "–"},
-		{percent(0.934), "93.4%"},
-		{percent(1), "100%"},
-		{percent(math.NaN()), "–"},
-		{signed(4.4), "+4"},
-		{signed(-12.2), "−12"},
-		{signed(0.2), "0"},
+		{money(&accountv1.Money{CurrencyCode: "USD", Units: 2_319_120, Nanos: 1}), "$2.3M"},
+		{money(&accountv1.Money{CurrencyCode: "EUR", Units: 120_000, Nanos: 500_000_000}), "€120K"},
+		{money(nil), "-"},
 		{number(27), "27"},
 		{number(5.333333), "5.33"},
 		{number(1_234_567), "1,234,567"},
 		{dateIn(time.UTC, late), "6 Dec 2026"},
 		{dateIn(paris, late), "7 Dec 2026"}, // the tenant's day, not UTC's
 		{dateTimeIn(paris, late), "7 Dec 2026 00:30 CET"},
-		{dateIn(paris, nil), "–"},
+		{dateIn(paris, nil), "-"},
 		{lastDayIn(time.UTC, timestamppb.New(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))), "31 Dec 2026"},
 		{bandName(scoringv1.Band_BAND_INSUFFICIENT_DATA), "insufficient-data"},
 		{stageName(accountv1.LifecycleStage_LIFECYCLE_STAGE_PRE_RENEWAL), "pre-renewal"},
-		{tierName(accountv1.Tier_TIER_UNSPECIFIED), "–"},
+		{tierName(accountv1.Tier_TIER_UNSPECIFIED), "-"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
