@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -158,19 +159,10 @@ func (srv *Server) portfolio(w http.ResponseWriter, r *http.Request) {
 	if f.any() {
 		d.Counts, d.Filtered = counted, true
 	}
-	for _, c := range sortedKeys(atRisk) {
+	for _, c := range slices.Sorted(maps.Keys(atRisk)) {
 		d.AtRisk = append(d.AtRisk, humanize.MoneyCompact(atRisk[c], c))
 	}
 	srv.render(w, r, http.StatusOK, "portfolio.html", "Portfolio", "portfolio", d)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 type accountData struct {

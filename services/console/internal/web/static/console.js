@@ -32,7 +32,6 @@
       width: el.clientWidth || 800, height: 260,
       scales: { y: { range: [0, 100] } },
       series: [{}, { label: "health", stroke: "#1d4ed8", width: 2, points: { show: false } }],
-      axes: [{}, { values: function (u, v) { return v; } }],
       hooks: { draw: [function (u) {
         markers(u, d.versions, "#667085", [6, 4]);
         markers(u, d.alerts, "#c62828", []);
