@@ -240,7 +240,8 @@ func testConsoleBrowser(t *testing.T, env *consoleEnv) {
 	if _, err := me.alerts().ResolveAlert(context.Background(), &alertv1.ResolveAlertRequest{AlertId: live.GetAlertId(), Actor: "test", Note: "live"}); err != nil {
 		t.Fatal(err)
 	}
-	b.do("alerts live", chromedp.WaitNotPresent(chromedp.CSS("#alert-"+live.GetAlertId())))
+	// The refreshed inbox still shows the stream as connected.
+	b.do("alerts live", chromedp.WaitNotPresent(chromedp.CSS("#alert-"+live.GetAlertId())), chromedp.WaitVisible(chromedp.CSS("#live.on")))
 
 	b.act("acknowledge", me, ack.GetAlertId(), alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED,
 		chromedp.Click(chromedp.CSS("#alert-"+ack.GetAlertId()+" button.ack")))

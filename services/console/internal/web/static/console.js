@@ -53,8 +53,14 @@
       }
       htmx.ajax("GET", location.pathname + location.search, { target: "#main", swap: "innerHTML" });
     };
-    es.onopen = function () { live.classList.add("on"); };
-    es.onerror = function () { live.classList.remove("on"); };
+    // The indicator is part of what a refresh replaces: look it up each time.
+    var mark = function () {
+      var el = document.getElementById("live");
+      if (el) el.classList.toggle("on", es.readyState === EventSource.OPEN);
+    };
+    es.onopen = mark;
+    es.onerror = mark;
+    document.addEventListener("htmx:afterSwap", mark);
     es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 300); });
     window.addEventListener("pagehide", function () { es.close(); });
   }
