@@ -51,8 +51,9 @@ build: ## Build bin/lodestar and the tools.
 	$(GO) build -o $(BIN)/lodestarctl ./tools/lodestarctl
 
 .PHONY: test
-test: ## Run every test (race detector on); starts (or installs) Redis when it is not up.
+test: ## Run every test (race detector on); starts (or installs) Redis when it is not up, installs Chromium for the console's browser tests.
 	@scripts/ensure-redis.sh
+	@scripts/ensure-chromium.sh
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 	cd deploy && GOWORK=off $(GO) test -count=1 ./...
 

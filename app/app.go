@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
@@ -37,6 +38,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/telemetry"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
+	"github.com/lodestar-cs/lodestar/services/console"
 	"github.com/lodestar-cs/lodestar/services/ingest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
 	"github.com/lodestar-cs/lodestar/services/scoring"
@@ -64,11 +66,12 @@ type Config struct {
 	ChurnAlert churnalert.Config
 	Forecast   renewalforecast.Config
 	Cache      cache.Config
+	Console    console.Config
 }
 
 // DefaultConfig is the configuration of a local run.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		Targets:        config.StringList{TargetAll},
 		HTTPListenAddr: "127.0.0.1:8080",
 		GRPCListenAddr: "127.0.0.1:9090",
@@ -83,7 +86,11 @@ func DefaultConfig() Config {
 		ChurnAlert:     churnalert.DefaultConfig(),
 		Forecast:       renewalforecast.DefaultConfig(),
 		Cache:          cache.DefaultConfig(),
+		Console:        console.DefaultConfig(),
 	}
+	// Empty: alerts link to the console this process serves (initChurnAlert).
+	c.ChurnAlert.AccountURL = ""
+	return c
 }
 
 // RegisterFlags registers every flag, the services' included.
@@ -127,6 +134,13 @@ func (c *Config) Validate() error {
 	order, err := initOrder(names)
 	if err != nil {
 		errs = append(errs, err)
+	}
+	if slices.Contains(names, console.Target) && c.Console.APIAddr == "" {
+		for _, s := range []string{ingest.Target, scoring.Target, churnalert.Target, renewalforecast.Target} {
+			if !slices.Contains(names, s) {
+				errs = append(errs, fmt.Errorf("-target %s without %s needs -console.api-addr: the console shows every service", console.Target, s))
+			}
+		}
 	}
 	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, err)
@@ -208,6 +222,13 @@ type App struct {
 	mux      *http.ServeMux
 	admin    *http.ServeMux // /metrics, on -http.admin-listen-addr
 	services []runningService
+	// The listeners exist before the modules, which may need their
+	// addresses (the console's URL in alert links).
+	grpcLis, httpLis, adminLis net.Listener
+	// inproc is the in-memory listener of the console's connection to
+	// this process's gRPC server; nil without it.
+	inproc      *bufconn.Listener
+	consoleConn *grpc.ClientConn
 	// notReady lists the services not ready at the last readiness check, so
 	// /healthz and gRPC health always agree; nil before the first check.
 	notReady atomic.Pointer[[]string]
@@ -223,6 +244,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger, stdout io.Writer)
 	}
 	a := &App{cfg: cfg, logger: logger, stdout: stdout, mux: http.NewServeMux(), admin: http.NewServeMux()}
 	defer func() { err = errors.Join(err, a.close()) }()
+	if err := a.listen(); err != nil {
+		return err
+	}
 	if err := a.init(ctx); err != nil {
 		return err
 	}
@@ -325,24 +349,25 @@ func (a *App) initNATS(ctx context.Context) (runnable, error) {
 	return nil, err
 }
 
-func (a *App) run(ctx context.Context) error {
-	grpcLis, err := net.Listen("tcp", a.cfg.GRPCListenAddr)
-	if err != nil {
+// listen opens the servers' listeners; close closes those left unserved.
+func (a *App) listen() error {
+	var err error
+	if a.grpcLis, err = net.Listen("tcp", a.cfg.GRPCListenAddr); err != nil {
 		return fmt.Errorf("grpc listen: %w", err)
 	}
-	httpLis, err := net.Listen("tcp", a.cfg.HTTPListenAddr)
-	if err != nil {
-		grpcLis.Close()
+	if a.httpLis, err = net.Listen("tcp", a.cfg.HTTPListenAddr); err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	var adminLis net.Listener
 	if a.cfg.HTTP.AdminListenAddr != "" {
-		if adminLis, err = net.Listen("tcp", a.cfg.HTTP.AdminListenAddr); err != nil {
-			grpcLis.Close()
-			httpLis.Close()
+		if a.adminLis, err = net.Listen("tcp", a.cfg.HTTP.AdminListenAddr); err != nil {
 			return fmt.Errorf("admin http listen: %w", err)
 		}
 	}
+	return nil
+}
+
+func (a *App) run(ctx context.Context) error {
+	grpcLis, httpLis, adminLis := a.grpcLis, a.httpLis, a.adminLis
 	a.logger.Info("lodestar started", "targets", a.cfg.Targets.String(), "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(), "admin", a.cfg.HTTP.AdminListenAddr, "nats", a.natsDescription())
 
 	// One service failing stops the process: cancel everything.
@@ -364,6 +389,15 @@ func (a *App) run(ctx context.Context) error {
 			serveErr <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	if a.inproc != nil {
+		// The same gRPC server, so the console's calls pass the same
+		// authentication and interceptors as any client's.
+		go func() {
+			if err := a.grpc.Serve(context.WithoutCancel(ctx), a.inproc); err != nil {
+				serveErr <- fmt.Errorf("in-process grpc server: %w", err)
+			}
+		}()
+	}
 	go func() {
 		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("http server: %w", err)
@@ -464,6 +498,14 @@ func (a *App) natsDescription() string {
 // acks), the embedded server stopped, telemetry flushed last.
 func (a *App) close() error {
 	var errs []error
+	for _, l := range []net.Listener{a.grpcLis, a.httpLis, a.adminLis} {
+		if l != nil {
+			l.Close() // already closed once served
+		}
+	}
+	if a.consoleConn != nil {
+		a.consoleConn.Close()
+	}
 	if a.redis != nil {
 		if err := a.redis.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close redis: %w", err))

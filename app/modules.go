@@ -4,11 +4,19 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"os"
 	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/service"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
+	"github.com/lodestar-cs/lodestar/services/console"
 	"github.com/lodestar-cs/lodestar/services/ingest"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
 	"github.com/lodestar-cs/lodestar/services/scoring"
@@ -61,6 +69,8 @@ var modules = []module{
 		config: func(c *Config) moduleConfig { return &c.ChurnAlert }},
 	{name: renewalforecast.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initRenewalForecast,
 		config: func(c *Config) moduleConfig { return &c.Forecast }},
+	{name: console.Target, target: true, deps: []string{moduleServer}, init: (*App).initConsole,
+		config: func(c *Config) moduleConfig { return &c.Console }},
 }
 
 // targets lists the names -target accepts besides "all", in table order.
@@ -141,6 +151,9 @@ func (a *App) initScoring(context.Context) (runnable, error) {
 }
 
 func (a *App) initChurnAlert(context.Context) (runnable, error) {
+	if a.cfg.ChurnAlert.AccountURL == "" && a.servesConsole() {
+		a.cfg.ChurnAlert.AccountURL = console.AccountURL(a.consoleURL())
+	}
 	return churnalert.New(a.cfg.ChurnAlert, churnalert.Deps{
 		JS:       a.js,
 		Limits:   a.cfg.Limits,
@@ -155,6 +168,56 @@ func (a *App) initRenewalForecast(context.Context) (runnable, error) {
 		Limits: a.cfg.Limits,
 		Deps:   a.serviceDeps(renewalforecast.Target),
 	})
+}
+
+// initConsole serves the console at / of the HTTP server. It reaches the
+// services through -console.api-addr, or this process's own gRPC server
+// over an in-memory connection.
+func (a *App) initConsole(context.Context) (runnable, error) {
+	var err error
+	if a.cfg.Console.APIAddr != "" {
+		a.consoleConn, err = grpc.NewClient(a.cfg.Console.APIAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	} else {
+		a.inproc = bufconn.Listen(1 << 20)
+		a.consoleConn, err = grpc.NewClient("passthrough:///lodestar",
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return a.inproc.DialContext(ctx) }),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("console api connection: %w", err)
+	}
+	s, err := console.New(a.cfg.Console, console.Deps{
+		Conn:     a.consoleConn,
+		Tenants:  a.tenants,
+		Logger:   a.logger.With("service", console.Target),
+		Stopping: a.grpc.Stopping(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.mux.Handle("/", s.Handler())
+	return s, nil
+}
+
+// servesConsole reports whether this process serves the console.
+func (a *App) servesConsole() bool {
+	return slices.Contains(a.cfg.Targets, TargetAll) || slices.Contains(a.cfg.Targets, console.Target)
+}
+
+// consoleURL is where browsers reach the console: -console.public-url, or
+// the address the HTTP server listens on (this host's name when it listens
+// on every interface).
+func (a *App) consoleURL() string {
+	if a.cfg.Console.PublicURL != "" {
+		return strings.TrimSuffix(a.cfg.Console.PublicURL, "/")
+	}
+	host, port, _ := net.SplitHostPort(a.httpLis.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // serviceDeps is the telemetry of a service, its logs marked with its name.

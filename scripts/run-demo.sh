@@ -103,12 +103,13 @@ cat <<EOF
 Lodestar is up, and loadgen plays 300 accounts: 45 days of history first (about a
 minute), then live: the simulated product's working hours at 60x (an hour a minute),
 whatever the wall clock says.
+  Console           http://$http_addr/  (sign in with the API key $api_key)
   Segment HTTP API  http://$http_addr/v1/batch  (write key $write_key)
   gRPC API          $grpc_addr  (API key $api_key; reflection on)
   Logs              $lodestar_log, $loadgen_log
 
 In another terminal:
-  export LODESTAR_API_KEY=$api_key LODESTAR_ADDR=$grpc_addr
+  export LODESTAR_API_KEY=$api_key LODESTAR_ADDR=$grpc_addr WRITE_KEY=$write_key
   bin/lodestarctl worst -n 20              # the worst accounts, each with why
   bin/lodestarctl score acct-00001         # the full explanation
   bin/lodestarctl history acct-00001

@@ -16,6 +16,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+	_ "time/tzdata" // tenants' time zones on machines without a zone database
 
 	"gopkg.in/yaml.v3"
 )
@@ -57,6 +59,18 @@ type Tenant struct {
 	// pages from sending, never a non-browser client. "*" allows every
 	// origin explicitly.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// TimeZone is the IANA zone ("Europe/Paris") the console shows the
+	// tenant's dates in; empty is UTC.
+	TimeZone string `yaml:"time_zone"`
+	loc      *time.Location
+}
+
+// Location is the tenant's time zone, UTC unless TimeZone names one.
+func (t Tenant) Location() *time.Location {
+	if t.loc == nil {
+		return time.UTC
+	}
+	return t.loc
 }
 
 type keyEntry struct {
@@ -130,6 +144,11 @@ func NewRegistry(tenants []Tenant) (*Registry, error) {
 		if t.RateLimit.EventsPerSecond < 0 || t.RateLimit.Burst < 0 {
 			errs = append(errs, fmt.Errorf("tenant %q: negative rate_limit", t.ID))
 		}
+		loc, err := time.LoadLocation(t.TimeZone)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q time_zone: %w", t.ID, err))
+		}
+		t.loc = loc
 		for j, o := range t.AllowedOrigins {
 			if err := validOrigin(o); err != nil {
 				errs = append(errs, fmt.Errorf("tenant %q allowed_origins[%d]: %w", t.ID, j, err))
