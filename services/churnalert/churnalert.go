@@ -80,13 +80,21 @@ type Config struct {
 	// RescanInterval is how often every account is read again for
 	// conditions that depend on the date.
 	RescanInterval time.Duration
-	// MaxPageAge: changes published longer ago update alerts without paging.
-	MaxPageAge time.Duration
+	// Freshness: transitions further in the past than this (in the tenant's
+	// clock, or changes published longer ago) are recorded as historical and
+	// delivered to nobody: a backfill, a replay or a late import builds alert
+	// history without paging anyone.
+	Freshness time.Duration
+	// LiveLag: a tenant whose event-time watermark comes this close to the
+	// wall clock is live and runs on the wall clock from then on; before, its
+	// rules, cooldowns and escalations run on its watermark.
+	LiveLag time.Duration
 	// Retention of the ALERTS, DELIVERIES and DELIVERIES_DEAD streams.
 	AlertsMaxAge      time.Duration
 	DeliveriesMaxAge  time.Duration
 	DeadLettersMaxAge time.Duration
-	// AccountURL links an alert to the account, with {tenant} and {account}.
+	// AccountURL links an alert to the account, with {tenant} and {account};
+	// empty for no link.
 	AccountURL string
 	// PagerDutyURL is the Events API v2 endpoint.
 	PagerDutyURL string
@@ -118,11 +126,11 @@ func DefaultConfig() Config {
 		DigestCheckInterval: time.Second,
 		SweepInterval:       5 * time.Second,
 		RescanInterval:      time.Hour,
-		MaxPageAge:          time.Hour,
+		Freshness:           2 * time.Minute,
+		LiveLag:             time.Hour,
 		AlertsMaxAge:        365 * 24 * time.Hour,
 		DeliveriesMaxAge:    7 * 24 * time.Hour,
 		DeadLettersMaxAge:   30 * 24 * time.Hour,
-		AccountURL:          "http://127.0.0.1:8080/accounts/{tenant}/{account}",
 		PagerDutyURL:        channel.DefaultPagerDutyURL,
 		SMTPFrom:            "Lodestar <alerts@localhost>",
 	}
@@ -143,11 +151,12 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.DigestCheckInterval, prefix+".digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
 	fs.DurationVar(&c.SweepInterval, prefix+".sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
 	fs.DurationVar(&c.RescanInterval, prefix+".rescan-interval", c.RescanInterval, "How often every account is read again for date-driven conditions (renewal near, onboarding overdue).")
-	fs.DurationVar(&c.MaxPageAge, prefix+".max-page-age", c.MaxPageAge, "Changes published longer ago update alerts but page nobody (replays, long outages).")
+	fs.DurationVar(&c.Freshness, prefix+".freshness", c.Freshness, "Alert transitions older than this (in the tenant's event time, or from changes published longer ago) are recorded as historical and delivered to nobody: backfills and replays page no one.")
+	fs.DurationVar(&c.LiveLag, prefix+".live-lag", c.LiveLag, "A tenant whose event-time watermark comes this close to the wall clock runs its rules, cooldowns and escalations on the wall clock from then on (before: on its watermark).")
 	fs.DurationVar(&c.AlertsMaxAge, prefix+".alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
 	fs.DurationVar(&c.DeliveriesMaxAge, prefix+".deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
 	fs.DurationVar(&c.DeadLettersMaxAge, prefix+".dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
-	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts; {tenant} and {account} are replaced.")
+	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts, for example https://lodestar.example/accounts/{account}; {tenant} and {account} are replaced. Empty: alerts carry no link.")
 	fs.StringVar(&c.PagerDutyURL, prefix+".pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
 	fs.StringVar(&c.SMTPAddr, prefix+".smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
 	fs.StringVar(&c.SMTPFrom, prefix+".smtp-from", c.SMTPFrom, "From address of alert e-mails.")
@@ -178,7 +187,7 @@ func (c Config) Validate() error {
 	}{
 		{"delivery-backoff", c.DeliveryBackoff}, {"delivery-timeout", c.DeliveryTimeout}, {"checkpoint-interval", c.CheckpointInterval},
 		{"digest-check-interval", c.DigestCheckInterval}, {"sweep-interval", c.SweepInterval}, {"rescan-interval", c.RescanInterval},
-		{"max-page-age", c.MaxPageAge}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
+		{"freshness", c.Freshness}, {"live-lag", c.LiveLag}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
 		{"dead-letters-max-age", c.DeadLettersMaxAge},
 	} {
 		if d.d <= 0 {
@@ -326,7 +335,8 @@ func (s *Service) Run(ctx context.Context) error {
 		CheckpointInterval: s.cfg.CheckpointInterval,
 		SweepInterval:      s.cfg.SweepInterval,
 		RescanInterval:     s.cfg.RescanInterval,
-		MaxPageAge:         s.cfg.MaxPageAge,
+		Freshness:          s.cfg.Freshness,
+		LiveLag:            s.cfg.LiveLag,
 		AccountURL:         s.cfg.AccountURL,
 		AlertsMaxAge:       s.cfg.AlertsMaxAge,
 	}, pipeline.Deps{

@@ -62,13 +62,16 @@ func IsPage(ev *alertv1.AlertEvent) bool {
 
 // Wants reports whether a channel carries an event for a recipient. People
 // (Slack, e-mail) hear of pages, Slack also of resolutions; PagerDuty follows
-// the incident's life; webhooks get every transition.
+// the incident's life; webhooks get every transition but updates. No channel
+// hears of an account hovering at a threshold: an alert reopened within its
+// cooldown, and its later resolutions, are on the ALERTS stream only.
 func Wants(c *alertv1.Channel, ev *alertv1.AlertEvent, recipient *alertv1.Person) bool {
-	if ev.GetAlert().GetSeverity() < c.GetMinSeverity() {
+	t := ev.GetType()
+	if ev.GetAlert().GetSeverity() < c.GetMinSeverity() || t == alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED ||
+		(t == alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED && ev.GetAlert().GetReopenCount() > 0) {
 		return false
 	}
 	page := IsPage(ev)
-	t := ev.GetType()
 	switch Kind(c) {
 	case KindSlack:
 		return page || t == alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED

@@ -415,14 +415,19 @@ func TestWants(t *testing.T) {
 	mail := &alertv1.Channel{Config: &alertv1.Channel_Email{Email: &alertv1.EmailChannel{}}}
 	withMail, noMail := &alertv1.Person{Email: "a@b.c"}, &alertv1.Person{}
 	const (
-		opened  = alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED
-		updated = alertv1.AlertEventType_ALERT_EVENT_TYPE_UPDATED
-		acked   = alertv1.AlertEventType_ALERT_EVENT_TYPE_ACKNOWLEDGED
-		reopen  = alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED
-		high    = alertv1.Severity_SEVERITY_HIGH
-		medium  = alertv1.Severity_SEVERITY_MEDIUM
-		none    = alertv1.Severity_SEVERITY_UNSPECIFIED
+		opened   = alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED
+		updated  = alertv1.AlertEventType_ALERT_EVENT_TYPE_UPDATED
+		acked    = alertv1.AlertEventType_ALERT_EVENT_TYPE_ACKNOWLEDGED
+		reopen   = alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED
+		resolved = alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED
+		high     = alertv1.Severity_SEVERITY_HIGH
+		medium   = alertv1.Severity_SEVERITY_MEDIUM
+		none     = alertv1.Severity_SEVERITY_UNSPECIFIED
 	)
+	reopened := func(e *alertv1.AlertEvent) *alertv1.AlertEvent {
+		e.Alert.ReopenCount = 1
+		return e
+	}
 	tests := []struct {
 		name string
 		c    *alertv1.Channel
@@ -436,7 +441,9 @@ func TestWants(t *testing.T) {
 		{"slack acknowledged", slack, ev(acked, medium, none), nil, false},
 		{"pagerduty below min severity", pd, ev(opened, medium, none), nil, false},
 		{"pagerduty acknowledged", pd, ev(acked, high, none), nil, true},
-		{"webhook reopened", hook, ev(reopen, medium, none), nil, true},
+		{"webhook reopened: a flapping account", hook, ev(reopen, medium, none), nil, false},
+		{"webhook resolved", hook, ev(resolved, medium, none), nil, true},
+		{"slack resolved after a reopening", slack, reopened(ev(resolved, medium, none)), nil, false},
 		{"webhook quiet update", hook, ev(updated, medium, none), nil, false},
 		{"mail with address", mail, ev(opened, medium, none), withMail, true},
 		{"mail without address", mail, ev(opened, medium, none), noMail, false},

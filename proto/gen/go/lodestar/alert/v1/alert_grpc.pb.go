@@ -64,7 +64,8 @@ type AlertServiceClient interface {
 	// unless it resolved meanwhile.
 	SnoozeAlert(ctx context.Context, in *SnoozeAlertRequest, opts ...grpc.CallOption) (*SnoozeAlertResponse, error)
 	// ResolveAlert closes an alert. If its rule fires again within the rule's
-	// cooldown the alert reopens quietly; after it, a new alert opens.
+	// cooldown the alert reopens quietly; after it, a new alert opens. Alerts
+	// also resolve by themselves when their condition clears.
 	ResolveAlert(ctx context.Context, in *ResolveAlertRequest, opts ...grpc.CallOption) (*ResolveAlertResponse, error)
 	// WatchAlerts streams alert events as they happen, from a cursor when one
 	// is given. It ends when the server shuts down; resume with the last
@@ -357,7 +358,8 @@ type AlertServiceServer interface {
 	// unless it resolved meanwhile.
 	SnoozeAlert(context.Context, *SnoozeAlertRequest) (*SnoozeAlertResponse, error)
 	// ResolveAlert closes an alert. If its rule fires again within the rule's
-	// cooldown the alert reopens quietly; after it, a new alert opens.
+	// cooldown the alert reopens quietly; after it, a new alert opens. Alerts
+	// also resolve by themselves when their condition clears.
 	ResolveAlert(context.Context, *ResolveAlertRequest) (*ResolveAlertResponse, error)
 	// WatchAlerts streams alert events as they happen, from a cursor when one
 	// is given. It ends when the server shuts down; resume with the last
