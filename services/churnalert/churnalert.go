@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -192,6 +193,12 @@ func (c Config) Validate() error {
 	} {
 		if d.d <= 0 {
 			errs = append(errs, fmt.Errorf("-churn-alert.%s must be positive", d.name))
+		}
+	}
+	if c.AccountURL != "" {
+		u, err := url.Parse(strings.NewReplacer("{tenant}", "t", "{account}", "a").Replace(c.AccountURL))
+		if err != nil || !(strings.HasPrefix(c.AccountURL, "/") || (u.Scheme == "http" || u.Scheme == "https") && u.Host != "") {
+			errs = append(errs, fmt.Errorf("-churn-alert.account-url %q: want empty, a path (/accounts/{account}) or an http(s) URL", c.AccountURL))
 		}
 	}
 	if u, err := url.Parse(c.PagerDutyURL); err != nil || u.Host == "" {

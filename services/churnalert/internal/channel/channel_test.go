@@ -50,6 +50,10 @@ func delivery(typ alertv1.AlertEventType) *alertv1.Delivery {
 				Tier: accountv1.Tier_TIER_GROWTH, Arr: &accountv1.Money{CurrencyCode: "USD", Units: 120_000},
 				RenewalTime: timestamppb.New(now.Add(45 * 24 * time.Hour)),
 				Owner:       dana, Assignee: dana, Version: 1, Link: "https://lodestar.test/accounts/acme/acct-7",
+				PreviousAlerts: []*alertv1.PreviousAlert{
+					{RuleKind: alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT, CreateTime: timestamppb.New(now.Add(-3 * 24 * time.Hour))},
+					{RuleKind: alertv1.RuleKind_RULE_KIND_RED_BAND, CreateTime: timestamppb.New(now.Add(-60 * 24 * time.Hour)), ResolveTime: timestamppb.New(now.Add(-50 * 24 * time.Hour))},
+				},
 			},
 		},
 	}
@@ -95,7 +99,8 @@ func TestSlack(t *testing.T) {
 		}
 		fields = append(fields, f.Text)
 	}
-	wantFields := []string{"*Score*\n38 (−24), red", "*Renewal*\n2026-04-24 (in 45 days)", "*ARR*\nUSD 120,000", "*Owner*\nDana Scully &lt;dana@example.com&gt;"}
+	wantFields := []string{"*Score*\n38 (−24), red", "*Renewal*\n2026-04-24 (in 45 days)", "*ARR*\nUSD 120,000", "*Owner*\nDana Scully &lt;dana@example.com&gt;",
+		"*Before*\nSilent account since 2026-03-07; Red band 2026-01-09 to 2026-01-19"}
 	if strings.Join(fields, "|") != strings.Join(wantFields, "|") {
 		t.Errorf("fields\n%q\nwant\n%q", fields, wantFields)
 	}

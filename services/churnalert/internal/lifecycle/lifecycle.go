@@ -357,6 +357,7 @@ func (t *tx) open(r *alertv1.Rule, rs *alertv1.RuleState, reason string) {
 		Actor:      Actor,
 	}
 	t.fill(r, a)
+	a.PreviousAlerts = previous(t.st)
 	a.Assignee = a.GetOwner()
 	if a.Assignee == nil {
 		a.Assignee = t.env.OnCall(r.GetEscalationScheduleId(), now)
@@ -364,6 +365,25 @@ func (t *tx) open(r *alertv1.Rule, rs *alertv1.RuleState, reason string) {
 	a.EscalateTime = escalateTime(r, now)
 	rs.Alert = a
 	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED, a, 0)
+}
+
+// maxPrevious bounds the earlier alerts an alert lists.
+const maxPrevious = 5
+
+// previous lists the account's alerts so far (the current or last one of
+// each rule), newest first.
+func previous(st *alertv1.AccountAlertState) []*alertv1.PreviousAlert {
+	var out []*alertv1.PreviousAlert
+	for _, id := range ruleIDs(st) {
+		if a := st.Rules[id].GetAlert(); a != nil {
+			out = append(out, &alertv1.PreviousAlert{AlertId: a.GetAlertId(), RuleId: a.GetRuleId(), RuleKind: a.GetRuleKind(),
+				Reason: a.GetReason(), CreateTime: a.GetCreateTime(), ResolveTime: a.GetResolveTime()})
+		}
+	}
+	slices.SortStableFunc(out, func(x, y *alertv1.PreviousAlert) int {
+		return y.GetCreateTime().AsTime().Compare(x.GetCreateTime().AsTime())
+	})
+	return out[:min(len(out), maxPrevious)]
 }
 
 // reopen brings back an alert resolved within the cooldown, without paging.

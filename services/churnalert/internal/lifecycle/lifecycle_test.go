@@ -194,8 +194,12 @@ func TestResolveAndCooldown(t *testing.T) {
 	}
 	w.score(t0.Add(6*24*time.Hour), 60, scoringv1.Band_BAND_YELLOW) // resolved again, quietly
 	w.score(t0.Add(20*24*time.Hour), 30, scoringv1.Band_BAND_RED)   // cooldown over
-	if a := w.alert(); a.GetAlertId() == first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN {
+	a = w.alert()
+	if a.GetAlertId() == first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN {
 		t.Fatalf("want a new alert after the cooldown, got %v", a)
+	}
+	if ps := a.GetPreviousAlerts(); len(ps) != 1 || ps[0].GetAlertId() != first || !ps[0].GetResolveTime().AsTime().Equal(t0.Add(6*24*time.Hour)) {
+		t.Fatalf("previous alerts %v, want the first one, resolved at +6d", ps)
 	}
 	if w.pages("slack") != pagesBefore+1 { // the new alert
 		t.Fatalf("slack pages %d, want %d", w.pages("slack"), pagesBefore+1)
