@@ -37,10 +37,12 @@ import (
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/backtest"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/egress"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/pipeline"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/rules"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/view"
@@ -368,6 +370,25 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return w.Run(gctx) })
 	return g.Wait()
 }
+
+// The history EvaluateRules replays, for tools that build one themselves
+// (tools/alertcheck replays the simulated product).
+type (
+	History = backtest.History
+	Fact    = backtest.Fact
+	Renewal = backtest.Renewal
+)
+
+// EvaluateRules replays a history through a rule set in event time and
+// measures the alerts against the renewals, as the EvaluateRules RPC does
+// for a tenant's stored history: an alert warns of a renewal when it opens
+// within lead before it.
+func EvaluateRules(h History, rs []*alertv1.Rule, lead time.Duration) *alertv1.EvaluateRulesResponse {
+	return backtest.Evaluate(h, rs, lead)
+}
+
+// DefaultRules returns the rules Lodestar ships.
+func DefaultRules() []*alertv1.Rule { return rules.Defaults() }
 
 // VerifyWebhook checks a generic webhook's Lodestar-Signature header against
 // the raw request body, for receivers written in Go: the HMAC-SHA256 must

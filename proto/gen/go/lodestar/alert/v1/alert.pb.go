@@ -4367,6 +4367,400 @@ func (x *TestChannelResponse) GetDetail() string {
 	return ""
 }
 
+type EvaluateRulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The candidate rule set, validated as CreateRule validates; empty
+	// evaluates the tenant's current rules.
+	Rules []*Rule `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// An alert warns of a renewal when it opens within lead_days days before
+	// it. 90 when zero; at most 365.
+	LeadDays      int32 `protobuf:"varint,2,opt,name=lead_days,json=leadDays,proto3" json:"lead_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateRulesRequest) Reset() {
+	*x = EvaluateRulesRequest{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateRulesRequest) ProtoMessage() {}
+
+func (x *EvaluateRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateRulesRequest.ProtoReflect.Descriptor instead.
+func (*EvaluateRulesRequest) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *EvaluateRulesRequest) GetRules() []*Rule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *EvaluateRulesRequest) GetLeadDays() int32 {
+	if x != nil {
+		return x.LeadDays
+	}
+	return 0
+}
+
+// AlertQuality measures alerts (or the red band) against renewal outcomes.
+// A renewal is flagged when an alert opened on its account within the lead
+// window before it (for the red band: when the account scored red in it).
+type AlertQuality struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Alerts opened over the history.
+	Alerts int32 `protobuf:"varint,1,opt,name=alerts,proto3" json:"alerts,omitempty"`
+	// Renewals flagged, and of those the ones lost (churned or contracted)
+	// and churned.
+	FlaggedRenewals int32 `protobuf:"varint,2,opt,name=flagged_renewals,json=flaggedRenewals,proto3" json:"flagged_renewals,omitempty"`
+	FlaggedLost     int32 `protobuf:"varint,3,opt,name=flagged_lost,json=flaggedLost,proto3" json:"flagged_lost,omitempty"`
+	FlaggedChurned  int32 `protobuf:"varint,4,opt,name=flagged_churned,json=flaggedChurned,proto3" json:"flagged_churned,omitempty"`
+	// Share of flagged renewals that were lost (churned or contracted).
+	Precision float64 `protobuf:"fixed64,5,opt,name=precision,proto3" json:"precision,omitempty"`
+	// Share of churned renewals that were flagged in time.
+	Recall float64 `protobuf:"fixed64,6,opt,name=recall,proto3" json:"recall,omitempty"`
+	// Churn rate among flagged renewals over the base churn rate; 1 is
+	// chance.
+	Lift float64 `protobuf:"fixed64,7,opt,name=lift,proto3" json:"lift,omitempty"`
+	// Median time from the first alert in the window to the renewal, over
+	// the churned renewals flagged.
+	MedianLeadTime      *durationpb.Duration `protobuf:"bytes,8,opt,name=median_lead_time,json=medianLeadTime,proto3" json:"median_lead_time,omitempty"`
+	AlertsPerCsmPerWeek float64              `protobuf:"fixed64,9,opt,name=alerts_per_csm_per_week,json=alertsPerCsmPerWeek,proto3" json:"alerts_per_csm_per_week,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *AlertQuality) Reset() {
+	*x = AlertQuality{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertQuality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertQuality) ProtoMessage() {}
+
+func (x *AlertQuality) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertQuality.ProtoReflect.Descriptor instead.
+func (*AlertQuality) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *AlertQuality) GetAlerts() int32 {
+	if x != nil {
+		return x.Alerts
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetFlaggedRenewals() int32 {
+	if x != nil {
+		return x.FlaggedRenewals
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetFlaggedLost() int32 {
+	if x != nil {
+		return x.FlaggedLost
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetFlaggedChurned() int32 {
+	if x != nil {
+		return x.FlaggedChurned
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetPrecision() float64 {
+	if x != nil {
+		return x.Precision
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetRecall() float64 {
+	if x != nil {
+		return x.Recall
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetLift() float64 {
+	if x != nil {
+		return x.Lift
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetMedianLeadTime() *durationpb.Duration {
+	if x != nil {
+		return x.MedianLeadTime
+	}
+	return nil
+}
+
+func (x *AlertQuality) GetAlertsPerCsmPerWeek() float64 {
+	if x != nil {
+		return x.AlertsPerCsmPerWeek
+	}
+	return 0
+}
+
+// RuleQuality is one rule's AlertQuality.
+type RuleQuality struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Kind          RuleKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=lodestar.alert.v1.RuleKind" json:"kind,omitempty"`
+	Quality       *AlertQuality          `protobuf:"bytes,3,opt,name=quality,proto3" json:"quality,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleQuality) Reset() {
+	*x = RuleQuality{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleQuality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleQuality) ProtoMessage() {}
+
+func (x *RuleQuality) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleQuality.ProtoReflect.Descriptor instead.
+func (*RuleQuality) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *RuleQuality) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *RuleQuality) GetKind() RuleKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RuleKind_RULE_KIND_UNSPECIFIED
+}
+
+func (x *RuleQuality) GetQuality() *AlertQuality {
+	if x != nil {
+		return x.Quality
+	}
+	return nil
+}
+
+type EvaluateRulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per rule, in the rule set's order.
+	Rules []*RuleQuality `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The risk rules together (expansion and win-back left out).
+	Overall *AlertQuality `protobuf:"bytes,2,opt,name=overall,proto3" json:"overall,omitempty"`
+	// The baseline: the score's red band over the same windows.
+	RedBand *AlertQuality `protobuf:"bytes,3,opt,name=red_band,json=redBand,proto3" json:"red_band,omitempty"`
+	// The renewals recorded within the history, and how they ended.
+	Renewals   int32 `protobuf:"varint,4,opt,name=renewals,proto3" json:"renewals,omitempty"`
+	Churned    int32 `protobuf:"varint,5,opt,name=churned,proto3" json:"churned,omitempty"`
+	Contracted int32 `protobuf:"varint,6,opt,name=contracted,proto3" json:"contracted,omitempty"`
+	// Account owners, and the weeks of history the alert rates are over.
+	Csms      int32                  `protobuf:"varint,7,opt,name=csms,proto3" json:"csms,omitempty"`
+	Weeks     float64                `protobuf:"fixed64,8,opt,name=weeks,proto3" json:"weeks,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Alerts opened within an account's first 14 days of scores (0 wanted).
+	EarlyAlerts int32 `protobuf:"varint,11,opt,name=early_alerts,json=earlyAlerts,proto3" json:"early_alerts,omitempty"`
+	// At the end of the history: alerts open, those whose condition does not
+	// hold at the account's latest score (0 wanted), and risk alerts open on
+	// green accounts (0 wanted).
+	OpenAlerts      int32 `protobuf:"varint,12,opt,name=open_alerts,json=openAlerts,proto3" json:"open_alerts,omitempty"`
+	StaleOpenAlerts int32 `protobuf:"varint,13,opt,name=stale_open_alerts,json=staleOpenAlerts,proto3" json:"stale_open_alerts,omitempty"`
+	OpenOnGreen     int32 `protobuf:"varint,14,opt,name=open_on_green,json=openOnGreen,proto3" json:"open_on_green,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *EvaluateRulesResponse) Reset() {
+	*x = EvaluateRulesResponse{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateRulesResponse) ProtoMessage() {}
+
+func (x *EvaluateRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateRulesResponse.ProtoReflect.Descriptor instead.
+func (*EvaluateRulesResponse) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *EvaluateRulesResponse) GetRules() []*RuleQuality {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetOverall() *AlertQuality {
+	if x != nil {
+		return x.Overall
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetRedBand() *AlertQuality {
+	if x != nil {
+		return x.RedBand
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetRenewals() int32 {
+	if x != nil {
+		return x.Renewals
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetChurned() int32 {
+	if x != nil {
+		return x.Churned
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetContracted() int32 {
+	if x != nil {
+		return x.Contracted
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetCsms() int32 {
+	if x != nil {
+		return x.Csms
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetWeeks() float64 {
+	if x != nil {
+		return x.Weeks
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetEarlyAlerts() int32 {
+	if x != nil {
+		return x.EarlyAlerts
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetOpenAlerts() int32 {
+	if x != nil {
+		return x.OpenAlerts
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetStaleOpenAlerts() int32 {
+	if x != nil {
+		return x.StaleOpenAlerts
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetOpenOnGreen() int32 {
+	if x != nil {
+		return x.OpenOnGreen
+	}
+	return 0
+}
+
 var File_lodestar_alert_v1_alert_proto protoreflect.FileDescriptor
 
 const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
@@ -4677,7 +5071,44 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\trecipient\x18\x02 \x01(\v2\x19.lodestar.alert.v1.PersonR\trecipient\"=\n" +
 	"\x13TestChannelResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail*\x88\x01\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"b\n" +
+	"\x14EvaluateRulesRequest\x12-\n" +
+	"\x05rules\x18\x01 \x03(\v2\x17.lodestar.alert.v1.RuleR\x05rules\x12\x1b\n" +
+	"\tlead_days\x18\x02 \x01(\x05R\bleadDays\"\xe2\x02\n" +
+	"\fAlertQuality\x12\x16\n" +
+	"\x06alerts\x18\x01 \x01(\x05R\x06alerts\x12)\n" +
+	"\x10flagged_renewals\x18\x02 \x01(\x05R\x0fflaggedRenewals\x12!\n" +
+	"\fflagged_lost\x18\x03 \x01(\x05R\vflaggedLost\x12'\n" +
+	"\x0fflagged_churned\x18\x04 \x01(\x05R\x0eflaggedChurned\x12\x1c\n" +
+	"\tprecision\x18\x05 \x01(\x01R\tprecision\x12\x16\n" +
+	"\x06recall\x18\x06 \x01(\x01R\x06recall\x12\x12\n" +
+	"\x04lift\x18\a \x01(\x01R\x04lift\x12C\n" +
+	"\x10median_lead_time\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0emedianLeadTime\x124\n" +
+	"\x17alerts_per_csm_per_week\x18\t \x01(\x01R\x13alertsPerCsmPerWeek\"\x92\x01\n" +
+	"\vRuleQuality\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12/\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1b.lodestar.alert.v1.RuleKindR\x04kind\x129\n" +
+	"\aquality\x18\x03 \x01(\v2\x1f.lodestar.alert.v1.AlertQualityR\aquality\"\xca\x04\n" +
+	"\x15EvaluateRulesResponse\x124\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1e.lodestar.alert.v1.RuleQualityR\x05rules\x129\n" +
+	"\aoverall\x18\x02 \x01(\v2\x1f.lodestar.alert.v1.AlertQualityR\aoverall\x12:\n" +
+	"\bred_band\x18\x03 \x01(\v2\x1f.lodestar.alert.v1.AlertQualityR\aredBand\x12\x1a\n" +
+	"\brenewals\x18\x04 \x01(\x05R\brenewals\x12\x18\n" +
+	"\achurned\x18\x05 \x01(\x05R\achurned\x12\x1e\n" +
+	"\n" +
+	"contracted\x18\x06 \x01(\x05R\n" +
+	"contracted\x12\x12\n" +
+	"\x04csms\x18\a \x01(\x05R\x04csms\x12\x14\n" +
+	"\x05weeks\x18\b \x01(\x01R\x05weeks\x129\n" +
+	"\n" +
+	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12!\n" +
+	"\fearly_alerts\x18\v \x01(\x05R\vearlyAlerts\x12\x1f\n" +
+	"\vopen_alerts\x18\f \x01(\x05R\n" +
+	"openAlerts\x12*\n" +
+	"\x11stale_open_alerts\x18\r \x01(\x05R\x0fstaleOpenAlerts\x12\"\n" +
+	"\ropen_on_green\x18\x0e \x01(\x05R\vopenOnGreen*\x88\x01\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x10\n" +
@@ -4712,7 +5143,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\x18ALERT_EVENT_TYPE_SNOOZED\x10\x05\x12\x1e\n" +
 	"\x1aALERT_EVENT_TYPE_UNSNOOZED\x10\x06\x12\x1d\n" +
 	"\x19ALERT_EVENT_TYPE_RESOLVED\x10\a\x12\x1d\n" +
-	"\x19ALERT_EVENT_TYPE_REOPENED\x10\b2\x9c\x11\n" +
+	"\x19ALERT_EVENT_TYPE_REOPENED\x10\b2\x80\x12\n" +
 	"\fAlertService\x12Y\n" +
 	"\n" +
 	"ListAlerts\x12$.lodestar.alert.v1.ListAlertsRequest\x1a%.lodestar.alert.v1.ListAlertsResponse\x12S\n" +
@@ -4740,7 +5171,8 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\rCreateChannel\x12'.lodestar.alert.v1.CreateChannelRequest\x1a(.lodestar.alert.v1.CreateChannelResponse\x12b\n" +
 	"\rUpdateChannel\x12'.lodestar.alert.v1.UpdateChannelRequest\x1a(.lodestar.alert.v1.UpdateChannelResponse\x12b\n" +
 	"\rDeleteChannel\x12'.lodestar.alert.v1.DeleteChannelRequest\x1a(.lodestar.alert.v1.DeleteChannelResponse\x12\\\n" +
-	"\vTestChannel\x12%.lodestar.alert.v1.TestChannelRequest\x1a&.lodestar.alert.v1.TestChannelResponseBHZFgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1;alertv1b\x06proto3"
+	"\vTestChannel\x12%.lodestar.alert.v1.TestChannelRequest\x1a&.lodestar.alert.v1.TestChannelResponse\x12b\n" +
+	"\rEvaluateRules\x12'.lodestar.alert.v1.EvaluateRulesRequest\x1a(.lodestar.alert.v1.EvaluateRulesResponseBHZFgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1;alertv1b\x06proto3"
 
 var (
 	file_lodestar_alert_v1_alert_proto_rawDescOnce sync.Once
@@ -4755,7 +5187,7 @@ func file_lodestar_alert_v1_alert_proto_rawDescGZIP() []byte {
 }
 
 var file_lodestar_alert_v1_alert_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lodestar_alert_v1_alert_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_lodestar_alert_v1_alert_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_lodestar_alert_v1_alert_proto_goTypes = []any{
 	(Severity)(0),                        // 0: lodestar.alert.v1.Severity
 	(AlertState)(0),                      // 1: lodestar.alert.v1.AlertState
@@ -4827,61 +5259,65 @@ var file_lodestar_alert_v1_alert_proto_goTypes = []any{
 	(*DeleteChannelResponse)(nil),        // 67: lodestar.alert.v1.DeleteChannelResponse
 	(*TestChannelRequest)(nil),           // 68: lodestar.alert.v1.TestChannelRequest
 	(*TestChannelResponse)(nil),          // 69: lodestar.alert.v1.TestChannelResponse
-	nil,                                  // 70: lodestar.alert.v1.OutboxMessage.HeadersEntry
-	nil,                                  // 71: lodestar.alert.v1.AccountAlertState.RulesEntry
-	(v1.Band)(0),                         // 72: lodestar.scoring.v1.Band
-	(*timestamppb.Timestamp)(nil),        // 73: google.protobuf.Timestamp
-	(v11.Tier)(0),                        // 74: lodestar.account.v1.Tier
-	(*v11.Money)(nil),                    // 75: lodestar.account.v1.Money
-	(v11.LifecycleStage)(0),              // 76: lodestar.account.v1.LifecycleStage
-	(*durationpb.Duration)(nil),          // 77: google.protobuf.Duration
-	(*v11.Account)(nil),                  // 78: lodestar.account.v1.Account
-	(*v1.HealthScore)(nil),               // 79: lodestar.scoring.v1.HealthScore
+	(*EvaluateRulesRequest)(nil),         // 70: lodestar.alert.v1.EvaluateRulesRequest
+	(*AlertQuality)(nil),                 // 71: lodestar.alert.v1.AlertQuality
+	(*RuleQuality)(nil),                  // 72: lodestar.alert.v1.RuleQuality
+	(*EvaluateRulesResponse)(nil),        // 73: lodestar.alert.v1.EvaluateRulesResponse
+	nil,                                  // 74: lodestar.alert.v1.OutboxMessage.HeadersEntry
+	nil,                                  // 75: lodestar.alert.v1.AccountAlertState.RulesEntry
+	(v1.Band)(0),                         // 76: lodestar.scoring.v1.Band
+	(*timestamppb.Timestamp)(nil),        // 77: google.protobuf.Timestamp
+	(v11.Tier)(0),                        // 78: lodestar.account.v1.Tier
+	(*v11.Money)(nil),                    // 79: lodestar.account.v1.Money
+	(v11.LifecycleStage)(0),              // 80: lodestar.account.v1.LifecycleStage
+	(*durationpb.Duration)(nil),          // 81: google.protobuf.Duration
+	(*v11.Account)(nil),                  // 82: lodestar.account.v1.Account
+	(*v1.HealthScore)(nil),               // 83: lodestar.scoring.v1.HealthScore
 }
 var file_lodestar_alert_v1_alert_proto_depIdxs = []int32{
 	2,   // 0: lodestar.alert.v1.Alert.rule_kind:type_name -> lodestar.alert.v1.RuleKind
 	1,   // 1: lodestar.alert.v1.Alert.state:type_name -> lodestar.alert.v1.AlertState
 	0,   // 2: lodestar.alert.v1.Alert.severity:type_name -> lodestar.alert.v1.Severity
-	72,  // 3: lodestar.alert.v1.Alert.band:type_name -> lodestar.scoring.v1.Band
-	73,  // 4: lodestar.alert.v1.Alert.score_time:type_name -> google.protobuf.Timestamp
-	74,  // 5: lodestar.alert.v1.Alert.tier:type_name -> lodestar.account.v1.Tier
-	75,  // 6: lodestar.alert.v1.Alert.arr:type_name -> lodestar.account.v1.Money
-	73,  // 7: lodestar.alert.v1.Alert.renewal_time:type_name -> google.protobuf.Timestamp
-	76,  // 8: lodestar.alert.v1.Alert.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	76,  // 3: lodestar.alert.v1.Alert.band:type_name -> lodestar.scoring.v1.Band
+	77,  // 4: lodestar.alert.v1.Alert.score_time:type_name -> google.protobuf.Timestamp
+	78,  // 5: lodestar.alert.v1.Alert.tier:type_name -> lodestar.account.v1.Tier
+	79,  // 6: lodestar.alert.v1.Alert.arr:type_name -> lodestar.account.v1.Money
+	77,  // 7: lodestar.alert.v1.Alert.renewal_time:type_name -> google.protobuf.Timestamp
+	80,  // 8: lodestar.alert.v1.Alert.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
 	4,   // 9: lodestar.alert.v1.Alert.owner:type_name -> lodestar.alert.v1.Person
 	4,   // 10: lodestar.alert.v1.Alert.assignee:type_name -> lodestar.alert.v1.Person
-	73,  // 11: lodestar.alert.v1.Alert.escalate_time:type_name -> google.protobuf.Timestamp
-	73,  // 12: lodestar.alert.v1.Alert.snooze_end_time:type_name -> google.protobuf.Timestamp
-	73,  // 13: lodestar.alert.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 14: lodestar.alert.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
-	73,  // 15: lodestar.alert.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
-	73,  // 16: lodestar.alert.v1.Alert.resolve_time:type_name -> google.protobuf.Timestamp
+	77,  // 11: lodestar.alert.v1.Alert.escalate_time:type_name -> google.protobuf.Timestamp
+	77,  // 12: lodestar.alert.v1.Alert.snooze_end_time:type_name -> google.protobuf.Timestamp
+	77,  // 13: lodestar.alert.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 14: lodestar.alert.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
+	77,  // 15: lodestar.alert.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
+	77,  // 16: lodestar.alert.v1.Alert.resolve_time:type_name -> google.protobuf.Timestamp
 	6,   // 17: lodestar.alert.v1.Alert.resolving_score:type_name -> lodestar.alert.v1.ScoreSnapshot
 	7,   // 18: lodestar.alert.v1.Alert.previous_alerts:type_name -> lodestar.alert.v1.PreviousAlert
-	72,  // 19: lodestar.alert.v1.ScoreSnapshot.band:type_name -> lodestar.scoring.v1.Band
-	73,  // 20: lodestar.alert.v1.ScoreSnapshot.score_time:type_name -> google.protobuf.Timestamp
+	76,  // 19: lodestar.alert.v1.ScoreSnapshot.band:type_name -> lodestar.scoring.v1.Band
+	77,  // 20: lodestar.alert.v1.ScoreSnapshot.score_time:type_name -> google.protobuf.Timestamp
 	2,   // 21: lodestar.alert.v1.PreviousAlert.rule_kind:type_name -> lodestar.alert.v1.RuleKind
-	73,  // 22: lodestar.alert.v1.PreviousAlert.create_time:type_name -> google.protobuf.Timestamp
-	73,  // 23: lodestar.alert.v1.PreviousAlert.resolve_time:type_name -> google.protobuf.Timestamp
+	77,  // 22: lodestar.alert.v1.PreviousAlert.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 23: lodestar.alert.v1.PreviousAlert.resolve_time:type_name -> google.protobuf.Timestamp
 	3,   // 24: lodestar.alert.v1.AlertEvent.type:type_name -> lodestar.alert.v1.AlertEventType
 	5,   // 25: lodestar.alert.v1.AlertEvent.alert:type_name -> lodestar.alert.v1.Alert
-	73,  // 26: lodestar.alert.v1.AlertEvent.event_time:type_name -> google.protobuf.Timestamp
+	77,  // 26: lodestar.alert.v1.AlertEvent.event_time:type_name -> google.protobuf.Timestamp
 	0,   // 27: lodestar.alert.v1.AlertEvent.previous_severity:type_name -> lodestar.alert.v1.Severity
-	74,  // 28: lodestar.alert.v1.SeverityRaise.tiers:type_name -> lodestar.account.v1.Tier
-	77,  // 29: lodestar.alert.v1.AutoResolve.sustain:type_name -> google.protobuf.Duration
+	78,  // 28: lodestar.alert.v1.SeverityRaise.tiers:type_name -> lodestar.account.v1.Tier
+	81,  // 29: lodestar.alert.v1.AutoResolve.sustain:type_name -> google.protobuf.Duration
 	2,   // 30: lodestar.alert.v1.Rule.kind:type_name -> lodestar.alert.v1.RuleKind
 	0,   // 31: lodestar.alert.v1.Rule.severity:type_name -> lodestar.alert.v1.Severity
 	9,   // 32: lodestar.alert.v1.Rule.severity_raise:type_name -> lodestar.alert.v1.SeverityRaise
-	77,  // 33: lodestar.alert.v1.Rule.cooldown:type_name -> google.protobuf.Duration
+	81,  // 33: lodestar.alert.v1.Rule.cooldown:type_name -> google.protobuf.Duration
 	10,  // 34: lodestar.alert.v1.Rule.auto_resolve:type_name -> lodestar.alert.v1.AutoResolve
-	77,  // 35: lodestar.alert.v1.Rule.escalate_after:type_name -> google.protobuf.Duration
+	81,  // 35: lodestar.alert.v1.Rule.escalate_after:type_name -> google.protobuf.Duration
 	4,   // 36: lodestar.alert.v1.ScheduleOverride.person:type_name -> lodestar.alert.v1.Person
-	73,  // 37: lodestar.alert.v1.ScheduleOverride.start_time:type_name -> google.protobuf.Timestamp
-	73,  // 38: lodestar.alert.v1.ScheduleOverride.end_time:type_name -> google.protobuf.Timestamp
-	73,  // 39: lodestar.alert.v1.OnCallSchedule.rotation_start_time:type_name -> google.protobuf.Timestamp
+	77,  // 37: lodestar.alert.v1.ScheduleOverride.start_time:type_name -> google.protobuf.Timestamp
+	77,  // 38: lodestar.alert.v1.ScheduleOverride.end_time:type_name -> google.protobuf.Timestamp
+	77,  // 39: lodestar.alert.v1.OnCallSchedule.rotation_start_time:type_name -> google.protobuf.Timestamp
 	4,   // 40: lodestar.alert.v1.OnCallSchedule.participants:type_name -> lodestar.alert.v1.Person
 	12,  // 41: lodestar.alert.v1.OnCallSchedule.overrides:type_name -> lodestar.alert.v1.ScheduleOverride
-	77,  // 42: lodestar.alert.v1.RateLimit.digest_interval:type_name -> google.protobuf.Duration
+	81,  // 42: lodestar.alert.v1.RateLimit.digest_interval:type_name -> google.protobuf.Duration
 	0,   // 43: lodestar.alert.v1.Channel.min_severity:type_name -> lodestar.alert.v1.Severity
 	14,  // 44: lodestar.alert.v1.Channel.rate_limit:type_name -> lodestar.alert.v1.RateLimit
 	15,  // 45: lodestar.alert.v1.Channel.slack:type_name -> lodestar.alert.v1.SlackChannel
@@ -4892,26 +5328,26 @@ var file_lodestar_alert_v1_alert_proto_depIdxs = []int32{
 	8,   // 50: lodestar.alert.v1.Delivery.event:type_name -> lodestar.alert.v1.AlertEvent
 	4,   // 51: lodestar.alert.v1.DeliveryDigest.recipient:type_name -> lodestar.alert.v1.Person
 	20,  // 52: lodestar.alert.v1.DeliveryDigest.deliveries:type_name -> lodestar.alert.v1.Delivery
-	73,  // 53: lodestar.alert.v1.DeliveryDigest.window_end_time:type_name -> google.protobuf.Timestamp
-	73,  // 54: lodestar.alert.v1.DeliveryDigest.claim_time:type_name -> google.protobuf.Timestamp
-	73,  // 55: lodestar.alert.v1.ScorePoint.time:type_name -> google.protobuf.Timestamp
+	77,  // 53: lodestar.alert.v1.DeliveryDigest.window_end_time:type_name -> google.protobuf.Timestamp
+	77,  // 54: lodestar.alert.v1.DeliveryDigest.claim_time:type_name -> google.protobuf.Timestamp
+	77,  // 55: lodestar.alert.v1.ScorePoint.time:type_name -> google.protobuf.Timestamp
 	5,   // 56: lodestar.alert.v1.RuleState.alert:type_name -> lodestar.alert.v1.Alert
-	73,  // 57: lodestar.alert.v1.RuleState.condition_time:type_name -> google.protobuf.Timestamp
-	73,  // 58: lodestar.alert.v1.RuleState.recovery_time:type_name -> google.protobuf.Timestamp
-	73,  // 59: lodestar.alert.v1.RuleState.resolve_event_time:type_name -> google.protobuf.Timestamp
-	70,  // 60: lodestar.alert.v1.OutboxMessage.headers:type_name -> lodestar.alert.v1.OutboxMessage.HeadersEntry
-	78,  // 61: lodestar.alert.v1.AccountAlertState.account:type_name -> lodestar.account.v1.Account
-	79,  // 62: lodestar.alert.v1.AccountAlertState.score:type_name -> lodestar.scoring.v1.HealthScore
-	73,  // 63: lodestar.alert.v1.AccountAlertState.event_time:type_name -> google.protobuf.Timestamp
+	77,  // 57: lodestar.alert.v1.RuleState.condition_time:type_name -> google.protobuf.Timestamp
+	77,  // 58: lodestar.alert.v1.RuleState.recovery_time:type_name -> google.protobuf.Timestamp
+	77,  // 59: lodestar.alert.v1.RuleState.resolve_event_time:type_name -> google.protobuf.Timestamp
+	74,  // 60: lodestar.alert.v1.OutboxMessage.headers:type_name -> lodestar.alert.v1.OutboxMessage.HeadersEntry
+	82,  // 61: lodestar.alert.v1.AccountAlertState.account:type_name -> lodestar.account.v1.Account
+	83,  // 62: lodestar.alert.v1.AccountAlertState.score:type_name -> lodestar.scoring.v1.HealthScore
+	77,  // 63: lodestar.alert.v1.AccountAlertState.event_time:type_name -> google.protobuf.Timestamp
 	22,  // 64: lodestar.alert.v1.AccountAlertState.history:type_name -> lodestar.alert.v1.ScorePoint
-	71,  // 65: lodestar.alert.v1.AccountAlertState.rules:type_name -> lodestar.alert.v1.AccountAlertState.RulesEntry
+	75,  // 65: lodestar.alert.v1.AccountAlertState.rules:type_name -> lodestar.alert.v1.AccountAlertState.RulesEntry
 	24,  // 66: lodestar.alert.v1.AccountAlertState.outbox:type_name -> lodestar.alert.v1.OutboxMessage
 	1,   // 67: lodestar.alert.v1.ListAlertsRequest.states:type_name -> lodestar.alert.v1.AlertState
 	0,   // 68: lodestar.alert.v1.ListAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
 	5,   // 69: lodestar.alert.v1.ListAlertsResponse.alerts:type_name -> lodestar.alert.v1.Alert
 	5,   // 70: lodestar.alert.v1.GetAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
 	5,   // 71: lodestar.alert.v1.AcknowledgeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	73,  // 72: lodestar.alert.v1.SnoozeAlertRequest.snooze_end_time:type_name -> google.protobuf.Timestamp
+	77,  // 72: lodestar.alert.v1.SnoozeAlertRequest.snooze_end_time:type_name -> google.protobuf.Timestamp
 	5,   // 73: lodestar.alert.v1.SnoozeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
 	5,   // 74: lodestar.alert.v1.ResolveAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
 	0,   // 75: lodestar.alert.v1.WatchAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
@@ -4936,56 +5372,67 @@ var file_lodestar_alert_v1_alert_proto_depIdxs = []int32{
 	19,  // 94: lodestar.alert.v1.UpdateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
 	19,  // 95: lodestar.alert.v1.UpdateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
 	4,   // 96: lodestar.alert.v1.TestChannelRequest.recipient:type_name -> lodestar.alert.v1.Person
-	23,  // 97: lodestar.alert.v1.AccountAlertState.RulesEntry.value:type_name -> lodestar.alert.v1.RuleState
-	26,  // 98: lodestar.alert.v1.AlertService.ListAlerts:input_type -> lodestar.alert.v1.ListAlertsRequest
-	28,  // 99: lodestar.alert.v1.AlertService.GetAlert:input_type -> lodestar.alert.v1.GetAlertRequest
-	30,  // 100: lodestar.alert.v1.AlertService.AcknowledgeAlert:input_type -> lodestar.alert.v1.AcknowledgeAlertRequest
-	32,  // 101: lodestar.alert.v1.AlertService.SnoozeAlert:input_type -> lodestar.alert.v1.SnoozeAlertRequest
-	34,  // 102: lodestar.alert.v1.AlertService.ResolveAlert:input_type -> lodestar.alert.v1.ResolveAlertRequest
-	36,  // 103: lodestar.alert.v1.AlertService.WatchAlerts:input_type -> lodestar.alert.v1.WatchAlertsRequest
-	38,  // 104: lodestar.alert.v1.AlertService.ListRules:input_type -> lodestar.alert.v1.ListRulesRequest
-	40,  // 105: lodestar.alert.v1.AlertService.GetRule:input_type -> lodestar.alert.v1.GetRuleRequest
-	42,  // 106: lodestar.alert.v1.AlertService.CreateRule:input_type -> lodestar.alert.v1.CreateRuleRequest
-	44,  // 107: lodestar.alert.v1.AlertService.UpdateRule:input_type -> lodestar.alert.v1.UpdateRuleRequest
-	46,  // 108: lodestar.alert.v1.AlertService.DeleteRule:input_type -> lodestar.alert.v1.DeleteRuleRequest
-	48,  // 109: lodestar.alert.v1.AlertService.ListOnCallSchedules:input_type -> lodestar.alert.v1.ListOnCallSchedulesRequest
-	50,  // 110: lodestar.alert.v1.AlertService.GetOnCallSchedule:input_type -> lodestar.alert.v1.GetOnCallScheduleRequest
-	52,  // 111: lodestar.alert.v1.AlertService.CreateOnCallSchedule:input_type -> lodestar.alert.v1.CreateOnCallScheduleRequest
-	54,  // 112: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:input_type -> lodestar.alert.v1.UpdateOnCallScheduleRequest
-	56,  // 113: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:input_type -> lodestar.alert.v1.DeleteOnCallScheduleRequest
-	58,  // 114: lodestar.alert.v1.AlertService.ListChannels:input_type -> lodestar.alert.v1.ListChannelsRequest
-	60,  // 115: lodestar.alert.v1.AlertService.GetChannel:input_type -> lodestar.alert.v1.GetChannelRequest
-	62,  // 116: lodestar.alert.v1.AlertService.CreateChannel:input_type -> lodestar.alert.v1.CreateChannelRequest
-	64,  // 117: lodestar.alert.v1.AlertService.UpdateChannel:input_type -> lodestar.alert.v1.UpdateChannelRequest
-	66,  // 118: lodestar.alert.v1.AlertService.DeleteChannel:input_type -> lodestar.alert.v1.DeleteChannelRequest
-	68,  // 119: lodestar.alert.v1.AlertService.TestChannel:input_type -> lodestar.alert.v1.TestChannelRequest
-	27,  // 120: lodestar.alert.v1.AlertService.ListAlerts:output_type -> lodestar.alert.v1.ListAlertsResponse
-	29,  // 121: lodestar.alert.v1.AlertService.GetAlert:output_type -> lodestar.alert.v1.GetAlertResponse
-	31,  // 122: lodestar.alert.v1.AlertService.AcknowledgeAlert:output_type -> lodestar.alert.v1.AcknowledgeAlertResponse
-	33,  // 123: lodestar.alert.v1.AlertService.SnoozeAlert:output_type -> lodestar.alert.v1.SnoozeAlertResponse
-	35,  // 124: lodestar.alert.v1.AlertService.ResolveAlert:output_type -> lodestar.alert.v1.ResolveAlertResponse
-	37,  // 125: lodestar.alert.v1.AlertService.WatchAlerts:output_type -> lodestar.alert.v1.WatchAlertsResponse
-	39,  // 126: lodestar.alert.v1.AlertService.ListRules:output_type -> lodestar.alert.v1.ListRulesResponse
-	41,  // 127: lodestar.alert.v1.AlertService.GetRule:output_type -> lodestar.alert.v1.GetRuleResponse
-	43,  // 128: lodestar.alert.v1.AlertService.CreateRule:output_type -> lodestar.alert.v1.CreateRuleResponse
-	45,  // 129: lodestar.alert.v1.AlertService.UpdateRule:output_type -> lodestar.alert.v1.UpdateRuleResponse
-	47,  // 130: lodestar.alert.v1.AlertService.DeleteRule:output_type -> lodestar.alert.v1.DeleteRuleResponse
-	49,  // 131: lodestar.alert.v1.AlertService.ListOnCallSchedules:output_type -> lodestar.alert.v1.ListOnCallSchedulesResponse
-	51,  // 132: lodestar.alert.v1.AlertService.GetOnCallSchedule:output_type -> lodestar.alert.v1.GetOnCallScheduleResponse
-	53,  // 133: lodestar.alert.v1.AlertService.CreateOnCallSchedule:output_type -> lodestar.alert.v1.CreateOnCallScheduleResponse
-	55,  // 134: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:output_type -> lodestar.alert.v1.UpdateOnCallScheduleResponse
-	57,  // 135: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:output_type -> lodestar.alert.v1.DeleteOnCallScheduleResponse
-	59,  // 136: lodestar.alert.v1.AlertService.ListChannels:output_type -> lodestar.alert.v1.ListChannelsResponse
-	61,  // 137: lodestar.alert.v1.AlertService.GetChannel:output_type -> lodestar.alert.v1.GetChannelResponse
-	63,  // 138: lodestar.alert.v1.AlertService.CreateChannel:output_type -> lodestar.alert.v1.CreateChannelResponse
-	65,  // 139: lodestar.alert.v1.AlertService.UpdateChannel:output_type -> lodestar.alert.v1.UpdateChannelResponse
-	67,  // 140: lodestar.alert.v1.AlertService.DeleteChannel:output_type -> lodestar.alert.v1.DeleteChannelResponse
-	69,  // 141: lodestar.alert.v1.AlertService.TestChannel:output_type -> lodestar.alert.v1.TestChannelResponse
-	120, // [120:142] is the sub-list for method output_type
-	98,  // [98:120] is the sub-list for method input_type
-	98,  // [98:98] is the sub-list for extension type_name
-	98,  // [98:98] is the sub-list for extension extendee
-	0,   // [0:98] is the sub-list for field type_name
+	11,  // 97: lodestar.alert.v1.EvaluateRulesRequest.rules:type_name -> lodestar.alert.v1.Rule
+	81,  // 98: lodestar.alert.v1.AlertQuality.median_lead_time:type_name -> google.protobuf.Duration
+	2,   // 99: lodestar.alert.v1.RuleQuality.kind:type_name -> lodestar.alert.v1.RuleKind
+	71,  // 100: lodestar.alert.v1.RuleQuality.quality:type_name -> lodestar.alert.v1.AlertQuality
+	72,  // 101: lodestar.alert.v1.EvaluateRulesResponse.rules:type_name -> lodestar.alert.v1.RuleQuality
+	71,  // 102: lodestar.alert.v1.EvaluateRulesResponse.overall:type_name -> lodestar.alert.v1.AlertQuality
+	71,  // 103: lodestar.alert.v1.EvaluateRulesResponse.red_band:type_name -> lodestar.alert.v1.AlertQuality
+	77,  // 104: lodestar.alert.v1.EvaluateRulesResponse.start_time:type_name -> google.protobuf.Timestamp
+	77,  // 105: lodestar.alert.v1.EvaluateRulesResponse.end_time:type_name -> google.protobuf.Timestamp
+	23,  // 106: lodestar.alert.v1.AccountAlertState.RulesEntry.value:type_name -> lodestar.alert.v1.RuleState
+	26,  // 107: lodestar.alert.v1.AlertService.ListAlerts:input_type -> lodestar.alert.v1.ListAlertsRequest
+	28,  // 108: lodestar.alert.v1.AlertService.GetAlert:input_type -> lodestar.alert.v1.GetAlertRequest
+	30,  // 109: lodestar.alert.v1.AlertService.AcknowledgeAlert:input_type -> lodestar.alert.v1.AcknowledgeAlertRequest
+	32,  // 110: lodestar.alert.v1.AlertService.SnoozeAlert:input_type -> lodestar.alert.v1.SnoozeAlertRequest
+	34,  // 111: lodestar.alert.v1.AlertService.ResolveAlert:input_type -> lodestar.alert.v1.ResolveAlertRequest
+	36,  // 112: lodestar.alert.v1.AlertService.WatchAlerts:input_type -> lodestar.alert.v1.WatchAlertsRequest
+	38,  // 113: lodestar.alert.v1.AlertService.ListRules:input_type -> lodestar.alert.v1.ListRulesRequest
+	40,  // 114: lodestar.alert.v1.AlertService.GetRule:input_type -> lodestar.alert.v1.GetRuleRequest
+	42,  // 115: lodestar.alert.v1.AlertService.CreateRule:input_type -> lodestar.alert.v1.CreateRuleRequest
+	44,  // 116: lodestar.alert.v1.AlertService.UpdateRule:input_type -> lodestar.alert.v1.UpdateRuleRequest
+	46,  // 117: lodestar.alert.v1.AlertService.DeleteRule:input_type -> lodestar.alert.v1.DeleteRuleRequest
+	48,  // 118: lodestar.alert.v1.AlertService.ListOnCallSchedules:input_type -> lodestar.alert.v1.ListOnCallSchedulesRequest
+	50,  // 119: lodestar.alert.v1.AlertService.GetOnCallSchedule:input_type -> lodestar.alert.v1.GetOnCallScheduleRequest
+	52,  // 120: lodestar.alert.v1.AlertService.CreateOnCallSchedule:input_type -> lodestar.alert.v1.CreateOnCallScheduleRequest
+	54,  // 121: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:input_type -> lodestar.alert.v1.UpdateOnCallScheduleRequest
+	56,  // 122: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:input_type -> lodestar.alert.v1.DeleteOnCallScheduleRequest
+	58,  // 123: lodestar.alert.v1.AlertService.ListChannels:input_type -> lodestar.alert.v1.ListChannelsRequest
+	60,  // 124: lodestar.alert.v1.AlertService.GetChannel:input_type -> lodestar.alert.v1.GetChannelRequest
+	62,  // 125: lodestar.alert.v1.AlertService.CreateChannel:input_type -> lodestar.alert.v1.CreateChannelRequest
+	64,  // 126: lodestar.alert.v1.AlertService.UpdateChannel:input_type -> lodestar.alert.v1.UpdateChannelRequest
+	66,  // 127: lodestar.alert.v1.AlertService.DeleteChannel:input_type -> lodestar.alert.v1.DeleteChannelRequest
+	68,  // 128: lodestar.alert.v1.AlertService.TestChannel:input_type -> lodestar.alert.v1.TestChannelRequest
+	70,  // 129: lodestar.alert.v1.AlertService.EvaluateRules:input_type -> lodestar.alert.v1.EvaluateRulesRequest
+	27,  // 130: lodestar.alert.v1.AlertService.ListAlerts:output_type -> lodestar.alert.v1.ListAlertsResponse
+	29,  // 131: lodestar.alert.v1.AlertService.GetAlert:output_type -> lodestar.alert.v1.GetAlertResponse
+	31,  // 132: lodestar.alert.v1.AlertService.AcknowledgeAlert:output_type -> lodestar.alert.v1.AcknowledgeAlertResponse
+	33,  // 133: lodestar.alert.v1.AlertService.SnoozeAlert:output_type -> lodestar.alert.v1.SnoozeAlertResponse
+	35,  // 134: lodestar.alert.v1.AlertService.ResolveAlert:output_type -> lodestar.alert.v1.ResolveAlertResponse
+	37,  // 135: lodestar.alert.v1.AlertService.WatchAlerts:output_type -> lodestar.alert.v1.WatchAlertsResponse
+	39,  // 136: lodestar.alert.v1.AlertService.ListRules:output_type -> lodestar.alert.v1.ListRulesResponse
+	41,  // 137: lodestar.alert.v1.AlertService.GetRule:output_type -> lodestar.alert.v1.GetRuleResponse
+	43,  // 138: lodestar.alert.v1.AlertService.CreateRule:output_type -> lodestar.alert.v1.CreateRuleResponse
+	45,  // 139: lodestar.alert.v1.AlertService.UpdateRule:output_type -> lodestar.alert.v1.UpdateRuleResponse
+	47,  // 140: lodestar.alert.v1.AlertService.DeleteRule:output_type -> lodestar.alert.v1.DeleteRuleResponse
+	49,  // 141: lodestar.alert.v1.AlertService.ListOnCallSchedules:output_type -> lodestar.alert.v1.ListOnCallSchedulesResponse
+	51,  // 142: lodestar.alert.v1.AlertService.GetOnCallSchedule:output_type -> lodestar.alert.v1.GetOnCallScheduleResponse
+	53,  // 143: lodestar.alert.v1.AlertService.CreateOnCallSchedule:output_type -> lodestar.alert.v1.CreateOnCallScheduleResponse
+	55,  // 144: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:output_type -> lodestar.alert.v1.UpdateOnCallScheduleResponse
+	57,  // 145: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:output_type -> lodestar.alert.v1.DeleteOnCallScheduleResponse
+	59,  // 146: lodestar.alert.v1.AlertService.ListChannels:output_type -> lodestar.alert.v1.ListChannelsResponse
+	61,  // 147: lodestar.alert.v1.AlertService.GetChannel:output_type -> lodestar.alert.v1.GetChannelResponse
+	63,  // 148: lodestar.alert.v1.AlertService.CreateChannel:output_type -> lodestar.alert.v1.CreateChannelResponse
+	65,  // 149: lodestar.alert.v1.AlertService.UpdateChannel:output_type -> lodestar.alert.v1.UpdateChannelResponse
+	67,  // 150: lodestar.alert.v1.AlertService.DeleteChannel:output_type -> lodestar.alert.v1.DeleteChannelResponse
+	69,  // 151: lodestar.alert.v1.AlertService.TestChannel:output_type -> lodestar.alert.v1.TestChannelResponse
+	73,  // 152: lodestar.alert.v1.AlertService.EvaluateRules:output_type -> lodestar.alert.v1.EvaluateRulesResponse
+	130, // [130:153] is the sub-list for method output_type
+	107, // [107:130] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_lodestar_alert_v1_alert_proto_init() }
@@ -5006,7 +5453,7 @@ func file_lodestar_alert_v1_alert_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lodestar_alert_v1_alert_proto_rawDesc), len(file_lodestar_alert_v1_alert_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   68,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
