@@ -34,6 +34,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/service"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
@@ -96,6 +97,9 @@ type Config struct {
 	AlertsMaxAge      time.Duration
 	DeliveriesMaxAge  time.Duration
 	DeadLettersMaxAge time.Duration
+	// DailyPages is how many pages a recipient gets at once per day, by
+	// the tier of the accounts; the rest go to their digest.
+	DailyPages DailyPages
 	// AccountURL links an alert to the account, with {tenant} and {account};
 	// empty for no link.
 	AccountURL string
@@ -130,6 +134,7 @@ func DefaultConfig() Config {
 		SweepInterval:       5 * time.Second,
 		RescanInterval:      time.Hour,
 		Freshness:           2 * time.Minute,
+		DailyPages:          DailyPages{Default: 5, ByTier: map[accountv1.Tier]int{accountv1.Tier_TIER_BENCHMARK: 20, accountv1.Tier_TIER_GROWTH: 10}},
 		LiveLag:             time.Hour,
 		AlertsMaxAge:        365 * 24 * time.Hour,
 		DeliveriesMaxAge:    7 * 24 * time.Hour,
@@ -159,6 +164,7 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.AlertsMaxAge, prefix+".alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
 	fs.DurationVar(&c.DeliveriesMaxAge, prefix+".deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
 	fs.DurationVar(&c.DeadLettersMaxAge, prefix+".dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
+	fs.Var(&c.DailyPages, prefix+".daily-pages", "Pages one recipient gets at once per day, ranked by ARR x risk x renewal urgency; the rest go to the digest (Slack, e-mail). A number for every tier, then tier=number overrides, for example 5,growth=10,benchmark=20; 0 is no limit.")
 	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts, for example https://lodestar.example/accounts/{account}; {tenant} and {account} are replaced. Empty: alerts carry no link.")
 	fs.StringVar(&c.PagerDutyURL, prefix+".pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
 	fs.StringVar(&c.SMTPAddr, prefix+".smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
@@ -347,6 +353,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Freshness:          s.cfg.Freshness,
 		LiveLag:            s.cfg.LiveLag,
 		AccountURL:         s.cfg.AccountURL,
+		DailyPages:         s.cfg.DailyPages,
 		AlertsMaxAge:       s.cfg.AlertsMaxAge,
 	}, pipeline.Deps{
 		JS: js, State: alertstate.New(js, kvs[0], s.cfg.StateCache), Settings: set, View: alerts, Now: s.deps.Now,
@@ -370,6 +377,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return w.Run(gctx) })
 	return g.Wait()
 }
+
+// DailyPages budgets each recipient's pages per day, by tier.
+type DailyPages = pipeline.DailyPages
 
 // The history EvaluateRules replays, for tools that build one themselves
 // (tools/alertcheck replays the simulated product).

@@ -173,8 +173,6 @@ func Validate(c *alertv1.Channel, o ValidateOptions) []*errdetails.BadRequest_Fi
 		case d.AsDuration() == 0:
 		case !Digestible(Kind(c)):
 			bad("rate_limit.digest_interval", "only Slack and e-mail channels send digests")
-		case rl.GetMaxPerHour() == 0:
-			bad("rate_limit.digest_interval", "a digest needs max_per_hour: it gathers the pages over the limit")
 		case d.AsDuration() < minDigestInterval || d.AsDuration() > maxDigestInterval:
 			bad("rate_limit.digest_interval", "want %s to %s", minDigestInterval, maxDigestInterval)
 		}

@@ -265,7 +265,7 @@ func TestDigests(t *testing.T) {
 	if err := json.Unmarshal(rcv.Requests()[0].Body, &msg); err != nil {
 		t.Fatal(err)
 	}
-	if msg.Text != "3 churn alerts held back by the rate limit" || len(msg.Blocks) != 5 {
+	if msg.Text != "3 churn alerts held back by the rate limit or the daily page budget" || len(msg.Blocks) != 5 {
 		t.Errorf("slack digest: %q with %d blocks", msg.Text, len(msg.Blocks))
 	}
 	if b := msg.Blocks[4].Text.Text; !strings.Contains(b, "*Account C* · Red band (HIGH)") || !strings.Contains(b, "<https://lodestar.test/accounts/acme/acct-7|open>") {

@@ -86,6 +86,9 @@ func facts(a *alertv1.Alert, now time.Time) []fact {
 	if as := a.GetAssignee(); as != nil && as.GetPersonId() != a.GetOwner().GetPersonId() {
 		out = append(out, fact{"On call", personText(as)})
 	}
+	if r := a.GetRankReason(); r != "" {
+		out = append(out, fact{"Priority", r})
+	}
 	if ps := a.GetPreviousAlerts(); len(ps) > 0 {
 		out = append(out, fact{"Before", previousText(ps)})
 	}

@@ -75,6 +75,10 @@ type Env struct {
 	// Page is false for a change published more than Freshness ago (a
 	// catch-up after an outage): its transitions are historical too.
 	Page bool
+	// Budget decides whether a page of an alert goes out at once or to the
+	// recipient's digest, and says why (Alert.rank_reason); nil pages at
+	// once.
+	Budget func(a *alertv1.Alert, now time.Time) (immediate bool, reason string)
 	// Link is where to see the account in Lodestar.
 	Link string
 	// Headers go on every outbox message (trace context).
@@ -470,6 +474,11 @@ func (t *tx) emit(typ alertv1.AlertEventType, a *alertv1.Alert, prev alertv1.Sev
 	a.Version++
 	a.UpdateTime = now
 	ev := &alertv1.AlertEvent{Type: typ, Alert: proto.CloneOf(a), EventTime: now, PreviousSeverity: prev, Historical: t.historical()}
+	over := false
+	if t.env.Budget != nil && !ev.GetHistorical() && channel.IsPage(ev) {
+		immediate, why := t.env.Budget(a, t.now)
+		a.RankReason, ev.Alert.RankReason, over = why, why, !immediate
+	}
 	tenant := t.st.GetTenantId()
 	t.push(streams.AlertSubject(tenant, t.st.GetAccountId()), natsx.MsgID(tenant, a.GetAlertId(), strconv.FormatInt(a.GetVersion(), 10)), ev)
 	if ev.GetHistorical() || (a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && channel.IsPage(ev)) {
@@ -482,6 +491,7 @@ func (t *tx) emit(typ alertv1.AlertEventType, a *alertv1.Alert, prev alertv1.Sev
 		id := fmt.Sprintf("%s-%d-%s", a.GetAlertId(), a.GetVersion(), c.GetChannelId())
 		t.push(streams.DeliverySubject(channel.Kind(c)), natsx.MsgID(tenant, id), &alertv1.Delivery{
 			DeliveryId: id, TenantId: tenant, ChannelId: c.GetChannelId(), Recipient: a.GetAssignee(), Event: ev,
+			OverBudget: over && channel.Digestible(channel.Kind(c)),
 		})
 	}
 }

@@ -76,6 +76,8 @@ type Config struct {
 	// LiveLag: a tenant whose watermark comes this close to the wall clock is
 	// live, and runs on the wall clock from then on (see clocks).
 	LiveLag time.Duration
+	// DailyPages budgets each recipient's pages per day (see budget).
+	DailyPages DailyPages
 	// AccountURL is the link to an account, with {tenant} and {account}.
 	AccountURL string
 	// AlertsMaxAge is the ALERTS stream's retention: resolved alerts older
@@ -103,6 +105,7 @@ type Pipeline struct {
 	running atomic.Bool
 	saved   map[string]uint64 // positions stored, by consumer; Run's own
 	clocks  *clocks           // set by Run before any change is applied
+	budget  *budget
 
 	applied  metric.Int64Counter
 	failed   metric.Int64Counter
@@ -111,7 +114,8 @@ type Pipeline struct {
 
 // New returns a pipeline; Run starts it.
 func New(cfg Config, deps Deps) *Pipeline {
-	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{}}
+	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{},
+		budget: &budget{pages: cfg.DailyPages, view: deps.View, spent: map[spendKey]int{}}}
 	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
 	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
 	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
@@ -139,6 +143,7 @@ func (p *Pipeline) env(tenant, account string, page bool, headers map[string]str
 		Wall:      wall,
 		Freshness: p.cfg.Freshness,
 		Page:      page,
+		Budget:    func(a *alertv1.Alert, now time.Time) (bool, string) { return p.budget.decide(tenant, a, now) },
 		Link:      Link(p.cfg.AccountURL, tenant, account),
 		Headers:   headers,
 	}

@@ -177,3 +177,19 @@ func Severity(r *alertv1.Rule, tier accountv1.Tier, arr *accountv1.Money) alertv
 	}
 	return min(s, alertv1.Severity_SEVERITY_CRITICAL)
 }
+
+// Value is what an alert's account puts at stake, to rank a recipient's
+// alerts: ARR x risk x renewal urgency. Risk is the share of health the
+// score lacks ((100 - score) / 100, at least 0.05); urgency is one over the
+// months left to the renewal (1 within a month or past, 1/12 unknown).
+// ARR counts at least 1, so accounts without one still rank by risk.
+func Value(a *alertv1.Alert, now time.Time) (value, risk, urgency float64) {
+	risk = max(0.05, min(1, (100-a.GetScore())/100))
+	urgency = 1.0 / 12
+	if r := a.GetRenewalTime(); r != nil {
+		months := math.Ceil(r.AsTime().Sub(now).Hours() / 24 / 30)
+		urgency = 1 / max(1, months)
+	}
+	arr := max(1, float64(a.GetArr().GetUnits()))
+	return arr * risk * urgency, risk, urgency
+}

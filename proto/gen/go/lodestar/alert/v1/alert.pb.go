@@ -433,8 +433,13 @@ type Alert struct {
 	// The account's earlier alerts, newest first (at most 5): what was raised
 	// before, and how it ended.
 	PreviousAlerts []*PreviousAlert `protobuf:"bytes,35,rep,name=previous_alerts,json=previousAlerts,proto3" json:"previous_alerts,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why the alert's last page went out at once or to the digest: its rank
+	// among the recipient's open alerts of the account's tier by ARR x risk x
+	// renewal urgency, and the recipient's daily page budget
+	// (-churn-alert.daily-pages).
+	RankReason    string `protobuf:"bytes,36,opt,name=rank_reason,json=rankReason,proto3" json:"rank_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Alert) Reset() {
@@ -710,6 +715,13 @@ func (x *Alert) GetPreviousAlerts() []*PreviousAlert {
 		return x.PreviousAlerts
 	}
 	return nil
+}
+
+func (x *Alert) GetRankReason() string {
+	if x != nil {
+		return x.RankReason
+	}
+	return ""
 }
 
 // ScoreSnapshot is an account's score at one moment.
@@ -1390,9 +1402,11 @@ type RateLimit struct {
 	MaxPerHour int32 `protobuf:"varint,1,opt,name=max_per_hour,json=maxPerHour,proto3" json:"max_per_hour,omitempty"`
 	// Pages allowed at once; max_per_hour when 0.
 	Burst int32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
-	// Slack and e-mail: pages over the limit are collected and sent as one
-	// digest per recipient at this interval. 0: they are dropped (the alerts
-	// stay visible in ListAlerts and WatchAlerts).
+	// Slack and e-mail: pages over the limit, and pages over the recipient's
+	// daily page budget, are collected and sent as one digest per recipient
+	// at this interval. 0: pages over the limit are dropped (the alerts stay
+	// visible in ListAlerts and WatchAlerts), those over the budget go to a
+	// daily digest.
 	DigestInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=digest_interval,json=digestInterval,proto3" json:"digest_interval,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -1802,11 +1816,15 @@ func (*Channel_Email) isChannel_Config() {}
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique and stable: the Nats-Msg-Id and the Lodestar-Delivery-Id header.
-	DeliveryId    string      `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
-	TenantId      string      `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	ChannelId     string      `protobuf:"bytes,3,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
-	Recipient     *Person     `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	Event         *AlertEvent `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	DeliveryId string      `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	TenantId   string      `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ChannelId  string      `protobuf:"bytes,3,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Recipient  *Person     `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Event      *AlertEvent `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	// Over the recipient's daily page budget, or outranked by more valuable
+	// open alerts: Slack and e-mail gather it into the recipient's digest
+	// (the channel's digest interval, else daily); other channels send it.
+	OverBudget    bool `protobuf:"varint,6,opt,name=over_budget,json=overBudget,proto3" json:"over_budget,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1874,6 +1892,13 @@ func (x *Delivery) GetEvent() *AlertEvent {
 		return x.Event
 	}
 	return nil
+}
+
+func (x *Delivery) GetOverBudget() bool {
+	if x != nil {
+		return x.OverBudget
+	}
+	return false
 }
 
 // DeliveryDigest collects the pages of one recipient and channel that went
@@ -4771,7 +4796,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\tR\x05email\x12\x1f\n" +
 	"\vchat_handle\x18\x04 \x01(\tR\n" +
-	"chatHandle\"\xcd\f\n" +
+	"chatHandle\"\xee\f\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -4812,7 +4837,9 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\aversion\x18  \x01(\x03R\aversion\x12\x12\n" +
 	"\x04link\x18! \x01(\tR\x04link\x12I\n" +
 	"\x0fresolving_score\x18\" \x01(\v2 .lodestar.alert.v1.ScoreSnapshotR\x0eresolvingScore\x12I\n" +
-	"\x0fprevious_alerts\x18# \x03(\v2 .lodestar.alert.v1.PreviousAlertR\x0epreviousAlerts\"\xbf\x01\n" +
+	"\x0fprevious_alerts\x18# \x03(\v2 .lodestar.alert.v1.PreviousAlertR\x0epreviousAlerts\x12\x1f\n" +
+	"\vrank_reason\x18$ \x01(\tR\n" +
+	"rankReason\"\xbf\x01\n" +
 	"\rScoreSnapshot\x12\x14\n" +
 	"\x05score\x18\x01 \x01(\x01R\x05score\x12\x14\n" +
 	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12-\n" +
@@ -4902,7 +4929,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\tpagerduty\x18\x06 \x01(\v2#.lodestar.alert.v1.PagerDutyChannelH\x00R\tpagerduty\x12=\n" +
 	"\awebhook\x18\a \x01(\v2!.lodestar.alert.v1.WebhookChannelH\x00R\awebhook\x127\n" +
 	"\x05email\x18\b \x01(\v2\x1f.lodestar.alert.v1.EmailChannelH\x00R\x05emailB\b\n" +
-	"\x06config\"\xd5\x01\n" +
+	"\x06config\"\xf6\x01\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -4910,7 +4937,9 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\n" +
 	"channel_id\x18\x03 \x01(\tR\tchannelId\x127\n" +
 	"\trecipient\x18\x04 \x01(\v2\x19.lodestar.alert.v1.PersonR\trecipient\x123\n" +
-	"\x05event\x18\x05 \x01(\v2\x1d.lodestar.alert.v1.AlertEventR\x05event\"\xc1\x02\n" +
+	"\x05event\x18\x05 \x01(\v2\x1d.lodestar.alert.v1.AlertEventR\x05event\x12\x1f\n" +
+	"\vover_budget\x18\x06 \x01(\bR\n" +
+	"overBudget\"\xc1\x02\n" +
 	"\x0eDeliveryDigest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
