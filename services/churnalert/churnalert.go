@@ -30,11 +30,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/service"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
@@ -399,6 +401,24 @@ func EvaluateRules(h History, rs []*alertv1.Rule, lead time.Duration) *alertv1.E
 
 // DefaultRules returns the rules Lodestar ships.
 func DefaultRules() []*alertv1.Rule { return rules.Defaults() }
+
+// Risk reports whether a rule kind warns of churn (expansion and win-back
+// point at opportunities).
+func Risk(k alertv1.RuleKind) bool { return rules.Risk(k) }
+
+// ConditionHolds reports whether an open alert's condition holds at the
+// account's current score, as far as the score and the alert's facts tell:
+// kinds that read the score's history (score drop) or the contract
+// (onboarding) are judged by whether their rule may read the account at
+// all (its band). A stale alert is one for which it does not.
+func ConditionHolds(r *alertv1.Rule, a *alertv1.Alert, hs *scoringv1.HealthScore, at time.Time) bool {
+	f := rules.Facts{At: at, Score: hs, Account: &accountv1.Account{RenewalTime: a.GetRenewalTime(), LifecycleStage: a.GetLifecycleStage()}}
+	switch r.GetKind() {
+	case alertv1.RuleKind_RULE_KIND_SCORE_DROP, alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED:
+		return rules.Judged(r, f)
+	}
+	return rules.Evaluate(r, f, &alertv1.RuleState{ConditionTime: timestamppb.New(time.Time{})}).Firing
+}
 
 // VerifyWebhook checks a generic webhook's Lodestar-Signature header against
 // the raw request body, for receivers written in Go: the HMAC-SHA256 must

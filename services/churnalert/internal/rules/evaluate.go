@@ -71,19 +71,22 @@ func Risk(k alertv1.RuleKind) bool {
 	return k != alertv1.RuleKind_RULE_KIND_WIN_BACK && k != alertv1.RuleKind_RULE_KIND_EXPANSION_OPPORTUNITY
 }
 
-// judged reports whether a rule may read an account at all. No rule judges
+// Judged reports whether a rule may read an account at all. No rule judges
 // an account the scorecard does not judge yet (too little history: band
 // INSUFFICIENT_DATA, or no score); no risk rule fires on a green account,
 // whose score says the account is healthy, nor on a churned one, where
-// there is nothing left to save; only win-back reads churned accounts.
-func judged(k alertv1.RuleKind, f Facts) bool {
-	band := f.Score.GetBand()
+// there is nothing left to save (only win-back reads churned accounts),
+// and a red-only rule only on a red one.
+func Judged(r *alertv1.Rule, f Facts) bool {
+	k, band := r.GetKind(), f.Score.GetBand()
 	churned := f.Stage() == accountv1.LifecycleStage_LIFECYCLE_STAGE_CHURNED || band == scoringv1.Band_BAND_CHURNED
 	switch {
 	case k == alertv1.RuleKind_RULE_KIND_WIN_BACK:
 		return churned && f.Score != nil
 	case churned, band == scoringv1.Band_BAND_UNSPECIFIED, band == scoringv1.Band_BAND_INSUFFICIENT_DATA:
 		return false
+	case Risk(k) && r.GetRedOnly():
+		return band == scoringv1.Band_BAND_RED
 	case Risk(k):
 		return band != scoringv1.Band_BAND_GREEN
 	}
@@ -94,7 +97,7 @@ func judged(k alertv1.RuleKind, f Facts) bool {
 // account; conditions that must last keep their start in it.
 func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 	t, window := r.GetThreshold(), time.Duration(r.GetWindowDays())*day
-	if !judged(r.GetKind(), f) {
+	if !Judged(r, f) {
 		mem.ConditionTime = nil
 		return Verdict{}
 	}

@@ -155,6 +155,9 @@ func Validate(r *alertv1.Rule, scheduleExists func(id string) bool) []*errdetail
 	}
 	checkDuration("cooldown", r.GetCooldown(), r.Cooldown != nil, maxCooldown)
 	checkDuration("escalate_after", r.GetEscalateAfter(), r.EscalateAfter != nil, maxEscalateAfter)
+	if r.GetRedOnly() && !Risk(r.GetKind()) {
+		bad("red_only", "%s is not a risk rule", r.GetKind())
+	}
 	if id := r.GetEscalationScheduleId(); id != "" && !scheduleExists(id) {
 		bad("escalation_schedule_id", "no schedule %q", id)
 	}

@@ -184,3 +184,20 @@ func TestStakeholdersLast(t *testing.T) {
 		t.Fatalf("fired on days %v, want 7 8 9", fired)
 	}
 }
+
+// TestRedOnly: a red-only risk rule fires on red accounts only.
+func TestRedOnly(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	r := proto.CloneOf(rule("renewal-at-risk"))
+	r.RedOnly = true
+	f := Facts{At: now, Account: &accountv1.Account{RenewalTime: timestamppb.New(now.Add(30 * 24 * time.Hour))}}
+	for band, want := range map[scoringv1.Band]bool{scoringv1.Band_BAND_YELLOW: false, scoringv1.Band_BAND_RED: true, scoringv1.Band_BAND_GREEN: false} {
+		f.Score = &scoringv1.HealthScore{Score: 35, Band: band}
+		if got := Evaluate(r, f, &alertv1.RuleState{}).Firing; got != want {
+			t.Errorf("%v: firing %v, want %v", band, got, want)
+		}
+	}
+	if ps := Validate(&alertv1.Rule{RuleId: "x", Kind: alertv1.RuleKind_RULE_KIND_WIN_BACK, Threshold: 14, Severity: alertv1.Severity_SEVERITY_LOW, RedOnly: true}, nil); len(ps) != 1 || ps[0].GetField() != "rule.red_only" {
+		t.Errorf("red-only win-back: %v", ps)
+	}
+}

@@ -1117,7 +1117,13 @@ type Rule struct {
 	// empty.
 	EscalationScheduleId string `protobuf:"bytes,12,opt,name=escalation_schedule_id,json=escalationScheduleId,proto3" json:"escalation_schedule_id,omitempty"`
 	// Output only: true for rules shipped with Lodestar.
-	Shipped       bool `protobuf:"varint,13,opt,name=shipped,proto3" json:"shipped,omitempty"`
+	Shipped bool `protobuf:"varint,13,opt,name=shipped,proto3" json:"shipped,omitempty"`
+	// Risk rules only: fire only while the account is in the red band. A
+	// yellow account is, by its scorecard's own verdict, not at risk; a
+	// gradual or calendar condition (usage below its baseline, a renewal
+	// near) is then no news, while a sudden change (a score drop, silence)
+	// is.
+	RedOnly       bool `protobuf:"varint,14,opt,name=red_only,json=redOnly,proto3" json:"red_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1239,6 +1245,13 @@ func (x *Rule) GetEscalationScheduleId() string {
 func (x *Rule) GetShipped() bool {
 	if x != nil {
 		return x.Shipped
+	}
+	return false
+}
+
+func (x *Rule) GetRedOnly() bool {
+	if x != nil {
+		return x.RedOnly
 	}
 	return false
 }
@@ -4872,7 +4885,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\tthreshold\x18\x01 \x01(\x01H\x00R\tthreshold\x88\x01\x01\x123\n" +
 	"\asustain\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\asustainB\f\n" +
 	"\n" +
-	"_threshold\"\xdc\x04\n" +
+	"_threshold\"\xf7\x04\n" +
 	"\x04Rule\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12/\n" +
@@ -4888,7 +4901,8 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	" \x01(\v2\x1e.lodestar.alert.v1.AutoResolveR\vautoResolve\x12@\n" +
 	"\x0eescalate_after\x18\v \x01(\v2\x19.google.protobuf.DurationR\rescalateAfter\x124\n" +
 	"\x16escalation_schedule_id\x18\f \x01(\tR\x14escalationScheduleId\x12\x18\n" +
-	"\ashipped\x18\r \x01(\bR\ashipped\"\xb7\x01\n" +
+	"\ashipped\x18\r \x01(\bR\ashipped\x12\x19\n" +
+	"\bred_only\x18\x0e \x01(\bR\aredOnly\"\xb7\x01\n" +
 	"\x10ScheduleOverride\x121\n" +
 	"\x06person\x18\x01 \x01(\v2\x19.lodestar.alert.v1.PersonR\x06person\x129\n" +
 	"\n" +
