@@ -133,12 +133,12 @@ func TestRules(t *testing.T) {
 		severity    alertv1.Severity
 	}{
 		{"red-band",
-			[]step{scored("f", now.Add(-2*time.Hour), 72), scored("f", now.Add(-time.Hour), 55), scored("f", now, 38)},
-			[]step{scored("q", now.Add(-2*time.Hour), 72), scored("q", now.Add(-time.Hour), 55), scored("q", now, 45)},
+			[]step{scored("f", now.Add(-40*time.Minute), 72), scored("f", now.Add(-20*time.Minute), 55), scored("f", now, 38)},
+			[]step{scored("q", now.Add(-40*time.Minute), 72), scored("q", now.Add(-20*time.Minute), 55), scored("q", now, 45)},
 			"In the red band at 38", alertv1.Severity_SEVERITY_HIGH},
 		{"score-drop",
-			[]step{scored("f", now.Add(-5*day), 80), scored("f", now.Add(-3*day), 70), scored("f", now, 58)},
-			[]step{scored("q", now.Add(-20*day), 80), scored("q", now.Add(-10*day), 70), scored("q", now, 58)},
+			[]step{scored("f", now.Add(-5*time.Minute), 80), scored("f", now.Add(-3*time.Minute), 70), scored("f", now, 58)},
+			[]step{scored("q", now.Add(-5*time.Minute), 70), scored("q", now.Add(-3*time.Minute), 65), scored("q", now, 58)},
 			"Score fell 22 points within 7 days (80 → 58)", alertv1.Severity_SEVERITY_MEDIUM},
 		{"usage-drop",
 			[]step{scored("f", now, 60, measure(trend, 0.35))},

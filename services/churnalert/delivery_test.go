@@ -182,7 +182,10 @@ func TestDailyPageBudget(t *testing.T) {
 		return account(&accountv1.Account{AccountId: id, Owner: &accountv1.Owner{CsmId: "dana", ChatHandle: "U1"},
 			Arr: &accountv1.Money{CurrencyCode: "USD", Units: arr}})
 	}
-	publish(t, e.js, tenant, owned("big", 500_000), owned("small", 1_000), scored("big", time.Now(), 30))
+	// The accounts first: their changes and scores are separate streams.
+	publish(t, e.js, tenant, owned("big", 500_000), owned("small", 1_000))
+	settle(t, e.js)
+	publish(t, e.js, tenant, scored("big", time.Now(), 30))
 	first := slack.Wait(t, 1, 20*time.Second)[0]
 	if !strings.Contains(string(first.Body), "page 1 of 1 today") {
 		t.Fatalf("first page lacks its priority: %s", first.Body)

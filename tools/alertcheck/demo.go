@@ -156,6 +156,17 @@ func (o options) demoReport(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "# The demo after its backfill\n\n`go run ./tools/alertcheck -demo` (the all-in-one and loadgen -scenario demo, as make run)\n\n")
 	fmt.Fprintf(w, "- %s (%s after the start)\n", strings.TrimPrefix(backfilled, "loadgen: "), took.Round(time.Second))
 	fmt.Fprintf(w, "- deliveries during the backfill: %d\n", delivered)
+	mu.Lock()
+	for i, d := range deliveries[:delivered] {
+		if i == 10 {
+			fmt.Fprintf(w, "  - and %d more\n", delivered-i)
+			break
+		}
+		ev := d.GetEvent()
+		fmt.Fprintf(w, "  - %s %s %s at %s, score of %s\n", ev.GetType(), ev.GetAlert().GetAccountId(), ev.GetAlert().GetRuleId(),
+			ev.GetEventTime().AsTime().Format(time.RFC3339), ev.GetAlert().GetScoreTime().AsTime().Format(time.RFC3339))
+	}
+	mu.Unlock()
 	fmt.Fprintf(w, "- open alerts: %d on %d accounts; stale (condition false at the current score): %d\n", len(open), len(accounts), stale)
 	fmt.Fprintf(w, "- open alerts per CSM:")
 	for _, csm := range sortedKeys(perCSM) {

@@ -275,11 +275,13 @@ func (s *Store) SetPosition(ctx context.Context, name string, seq uint64) error 
 type Clock struct {
 	Watermark time.Time
 	Live      bool
+	// LiveSince is when the tenant caught up (zero: long ago).
+	LiveSince time.Time
 }
 
 // SetClock stores a tenant's clock.
 func (s *Store) SetClock(ctx context.Context, tenant string, c Clock) error {
-	v := strconv.FormatInt(c.Watermark.UnixNano(), 10) + " " + strconv.FormatBool(c.Live)
+	v := strconv.FormatInt(c.Watermark.UnixNano(), 10) + " " + strconv.FormatBool(c.Live) + " " + strconv.FormatInt(c.LiveSince.UnixNano(), 10)
 	if _, err := s.kv.Put(ctx, streams.ClockKey(tenant), []byte(v)); err != nil {
 		return fmt.Errorf("store clock of %s: %w", tenant, err)
 	}
@@ -305,12 +307,22 @@ func (s *Store) Clocks(ctx context.Context) (map[string]Clock, error) {
 		if err != nil {
 			return nil, fmt.Errorf("get clock %s: %w", key, err)
 		}
-		ns, live, _ := strings.Cut(string(e.Value()), " ")
-		n, err := strconv.ParseInt(ns, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("clock %s: %w", key, err)
+		f := strings.Fields(string(e.Value()))
+		var wm, since int64
+		if len(f) > 0 {
+			wm, err = strconv.ParseInt(f[0], 10, 64)
 		}
-		out[strings.TrimPrefix(key, streams.ClockKey(""))] = Clock{Watermark: time.Unix(0, n).UTC(), Live: live == "true"}
+		if err == nil && len(f) > 2 {
+			since, err = strconv.ParseInt(f[2], 10, 64)
+		}
+		if err != nil || len(f) < 2 {
+			return nil, fmt.Errorf("clock %s: %q is not a clock", key, e.Value())
+		}
+		c := Clock{Watermark: time.Unix(0, wm).UTC(), Live: f[1] == "true"}
+		if since > 0 {
+			c.LiveSince = time.Unix(0, since).UTC()
+		}
+		out[strings.TrimPrefix(key, streams.ClockKey(""))] = c
 	}
 	return out, nil
 }

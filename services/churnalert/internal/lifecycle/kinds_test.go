@@ -174,3 +174,58 @@ func TestStaleAlertResolvesOnTick(t *testing.T) {
 		t.Fatalf("stale alert after a tick: %v", a)
 	}
 }
+
+// TestLiveButOld: a live tenant judges a score change at the wall clock,
+// but a change whose score is older than the freshness window (a
+// backfill's last hour, processed once the tenant is live) is history.
+func TestLiveButOld(t *testing.T) {
+	w := newWorld(t, redBand())
+	w.now = t0.Add(time.Hour) // live: the tenant's clock is the wall clock
+	st, hs := w.st, &scoringv1.HealthScore{Score: 35, Band: scoringv1.Band_BAND_RED, ScoreTime: timestamppb.New(t0)}
+	env := w.env()
+	env.Live = true
+	if _, err := ApplyScore(st, hs, 1, env); err != nil {
+		t.Fatal(err)
+	}
+	w.drain()
+	if a := w.alert(); !a.GetCreateTime().AsTime().Equal(w.now) || len(w.delivers) != 0 || !w.events[0].GetHistorical() {
+		t.Fatalf("an hour-old score: created %v (want %v), %d deliveries, historical %v", a.GetCreateTime().AsTime(), w.now, len(w.delivers), w.events[0].GetHistorical())
+	}
+}
+
+// TestOldEscalationIsHistory: once a backfilled tenant is live, its
+// alerts' escalations fall due at once; they escalate, but page nobody:
+// they were due days ago.
+func TestOldEscalationIsHistory(t *testing.T) {
+	w := newWorld(t, redBand())
+	w.wall = t0.Add(3 * day)
+	w.score(t0, 35, scoringv1.Band_BAND_RED) // historical: 3 days old
+	w.now = w.wall                           // live
+	w.tick()
+	last := w.events[len(w.events)-1]
+	if last.GetType() != alertv1.AlertEventType_ALERT_EVENT_TYPE_ESCALATED || !last.GetHistorical() || len(w.delivers) != 0 {
+		t.Fatalf("last event %v (historical %v), %d deliveries: want a historical escalation, none delivered", last.GetType(), last.GetHistorical(), len(w.delivers))
+	}
+}
+
+// TestJustCaughtUp: a fresh transition of a tenant that caught up less than
+// the freshness window ago is the catch-up's result (the last changes of a
+// backfill that ends now), not news; later ones are.
+func TestJustCaughtUp(t *testing.T) {
+	for _, c := range []struct {
+		liveFor time.Duration
+		paged   bool
+	}{{30 * time.Second, false}, {3 * time.Minute, true}} {
+		w := newWorld(t, redBand())
+		env := w.env()
+		env.Live, env.LiveSince = true, w.now.Add(-c.liveFor)
+		hs := &scoringv1.HealthScore{Score: 35, Band: scoringv1.Band_BAND_RED, ScoreTime: timestamppb.New(w.now)}
+		if _, err := ApplyScore(w.st, hs, 1, env); err != nil {
+			t.Fatal(err)
+		}
+		w.drain()
+		if paged := len(w.delivers) > 0; paged != c.paged || w.events[0].GetHistorical() == c.paged {
+			t.Errorf("live for %s: paged %v, historical %v; want paged %v", c.liveFor, paged, w.events[0].GetHistorical(), c.paged)
+		}
+	}
+}

@@ -67,6 +67,10 @@ type Env struct {
 	// event time: the watermark when scoring computed it, whatever the
 	// tenant's clock has reached since, so a replay decides as it did live.
 	Live bool
+	// LiveSince is when the tenant caught up (zero: long ago). Within
+	// Freshness of it, what the catch-up's last changes do is its result,
+	// not news.
+	LiveSince time.Time
 	// Wall is the wall clock. A transition whose time lies more than
 	// Freshness behind it is history, not news: it is recorded (marked
 	// historical) and delivered to nobody.
@@ -90,6 +94,9 @@ type tx struct {
 	st  *alertv1.AccountAlertState
 	env Env
 	now time.Time // the tenant's clock, not before the account's own event time
+	// of is the time of what the change reports: a score change's event
+	// time, else now. A transition is news only when it is fresh.
+	of  time.Time
 	err error
 }
 
@@ -98,12 +105,14 @@ func newTx(st *alertv1.AccountAlertState, env Env) *tx {
 	if at := st.GetEventTime().AsTime(); st.EventTime != nil && at.After(t.now) {
 		t.now = at
 	}
+	t.of = t.now
 	return t
 }
 
 // historical reports whether the transition is too old to deliver.
 func (t *tx) historical() bool {
-	return !t.env.Page || t.env.Wall.Sub(t.now) > t.env.Freshness
+	return !t.env.Page || t.env.Wall.Sub(t.of) > t.env.Freshness ||
+		(t.env.Live && t.env.Wall.Sub(t.env.LiveSince) < t.env.Freshness)
 }
 
 // ApplyScore applies a score change that was message seq of the SCORES
@@ -123,6 +132,9 @@ func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq ui
 	if !env.Live {
 		t.now = at
 	}
+	// Live, the score is judged now; but a score of an hour ago (a
+	// backfill's last hour, a catch-up) is history, not news.
+	t.of = at
 	t.evaluate()
 	return true, t.err
 }
@@ -153,12 +165,18 @@ func Tick(st *alertv1.AccountAlertState, env Env) (bool, error) {
 		r := t.rule(id)
 		switch {
 		case a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && !now.Before(a.GetSnoozeEndTime().AsTime()):
+			// Due when the snooze ended: a snooze that ended long ago in a
+			// replay is history.
+			t.of = a.GetSnoozeEndTime().AsTime()
 			a.State, a.SnoozeEndTime, a.SnoozeReason = alertv1.AlertState_ALERT_STATE_OPEN, nil, ""
 			if a.GetEscalationLevel() == 0 {
 				a.EscalateTime = escalateTime(r, now)
 			}
 			t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_UNSNOOZED, a, 0)
 		case a.GetState() == alertv1.AlertState_ALERT_STATE_OPEN && a.EscalateTime != nil && !now.Before(a.GetEscalateTime().AsTime()):
+			// Due at its escalation time: an alert of a backfill, due days
+			// ago, escalates in the history but pages nobody.
+			t.of = a.GetEscalateTime().AsTime()
 			a.EscalationLevel++
 			a.EscalateTime = nil
 			if p := env.OnCall(r.GetEscalationScheduleId(), now); p != nil {
@@ -166,6 +184,7 @@ func Tick(st *alertv1.AccountAlertState, env Env) (bool, error) {
 			}
 			t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_ESCALATED, a, 0)
 		}
+		t.of = now
 	}
 	t.evaluate()
 	return !proto.Equal(before, st), t.err

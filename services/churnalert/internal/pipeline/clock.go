@@ -17,6 +17,11 @@ import (
 // still let escalations fall due and renewals come nearer, although no score
 // moves its watermark.
 //
+// A tenant that caught up from behind (a backfill, a replay) is live since
+// then: what its last changes do within the freshness window after is the
+// catch-up's result, not news (see lifecycle.Env.LiveSince). A new tenant
+// whose first score is recent is live at once, from long ago.
+//
 // The clocks are stored with the consumer positions, so a restart resumes
 // with them; a tenant without one has sent no score yet, so no rule can fire
 // on its accounts, and its clock is the wall clock until its first score.
@@ -44,26 +49,33 @@ func (c *clocks) observe(tenant string, at, wall time.Time) {
 		tc = &alertstate.Clock{}
 		c.m[tenant] = tc
 	}
+	behind := !tc.Watermark.IsZero() // caught up from behind, not new
 	if at.After(tc.Watermark) {
 		tc.Watermark = at
 		c.dirty[tenant] = true
 	}
 	if !tc.Live && wall.Sub(tc.Watermark) <= c.liveLag {
 		tc.Live = true
+		if behind {
+			tc.LiveSince = wall
+		}
 		c.dirty[tenant] = true
 	}
 }
 
-// now is a tenant's clock at a wall-clock time, and whether the tenant is
-// live (its clock is the wall clock).
-func (c *clocks) now(tenant string, wall time.Time) (time.Time, bool) {
+// now is a tenant's clock at a wall-clock time, whether the tenant is live
+// (its clock is the wall clock), and since when (zero: long ago).
+func (c *clocks) now(tenant string, wall time.Time) (time.Time, bool, time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tc := c.m[tenant]
-	if tc == nil || tc.Live || tc.Watermark.After(wall) {
-		return wall, true
+	switch {
+	case tc == nil:
+		return wall, true, time.Time{}
+	case tc.Live || tc.Watermark.After(wall):
+		return wall, true, tc.LiveSince
 	}
-	return tc.Watermark, false
+	return tc.Watermark, false, time.Time{}
 }
 
 // save stores the clocks that moved since the last save.

@@ -130,9 +130,9 @@ func (p *Pipeline) Ready() bool { return p.running.Load() }
 func (p *Pipeline) env(tenant, account string, page bool, headers map[string]string) lifecycle.Env {
 	s := p.deps.Settings
 	wall := p.deps.Now()
-	now, live := wall, true
+	now, live, since := wall, true, time.Time{}
 	if p.clocks != nil {
-		now, live = p.clocks.now(tenant, wall)
+		now, live, since = p.clocks.now(tenant, wall)
 	}
 	return lifecycle.Env{
 		Rules:     s.Rules(tenant),
@@ -140,6 +140,7 @@ func (p *Pipeline) env(tenant, account string, page bool, headers map[string]str
 		OnCall:    func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
 		Now:       now,
 		Live:      live,
+		LiveSince: since,
 		Wall:      wall,
 		Freshness: p.cfg.Freshness,
 		Page:      page,
