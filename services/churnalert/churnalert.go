@@ -23,23 +23,29 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/service"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/backtest"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/egress"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/pipeline"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/rules"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/view"
@@ -80,13 +86,24 @@ type Config struct {
 	// RescanInterval is how often every account is read again for
 	// conditions that depend on the date.
 	RescanInterval time.Duration
-	// MaxPageAge: changes published longer ago update alerts without paging.
-	MaxPageAge time.Duration
+	// Freshness: transitions further in the past than this (in the tenant's
+	// clock, or changes published longer ago) are recorded as historical and
+	// delivered to nobody: a backfill, a replay or a late import builds alert
+	// history without paging anyone.
+	Freshness time.Duration
+	// LiveLag: a tenant whose event-time watermark comes this close to the
+	// wall clock is live and runs on the wall clock from then on; before, its
+	// rules, cooldowns and escalations run on its watermark.
+	LiveLag time.Duration
 	// Retention of the ALERTS, DELIVERIES and DELIVERIES_DEAD streams.
 	AlertsMaxAge      time.Duration
 	DeliveriesMaxAge  time.Duration
 	DeadLettersMaxAge time.Duration
-	// AccountURL links an alert to the account, with {tenant} and {account}.
+	// DailyPages is how many pages a recipient gets at once per day, by
+	// the tier of the accounts; the rest go to their digest.
+	DailyPages DailyPages
+	// AccountURL links an alert to the account, with {tenant} and {account};
+	// empty for no link.
 	AccountURL string
 	// PagerDutyURL is the Events API v2 endpoint.
 	PagerDutyURL string
@@ -118,11 +135,12 @@ func DefaultConfig() Config {
 		DigestCheckInterval: time.Second,
 		SweepInterval:       5 * time.Second,
 		RescanInterval:      time.Hour,
-		MaxPageAge:          time.Hour,
+		Freshness:           2 * time.Minute,
+		DailyPages:          DailyPages{Default: 5, ByTier: map[accountv1.Tier]int{accountv1.Tier_TIER_BENCHMARK: 20, accountv1.Tier_TIER_GROWTH: 10}},
+		LiveLag:             time.Hour,
 		AlertsMaxAge:        365 * 24 * time.Hour,
 		DeliveriesMaxAge:    7 * 24 * time.Hour,
 		DeadLettersMaxAge:   30 * 24 * time.Hour,
-		AccountURL:          "http://127.0.0.1:8080/accounts/{tenant}/{account}",
 		PagerDutyURL:        channel.DefaultPagerDutyURL,
 		SMTPFrom:            "Lodestar <alerts@localhost>",
 	}
@@ -143,11 +161,13 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.DigestCheckInterval, prefix+".digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
 	fs.DurationVar(&c.SweepInterval, prefix+".sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
 	fs.DurationVar(&c.RescanInterval, prefix+".rescan-interval", c.RescanInterval, "How often every account is read again for date-driven conditions (renewal near, onboarding overdue).")
-	fs.DurationVar(&c.MaxPageAge, prefix+".max-page-age", c.MaxPageAge, "Changes published longer ago update alerts but page nobody (replays, long outages).")
+	fs.DurationVar(&c.Freshness, prefix+".freshness", c.Freshness, "Alert transitions older than this (in the tenant's event time, or from changes published longer ago) are recorded as historical and delivered to nobody: backfills and replays page no one.")
+	fs.DurationVar(&c.LiveLag, prefix+".live-lag", c.LiveLag, "A tenant whose event-time watermark comes this close to the wall clock runs its rules, cooldowns and escalations on the wall clock from then on (before: on its watermark).")
 	fs.DurationVar(&c.AlertsMaxAge, prefix+".alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
 	fs.DurationVar(&c.DeliveriesMaxAge, prefix+".deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
 	fs.DurationVar(&c.DeadLettersMaxAge, prefix+".dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
-	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts; {tenant} and {account} are replaced.")
+	fs.Var(&c.DailyPages, prefix+".daily-pages", "Pages one recipient gets at once per day, ranked by ARR x risk x renewal urgency; the rest go to the digest (Slack, e-mail). A number for every tier, then tier=number overrides, for example 5,growth=10,benchmark=20; 0 is no limit.")
+	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts, for example https://lodestar.example/accounts/{account}; {tenant} and {account} are replaced. Empty: alerts carry no link.")
 	fs.StringVar(&c.PagerDutyURL, prefix+".pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
 	fs.StringVar(&c.SMTPAddr, prefix+".smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
 	fs.StringVar(&c.SMTPFrom, prefix+".smtp-from", c.SMTPFrom, "From address of alert e-mails.")
@@ -178,11 +198,17 @@ func (c Config) Validate() error {
 	}{
 		{"delivery-backoff", c.DeliveryBackoff}, {"delivery-timeout", c.DeliveryTimeout}, {"checkpoint-interval", c.CheckpointInterval},
 		{"digest-check-interval", c.DigestCheckInterval}, {"sweep-interval", c.SweepInterval}, {"rescan-interval", c.RescanInterval},
-		{"max-page-age", c.MaxPageAge}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
+		{"freshness", c.Freshness}, {"live-lag", c.LiveLag}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
 		{"dead-letters-max-age", c.DeadLettersMaxAge},
 	} {
 		if d.d <= 0 {
 			errs = append(errs, fmt.Errorf("-churn-alert.%s must be positive", d.name))
+		}
+	}
+	if c.AccountURL != "" {
+		u, err := url.Parse(strings.NewReplacer("{tenant}", "t", "{account}", "a").Replace(c.AccountURL))
+		if err != nil || !(strings.HasPrefix(c.AccountURL, "/") || (u.Scheme == "http" || u.Scheme == "https") && u.Host != "") {
+			errs = append(errs, fmt.Errorf("-churn-alert.account-url %q: want empty, a path (/accounts/{account}) or an http(s) URL", c.AccountURL))
 		}
 	}
 	if u, err := url.Parse(c.PagerDutyURL); err != nil || u.Host == "" {
@@ -326,8 +352,10 @@ func (s *Service) Run(ctx context.Context) error {
 		CheckpointInterval: s.cfg.CheckpointInterval,
 		SweepInterval:      s.cfg.SweepInterval,
 		RescanInterval:     s.cfg.RescanInterval,
-		MaxPageAge:         s.cfg.MaxPageAge,
+		Freshness:          s.cfg.Freshness,
+		LiveLag:            s.cfg.LiveLag,
 		AccountURL:         s.cfg.AccountURL,
+		DailyPages:         s.cfg.DailyPages,
 		AlertsMaxAge:       s.cfg.AlertsMaxAge,
 	}, pipeline.Deps{
 		JS: js, State: alertstate.New(js, kvs[0], s.cfg.StateCache), Settings: set, View: alerts, Now: s.deps.Now,
@@ -350,6 +378,46 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return p.Run(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
 	return g.Wait()
+}
+
+// DailyPages budgets each recipient's pages per day, by tier.
+type DailyPages = pipeline.DailyPages
+
+// The history EvaluateRules replays, for tools that build one themselves
+// (tools/alertcheck replays the simulated product).
+type (
+	History = backtest.History
+	Fact    = backtest.Fact
+	Renewal = backtest.Renewal
+)
+
+// EvaluateRules replays a history through a rule set in event time and
+// measures the alerts against the renewals, as the EvaluateRules RPC does
+// for a tenant's stored history: an alert warns of a renewal when it opens
+// within lead before it.
+func EvaluateRules(h History, rs []*alertv1.Rule, lead time.Duration) *alertv1.EvaluateRulesResponse {
+	return backtest.Evaluate(h, rs, lead)
+}
+
+// DefaultRules returns the rules Lodestar ships.
+func DefaultRules() []*alertv1.Rule { return rules.Defaults() }
+
+// Risk reports whether a rule kind warns of churn (expansion and win-back
+// point at opportunities).
+func Risk(k alertv1.RuleKind) bool { return rules.Risk(k) }
+
+// ConditionHolds reports whether an open alert's condition holds at the
+// account's current score, as far as the score and the alert's facts tell:
+// kinds that read the score's history (score drop) or the contract
+// (onboarding) are judged by whether their rule may read the account at
+// all (its band). A stale alert is one for which it does not.
+func ConditionHolds(r *alertv1.Rule, a *alertv1.Alert, hs *scoringv1.HealthScore, at time.Time) bool {
+	f := rules.Facts{At: at, Score: hs, Account: &accountv1.Account{RenewalTime: a.GetRenewalTime(), LifecycleStage: a.GetLifecycleStage()}}
+	switch r.GetKind() {
+	case alertv1.RuleKind_RULE_KIND_SCORE_DROP, alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED:
+		return rules.Judged(r, f)
+	}
+	return rules.Evaluate(r, f, &alertv1.RuleState{ConditionTime: timestamppb.New(time.Time{})}).Firing
 }
 
 // VerifyWebhook checks a generic webhook's Lodestar-Signature header against

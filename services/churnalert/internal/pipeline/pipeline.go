@@ -69,9 +69,15 @@ type Config struct {
 	// RescanInterval is how often every account is read again for
 	// conditions that depend on the date.
 	RescanInterval time.Duration
-	// MaxPageAge: messages published longer ago than this change the state
-	// but page nobody (a first start replaying history, a long outage).
-	MaxPageAge time.Duration
+	// Freshness: transitions whose tenant clock lies further behind the wall
+	// clock, and changes published longer ago, are recorded as historical and
+	// delivered to nobody (a backfill, a replay, a long outage).
+	Freshness time.Duration
+	// LiveLag: a tenant whose watermark comes this close to the wall clock is
+	// live, and runs on the wall clock from then on (see clocks).
+	LiveLag time.Duration
+	// DailyPages budgets each recipient's pages per day (see budget).
+	DailyPages DailyPages
 	// AccountURL is the link to an account, with {tenant} and {account}.
 	AccountURL string
 	// AlertsMaxAge is the ALERTS stream's retention: resolved alerts older
@@ -98,6 +104,8 @@ type Pipeline struct {
 	deps    Deps
 	running atomic.Bool
 	saved   map[string]uint64 // positions stored, by consumer; Run's own
+	clocks  *clocks           // set by Run before any change is applied
+	budget  *budget
 
 	applied  metric.Int64Counter
 	failed   metric.Int64Counter
@@ -106,7 +114,8 @@ type Pipeline struct {
 
 // New returns a pipeline; Run starts it.
 func New(cfg Config, deps Deps) *Pipeline {
-	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{}}
+	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{},
+		budget: &budget{pages: cfg.DailyPages, view: deps.View, spent: map[spendKey]int{}}}
 	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
 	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
 	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
@@ -120,15 +129,34 @@ func (p *Pipeline) Ready() bool { return p.running.Load() }
 // env is the environment of a transition of an account now.
 func (p *Pipeline) env(tenant, account string, page bool, headers map[string]string) lifecycle.Env {
 	s := p.deps.Settings
-	return lifecycle.Env{
-		Rules:    s.Rules(tenant),
-		Channels: s.Channels(tenant),
-		OnCall:   func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
-		Now:      p.deps.Now(),
-		Page:     page,
-		Link:     strings.ReplaceAll(strings.ReplaceAll(p.cfg.AccountURL, "{tenant}", url.PathEscape(tenant)), "{account}", url.PathEscape(account)),
-		Headers:  headers,
+	wall := p.deps.Now()
+	now, live, since := wall, true, time.Time{}
+	if p.clocks != nil {
+		now, live, since = p.clocks.now(tenant, wall)
 	}
+	return lifecycle.Env{
+		Rules:     s.Rules(tenant),
+		Channels:  s.Channels(tenant),
+		OnCall:    func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
+		Now:       now,
+		Live:      live,
+		LiveSince: since,
+		Wall:      wall,
+		Freshness: p.cfg.Freshness,
+		Page:      page,
+		Budget:    func(a *alertv1.Alert, now time.Time) (bool, string) { return p.budget.decide(tenant, a, now) },
+		Link:      Link(p.cfg.AccountURL, tenant, account),
+		Headers:   headers,
+	}
+}
+
+// Link fills an account-URL template: {tenant} and {account} are replaced,
+// path-escaped. An empty template links nowhere.
+func Link(template, tenant, account string) string {
+	if template == "" {
+		return ""
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(template, "{tenant}", url.PathEscape(tenant)), "{account}", url.PathEscape(account))
 }
 
 // Update applies fn to an account's state in a fresh environment (rebuilt on
@@ -197,6 +225,11 @@ func (p *Pipeline) mine(tenant, account string) bool {
 // Run consumes and sweeps until ctx is done; then it stops reading, lets the
 // workers end, and stores the position.
 func (p *Pipeline) Run(ctx context.Context) error {
+	stored, err := p.deps.State.Clocks(ctx)
+	if err != nil {
+		return err
+	}
+	p.clocks = newClocks(p.cfg.LiveLag, stored)
 	// Once ctx ends, workers and the consume callbacks stop taking changes;
 	// what is left in the queues lies after the stored position, so the next
 	// run applies it.
@@ -290,8 +323,14 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 	return cc, nil
 }
 
-// checkpoint stores the positions that moved.
+// checkpoint stores the tenants' clocks and the positions that moved. The
+// clocks go first: a position is never stored ahead of the clocks its
+// changes moved.
 func (p *Pipeline) checkpoint(ctx context.Context, ts []*tracker) {
+	if err := p.clocks.save(ctx, p.deps.State); err != nil {
+		p.deps.Logger.Warn("store clocks", "err", err)
+		return
+	}
 	for _, t := range ts {
 		pos := t.position()
 		if pos == 0 || pos == p.saved[t.name] {
@@ -399,11 +438,14 @@ func (p *Pipeline) handle(ctx context.Context, batch []job) {
 func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	start := time.Now()
 	stream, seq := j.meta.Stream, j.meta.Sequence.Stream
-	tenant, account, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
+	tenant, account, at, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
 	if err != nil {
 		p.deps.Logger.Error("skip undecodable change", "stream", stream, "seq", seq, "err", err)
 		j.pos.finished(seq)
 		return nil
+	}
+	if !at.IsZero() {
+		p.clocks.observe(tenant, at, p.deps.Now())
 	}
 	ctx = natsx.ExtractTrace(ctx, p.deps.Propagator, j.msg.Headers())
 	ctx, span := p.deps.Tracer.Start(ctx, "churn-alert apply "+stream, trace.WithSpanKind(trace.SpanKindConsumer))
@@ -413,41 +455,42 @@ func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	}
 	return &change{
 		job: j, ctx: ctx, span: span, start: start, tenant: tenant, account: account, fn: fn,
-		page: p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.MaxPageAge, headers: headers,
+		page: p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.Freshness, headers: headers,
 	}
 }
 
 type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)
 
-// decode reads a change into the update that applies it.
-func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, fn applyFn, err error) {
+// decode reads a change into the update that applies it; at is a score
+// change's event time, zero for an account change.
+func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, at time.Time, fn applyFn, err error) {
 	parts := strings.Split(subject, ".")
 	if len(parts) != 4 {
-		return "", "", nil, fmt.Errorf("subject %q: want prefix.<tenant>.<account>", subject)
+		return "", "", at, nil, fmt.Errorf("subject %q: want prefix.<tenant>.<account>", subject)
 	}
 	tenant = parts[2]
 	if account, err = natsx.ParseToken(parts[3]); err != nil {
-		return "", "", nil, err
+		return "", "", at, nil, err
 	}
 	switch stream {
 	case natsx.StreamScores:
 		var ev scoringv1.ScoreChangeEvent
 		if err := proto.Unmarshal(data, &ev); err != nil || ev.GetScore() == nil {
-			return "", "", nil, errors.Join(errors.New("score change without a score"), err)
+			return "", "", at, nil, errors.Join(errors.New("score change without a score"), err)
 		}
-		return tenant, account, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
+		return tenant, account, ev.GetScore().GetScoreTime().AsTime(), func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
 			return lifecycle.ApplyScore(st, ev.GetScore(), seq, env)
 		}, nil
 	case natsx.StreamAccountChanges:
 		var ch accountv1.AccountChange
 		if err := proto.Unmarshal(data, &ch); err != nil || ch.GetAccount() == nil {
-			return "", "", nil, errors.Join(errors.New("account change without an account"), err)
+			return "", "", at, nil, errors.Join(errors.New("account change without an account"), err)
 		}
-		return tenant, account, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
+		return tenant, account, at, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
 			return lifecycle.ApplyAccount(st, &ch, seq, env)
 		}, nil
 	}
-	return "", "", nil, fmt.Errorf("unexpected stream %s", stream)
+	return "", "", at, nil, fmt.Errorf("unexpected stream %s", stream)
 }
 
 // sweep escalates and wakes the shard's alerts that are due.

@@ -57,6 +57,9 @@ const PositionPrefix = "_position."
 // PositionKey is where a consumer's position is kept in BucketState.
 func PositionKey(name string) string { return PositionPrefix + name }
 
+// ClockKey is where a tenant's clock is kept in BucketState.
+func ClockKey(tenant string) string { return "_clock." + tenant }
+
 // ParseStateKey reverses StateKey.
 func ParseStateKey(key string) (tenant, account string, err error) {
 	tenant, tok, _ := strings.Cut(key, ".")
