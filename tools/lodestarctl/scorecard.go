@@ -262,14 +262,11 @@ func rulesGet(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "Raised a level for:\t%s\n", joinList(why))
 	}
 	fmt.Fprintf(tw, "Cooldown:\t%s\n", durationOrDash(r.Cooldown.AsDuration()))
-	if ar := r.AutoResolve; ar != nil {
-		at := "the kind's default"
-		if ar.Threshold != nil {
-			at = strconv.FormatFloat(*ar.Threshold, 'g', -1, 64)
-		}
-		fmt.Fprintf(tw, "Auto-resolves:\tat %s, held for %s\n", at, durationOrDash(ar.Sustain.AsDuration()))
-	} else {
-		fmt.Fprintf(tw, "Auto-resolves:\tno, by hand only\n")
+	// Every alert resolves when its condition clears; auto_resolve is
+	// kept on the wire but no longer read.
+	fmt.Fprintf(tw, "Resolves:\twhen its condition clears (reopens quietly within the cooldown)\n")
+	if r.RedOnly {
+		fmt.Fprintf(tw, "Fires on:\tred accounts only\n")
 	}
 	fmt.Fprintf(tw, "Escalates after:\t%s\n", durationOrDash(r.EscalateAfter.AsDuration()))
 	if r.EscalationScheduleId != "" {
