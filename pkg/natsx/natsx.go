@@ -86,6 +86,16 @@ func ScoreSubject(tenant, account string) string {
 	return ScoresSubjectPrefix + "." + tenant + "." + Token(account)
 }
 
+// DefaultPartitions is the default number of logical partitions: above the
+// replica count any deployment here needs (a replica scores tens of
+// thousands of events a second), while every partition keeps enough of a
+// tenant's accounts for the tenant-rank scales scoring computes within it,
+// and each costs a consumer and a snapshot per owner.
+const DefaultPartitions = 16
+
+// MaxPartitions bounds -nats.partitions.
+const MaxPartitions = 1024
+
 // Partition maps an account to one of n partitions, stably, so one account's
 // events stay ordered in one partition.
 func Partition(tenant, account string, n uint32) uint32 {

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,11 +73,11 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 
 // Config tunes the pipeline.
 type Config struct {
-	// Name keys the snapshot; instances owning different partitions need
-	// different names.
+	// Name keys the snapshot and the cache marker: one per partition.
 	Name string
-	// Partitions this instance owns; all when empty.
-	Partitions []uint32
+	// Partition is the one this pipeline scores, of Partitions (0: the
+	// pipeline reads every partition, as unit tests do).
+	Partition, Partitions uint32
 	// FlushInterval bounds how long a score change waits before it is
 	// visible and published.
 	FlushInterval time.Duration
@@ -341,7 +342,7 @@ func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContex
 		var ch accountv1.AccountChange
 		if err := proto.Unmarshal(msg.Data(), &ch); err != nil {
 			p.deps.Logger.Error("skip undecodable account change", "subject", msg.Subject(), "err", err)
-		} else if acc := ch.GetAccount(); acc != nil {
+		} else if acc := ch.GetAccount(); acc != nil && p.mine(ch.GetTenantId(), acc.GetAccountId()) {
 			acc.TenantId = ch.GetTenantId()
 			p.mu.Lock()
 			p.deps.Engine.SetAccount(acc)
@@ -354,13 +355,18 @@ func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContex
 	return cc, nil
 }
 
+// mine reports whether an account belongs to the pipeline's partition.
+func (p *Pipeline) mine(tenant, account string) bool {
+	return p.cfg.Partitions == 0 || natsx.Partition(tenant, account, p.cfg.Partitions) == p.cfg.Partition
+}
+
 func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext, error) {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if p.lastSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.lastSeq+1
 	}
-	for _, part := range p.cfg.Partitions {
-		cfg.FilterSubjects = append(cfg.FilterSubjects, natsx.EventsSubjectPrefix+".*."+strconv.FormatUint(uint64(part), 10))
+	if p.cfg.Partitions > 0 {
+		cfg.FilterSubjects = []string{natsx.EventsSubjectPrefix + ".*." + strconv.FormatUint(uint64(p.cfg.Partition), 10)}
 	}
 	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamEvents, cfg)
 	if err != nil {
@@ -370,6 +376,10 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 	cc, err := natsx.ConsumeCaughtUp(ctx, cons, &p.eventsCaughtUp, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 		if meta == nil {
 			p.deps.Logger.Error("event message without metadata", "subject", msg.Subject())
+			return
+		}
+		if wm := msg.Headers().Get(natsx.WatermarkHeader); wm != "" {
+			p.advance(msg.Subject(), wm, meta.Sequence.Stream)
 			return
 		}
 		events, bad, err := dec.decode(msg.Data())
@@ -405,6 +415,23 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 		return nil, fmt.Errorf("consume events: %w", err)
 	}
 	return cc, nil
+}
+
+// advance applies a watermark marker (natsx.WatermarkHeader) of the tenant
+// of subject, lodestar.events.<tenant>.<partition>.
+func (p *Pipeline) advance(subject, wm string, seq uint64) {
+	sec, err := strconv.ParseInt(wm, 10, 64)
+	tokens := strings.Split(subject, ".")
+	if err != nil || len(tokens) != 4 {
+		p.deps.Logger.Error("skip a malformed watermark marker", "subject", subject, "watermark", wm, "seq", seq)
+		sec = 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sec > 0 {
+		p.deps.Engine.Advance(tokens[2], time.Unix(sec, 0), time.Now())
+	}
+	p.lastSeq = seq
 }
 
 // flush scores the accounts due and sets their scores, then hands their
