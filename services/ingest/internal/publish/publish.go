@@ -56,11 +56,11 @@ const TenantHeader = "Lodestar-Tenant"
 
 // Publisher publishes packed events. It is safe for concurrent use.
 type Publisher struct {
-	js            jetstream.JetStream
-	partitions    uint32
+	js         jetstream.JetStream
+	partitions uint32
 	// marked is the day of the last watermark markers sent per tenant.
-	markedMu sync.Mutex
-	marked   map[string]int64
+	markedMu      sync.Mutex
+	marked        map[string]int64
 	timeout       time.Duration
 	propagator    propagation.TextMapPropagator
 	latency       metric.Float64Histogram
