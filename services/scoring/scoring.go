@@ -20,6 +20,7 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
+	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/ownership"
 	"github.com/lodestar-cs/lodestar/pkg/service"
@@ -109,6 +110,13 @@ type Cache interface {
 	api.Reader
 	pipeline.Store
 	Ping(ctx context.Context) error
+}
+
+// fencer is a cache whose writes can be fenced by a partition owner's
+// epoch (Redis: a Lua check on every write). The in-process cache is not:
+// it lives and dies with the one process that writes it.
+type fencer interface {
+	Fenced(cache.Fence) *cache.Redis
 }
 
 // Deps are the service's dependencies.
@@ -212,6 +220,10 @@ func (s *Service) runPartition(ctx context.Context, lease ownership.Lease) error
 	if err != nil {
 		return err
 	}
+	var store pipeline.Store = s.deps.Cache
+	if f, ok := store.(fencer); ok {
+		store = f.Fenced(cache.Fence{Partition: lease.Partition, Epoch: lease.Epoch})
+	}
 	pl := pipeline.New(pipeline.Config{
 		Name:             Target + "-p" + strconv.FormatUint(uint64(lease.Partition), 10),
 		Partition:        lease.Partition,
@@ -220,10 +232,12 @@ func (s *Service) runPartition(ctx context.Context, lease ownership.Lease) error
 		IndexInterval:    s.cfg.IndexInterval,
 		TickInterval:     s.cfg.TickInterval,
 		SnapshotInterval: s.cfg.SnapshotInterval,
+		Epoch:            lease.Epoch,
+		Held:             lease.Held,
 	}, pipeline.Deps{
 		JS:         s.deps.JS,
 		Engine:     eng,
-		Store:      s.deps.Cache,
+		Store:      store,
 		Snapshots:  s.snapshots,
 		Scorecards: s.scorecards,
 		Logger:     s.deps.Logger.With("partition", lease.Partition, "epoch", lease.Epoch),

@@ -517,6 +517,9 @@ func (e *Engine) Score(tenantID, accountID string) (*scoringv1.HealthScore, bool
 // Stats returns the engine's event counters.
 func (e *Engine) Stats() Stats { return e.stats }
 
+// Tenants returns the ids of the tenants the engine holds, sorted.
+func (e *Engine) Tenants() []string { return slices.Clone(e.order) }
+
 func (e *Engine) tenant(id string) *tenant {
 	// Events come mostly in runs of one tenant: comparing with the last
 	// one's id is cheaper than hashing the id for the map.

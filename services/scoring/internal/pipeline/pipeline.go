@@ -88,7 +88,17 @@ type Config struct {
 	TickInterval time.Duration
 	// SnapshotInterval is how often state is snapshotted.
 	SnapshotInterval time.Duration
+	// Epoch is the owner's epoch of the partition, carried by every SCORES
+	// message (EpochHeader); Held, when set, tells whether the partition is
+	// still owned: score changes are not published once it is not.
+	Epoch uint64
+	Held  func() bool
 }
+
+// EpochHeader carries the epoch of the partition owner that published a
+// SCORES message: a consumer drops a partition's changes of an epoch below
+// one it has seen (a replica that lost the partition during a pause).
+const EpochHeader = "Lodestar-Epoch"
 
 // Deps are what the pipeline works with.
 type Deps struct {
@@ -292,7 +302,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.mu.Unlock()
 		case <-flush.C:
 			snap := time.Since(lastSnapshot) >= p.cfg.SnapshotInterval
-			if err := p.flush(ctx, snap); err != nil {
+			if err := p.flush(ctx, snap); errors.Is(err, cache.ErrFenced) {
+				return err // a later owner has the partition
+			} else if err != nil {
 				if ctx.Err() == nil { // else the last flush redoes it
 					p.deps.Logger.Warn("flush scores", "err", err)
 				}
@@ -319,7 +331,19 @@ func (p *Pipeline) restore(ctx context.Context) error {
 	}
 	p.lastSeq = seq
 	p.deps.Logger.Info("restored snapshot", "events_seq", seq, "bytes", len(state))
+	// A fenced cache refuses the previous owner's writes from now on, for
+	// every tenant it held (the others' first writes fence them).
+	if c, ok := p.deps.Store.(claimer); ok {
+		if err := c.Claim(ctx, p.deps.Engine.Tenants()); err != nil {
+			return fmt.Errorf("claim the partition's tenants in the cache: %w", err)
+		}
+	}
 	return nil
+}
+
+// claimer is a fenced cache (cache.Redis.Fenced).
+type claimer interface {
+	Claim(ctx context.Context, tenants []string) error
 }
 
 func (p *Pipeline) setScorecard(tenant string, sc *scoringv1.Scorecard) {
@@ -466,7 +490,7 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
 		p.scoresOut.Add(ctx, int64(n))
 		var err error
-		if job.msgs, err = changeMessages(p.pending.updates); err != nil {
+		if job.msgs, err = changeMessages(p.pending.updates, p.cfg.Epoch); err != nil {
 			return err
 		}
 	}
@@ -506,6 +530,11 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 // then passes the snapshot taken with them to the index step.
 func (p *Pipeline) publishLoop(ctx context.Context) {
 	for job := range p.pubs {
+		if p.cfg.Held != nil && !p.cfg.Held() {
+			// Lost: the new owner computes these changes again.
+			p.pubLost.Store(true)
+			continue
+		}
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 			err := natsx.PublishAll(ctx, p.deps.JS, job.msgs)
 			if err == nil {
@@ -608,7 +637,7 @@ func firstErr(bad []badEvent) error {
 
 // changeMessages returns the SCORES messages of the updates that record a
 // change.
-func changeMessages(updates []cache.Update) ([]*nats.Msg, error) {
+func changeMessages(updates []cache.Update, epoch uint64) ([]*nats.Msg, error) {
 	var msgs []*nats.Msg
 	for _, u := range updates {
 		if !u.Record {
@@ -621,6 +650,9 @@ func changeMessages(updates []cache.Update) ([]*nats.Msg, error) {
 		}
 		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId()))
 		m.Data = b
+		// Not in the message id: a new owner's identical recomputation of
+		// a change is then stored once.
+		m.Header.Set(EpochHeader, strconv.FormatUint(epoch, 10))
 		m.Header.Set(nats.MsgIdHdr, natsx.MsgID(hs.GetTenantId(), hs.GetAccountId(),
 			strconv.FormatInt(hs.GetScoreTime().AsTime().UnixNano(), 10),
 			strconv.Itoa(int(hs.GetScorecardVersion())),
