@@ -82,3 +82,9 @@ func WatermarkMsgs(tenant string, at time.Time, partitions int) []*nats.Msg {
 	}
 	return msgs
 }
+
+// EpochHeader carries the epoch of the partition owner (pkg/ownership) that
+// published a SCORES message: a consumer skips a partition's changes of an
+// epoch below one it has applied, which only a replica that lost the
+// partition (during a pause) can publish.
+const EpochHeader = "Lodestar-Epoch"

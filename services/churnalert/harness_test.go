@@ -160,11 +160,11 @@ func publish(t testing.TB, js jetstream.JetStream, tenant string, steps ...step)
 		switch {
 		case s.score != nil:
 			s.score.TenantId = tenant
-			m = nats.NewMsg(natsx.ScoreSubject(tenant, s.score.GetAccountId()))
+			m = nats.NewMsg(natsx.ScoreSubject(tenant, s.score.GetAccountId(), natsx.DefaultPartitions))
 			data, _ = proto.Marshal(&scoringv1.ScoreChangeEvent{Score: s.score})
 		default:
 			s.account.TenantId = tenant
-			m = nats.NewMsg(natsx.AccountChangeSubject(tenant, s.account.GetAccountId()))
+			m = nats.NewMsg(natsx.AccountChangeSubject(tenant, s.account.GetAccountId(), natsx.DefaultPartitions))
 			data, _ = proto.Marshal(&accountv1.AccountChange{TenantId: tenant, Account: s.account, ChangeTime: timestamppb.Now()})
 		}
 		m.Data = data
@@ -208,20 +208,27 @@ func behind(ctx context.Context, js jetstream.JetStream, stream string) string {
 	if err != nil {
 		return err.Error()
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err.Error()
-	}
 	kv, err := js.KeyValue(ctx, streams.BucketState)
 	if err != nil {
 		return err.Error()
 	}
-	var pos uint64
-	if e, err := kv.Get(ctx, streams.PositionKey(stream+".0of1")); err == nil {
-		pos, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+	prefix := natsx.ScoresSubjectPrefix
+	if stream == natsx.StreamAccountChanges {
+		prefix = natsx.AccountsSubjectPrefix
 	}
-	if pos < info.State.LastSeq {
-		return fmt.Sprintf("%s: applied up to %d of %d", stream, pos, info.State.LastSeq)
+	// Each partition's pipeline stores its own position.
+	for p := range uint32(natsx.DefaultPartitions) {
+		last, err := st.GetLastMsgForSubject(ctx, natsx.PartitionFilter(prefix, p))
+		if err != nil {
+			continue // none in this partition
+		}
+		var pos uint64
+		if e, err := kv.Get(ctx, streams.PositionKey(fmt.Sprintf("%s.%dof%d", stream, p, natsx.DefaultPartitions))); err == nil {
+			pos, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+		}
+		if pos < last.Sequence {
+			return fmt.Sprintf("%s partition %d: applied up to %d of %d", stream, p, pos, last.Sequence)
+		}
 	}
 	return ""
 }

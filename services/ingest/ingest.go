@@ -256,7 +256,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator)})
+	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator, s.deps.Limits.Partitions)})
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 	s.deps.Logger.InfoContext(ctx, "ingest ready", "partitions", s.deps.Limits.Partitions)

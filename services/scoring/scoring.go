@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,8 +142,7 @@ type Service struct {
 	snapshots  *snapshot.Store
 	scorecards *scorecards.Store
 
-	mu        sync.Mutex
-	pipelines map[uint32]*pipeline.Pipeline
+	running *ownership.Running[*pipeline.Pipeline]
 }
 
 // New builds the service; Run starts it.
@@ -169,11 +167,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		cfg:       cfg,
-		deps:      deps,
-		api:       api.New(deps.Cache, sc, deps.JS, deps.Logger),
-		engine:    ecfg,
-		pipelines: map[uint32]*pipeline.Pipeline{},
+		cfg:     cfg,
+		deps:    deps,
+		api:     api.New(deps.Cache, sc, deps.JS, deps.Limits.Partitions, deps.Logger),
+		engine:  ecfg,
+		running: ownership.NewRunning[*pipeline.Pipeline](),
 	}, nil
 }
 
@@ -187,9 +185,6 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 // replica owns until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	l := s.deps.Limits
-	if err := natsx.EnsurePartitions(ctx, s.deps.JS, l.Partitions, l.Replicas); err != nil {
-		return err
-	}
 	if err := natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream(), l.ScoresStream(), l.DeadLetterStream()); err != nil {
 		return err
 	}
@@ -201,13 +196,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	leases, err := natsx.EnsureKeyValue(ctx, s.deps.JS, ownership.BucketConfig(l.LeaseTTL, l.Replicas))
+	s.owner, err = ownership.Start(ctx, s.deps.JS, l, Target, s.deps.Logger)
 	if err != nil {
 		return err
 	}
 	s.scorecards, s.snapshots = scorecards.New(kv), snapshot.New(obj)
 	s.api.SetScorecards(s.scorecards)
-	s.owner = ownership.New(ownership.Config{Group: Target, Member: l.Member, Partitions: l.Partitions, TTL: l.LeaseTTL}, leases, s.deps.Logger)
 	s.started.Store(true)
 	return s.owner.Run(ctx, s.runPartition)
 }
@@ -245,30 +239,14 @@ func (s *Service) runPartition(ctx context.Context, lease ownership.Lease) error
 		Tracer:     s.deps.TracerProvider.Tracer(instrumentation),
 		Propagator: s.deps.Propagator,
 	})
-	s.mu.Lock()
-	s.pipelines[lease.Partition] = pl
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.pipelines, lease.Partition)
-		s.mu.Unlock()
-	}()
-	return pl.Run(ctx)
+	return s.running.Run(ctx, lease.Partition, pl, (*pipeline.Pipeline).Run)
 }
 
 // Ready reports whether this replica holds the partitions assigned to it,
 // their scores are current and the cache answers.
 func (s *Service) Ready() bool {
-	if !s.started.Load() || !s.owner.Settled() {
+	if !s.started.Load() || !s.running.Ready(s.owner, (*pipeline.Pipeline).Ready) {
 		return false
-	}
-	for _, l := range s.owner.Owned() {
-		s.mu.Lock()
-		pl := s.pipelines[l.Partition]
-		s.mu.Unlock()
-		if pl == nil || !pl.Ready() {
-			return false
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -147,7 +147,7 @@ func publishAccounts(t *testing.T, js jetstream.JetStream, accounts []*accountv1
 	var msgs []*nats.Msg
 	for _, a := range accounts {
 		b, _ := proto.Marshal(&accountv1.AccountChange{TenantId: a.GetTenantId(), Account: a})
-		m := nats.NewMsg(natsx.AccountChangeSubject(a.GetTenantId(), a.GetAccountId()))
+		m := nats.NewMsg(natsx.AccountChangeSubject(a.GetTenantId(), a.GetAccountId(), natsx.DefaultPartitions))
 		m.Data = b
 		msgs = append(msgs, m)
 	}

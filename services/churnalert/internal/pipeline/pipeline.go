@@ -19,8 +19,11 @@
 // writes and outboxes of all accounts are in flight at once
 // (alertstate.UpdateMany); a change that fails is retried alone, in order.
 //
-// Replicas split the accounts by shard (-churn-alert.shard of -churn-alert.shards);
-// each reads both streams and applies its own accounts' changes.
+// Replicas divide the partitions (-nats.partitions) among themselves
+// (pkg/ownership) and run a pipeline per partition they own, each reading
+// its partition's subjects of both streams. A score change whose
+// Lodestar-Epoch is below one already applied for the partition comes from
+// a scoring replica that lost the partition: it is skipped.
 package pipeline
 
 import (
@@ -30,6 +33,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,9 +63,10 @@ const retryMax = 5 * time.Second
 type Config struct {
 	// Workers apply messages in parallel, each owning a share of accounts.
 	Workers int
-	// Shard and Shards: this instance applies the accounts whose hash falls
-	// in shard Shard of Shards.
-	Shard, Shards int
+	// Partition and Partitions: this instance applies the changes of the
+	// accounts of partition Partition of Partitions; of every account when
+	// Partitions is 0 (a pipeline that only serves API calls).
+	Partition, Partitions uint32
 	// CheckpointInterval is how often the position is stored.
 	CheckpointInterval time.Duration
 	// SweepInterval is how often due escalations and snoozes are looked for.
@@ -101,6 +106,7 @@ type Pipeline struct {
 
 	applied  metric.Int64Counter
 	failed   metric.Int64Counter
+	fenced   metric.Int64Counter
 	duration metric.Float64Histogram
 }
 
@@ -108,6 +114,7 @@ type Pipeline struct {
 func New(cfg Config, deps Deps) *Pipeline {
 	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{}}
 	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
+	p.fenced, _ = deps.Meter.Int64Counter("lodestar.alert.fenced_changes", metric.WithDescription("Score changes skipped because a later owner of their partition had published (a stale scoring replica)."))
 	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
 	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to apply one change: state read, rules, state write, events published."))
@@ -181,17 +188,17 @@ func (t *tracker) position() uint64 {
 	return t.pos
 }
 
-// hash places an account (tenant.<account token>) in a shard and a worker.
-func (p *Pipeline) hash(key string) (shard, worker int) {
+// worker places an account in a worker.
+func (p *Pipeline) worker(tenant, account string) int {
 	h := fnv.New32a()
-	h.Write([]byte(key))
-	sum := int(h.Sum32() & 0x7fffffff)
-	return sum % p.cfg.Shards, sum / p.cfg.Shards % p.cfg.Workers
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(account))
+	return int(h.Sum32() % uint32(p.cfg.Workers))
 }
 
 func (p *Pipeline) mine(tenant, account string) bool {
-	shard, _ := p.hash(tenant + "." + natsx.Token(account))
-	return shard == p.cfg.Shard
+	return p.cfg.Partitions == 0 || natsx.Partition(tenant, account, p.cfg.Partitions) == p.cfg.Partition
 }
 
 // Run consumes and sweeps until ctx is done; then it stops reading, lets the
@@ -216,10 +223,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.checkpoint(context.WithoutCancel(ctx), trackers)
 	}
 	for _, c := range []struct{ stream, filter string }{
-		{natsx.StreamAccountChanges, natsx.AccountsSubjectPrefix + ".>"},
-		{natsx.StreamScores, natsx.ScoresSubjectPrefix + ".>"},
+		{natsx.StreamAccountChanges, natsx.PartitionFilter(natsx.AccountsSubjectPrefix, p.cfg.Partition)},
+		{natsx.StreamScores, natsx.PartitionFilter(natsx.ScoresSubjectPrefix, p.cfg.Partition)},
 	} {
-		t := &tracker{name: fmt.Sprintf("%s.%dof%d", c.stream, p.cfg.Shard, p.cfg.Shards), done: map[uint64]bool{}}
+		t := &tracker{name: fmt.Sprintf("%s.%dof%d", c.stream, p.cfg.Partition, p.cfg.Partitions), done: map[uint64]bool{}}
 		cc, err := p.consume(ctx, c.stream, c.filter, t, queues)
 		if err != nil {
 			stop()
@@ -267,6 +274,7 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 	if err != nil {
 		return nil, fmt.Errorf("%s consumer: %w", stream, err)
 	}
+	var epoch uint64 // the highest Lodestar-Epoch seen; the callback's own
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -274,13 +282,22 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 			return
 		}
 		t.dispatched(meta.Sequence.Stream)
-		shard, worker := p.hash(accountOf(msg.Subject()))
-		if shard != p.cfg.Shard {
+		tenant, account, err := natsx.ParseAccountSubject(msg.Subject())
+		if err != nil || !p.mine(tenant, account) {
 			t.finished(meta.Sequence.Stream)
 			return
 		}
+		if e, err := strconv.ParseUint(msg.Headers().Get(natsx.EpochHeader), 10, 64); err == nil {
+			if e < epoch {
+				p.deps.Logger.Warn("skip a score change of a partition's former owner", "seq", meta.Sequence.Stream, "epoch", e, "current", epoch)
+				p.fenced.Add(ctx, 1)
+				t.finished(meta.Sequence.Stream)
+				return
+			}
+			epoch = e
+		}
 		select {
-		case queues[worker] <- job{msg: msg, meta: meta, pos: t}:
+		case queues[p.worker(tenant, account)] <- job{msg: msg, meta: meta, pos: t}:
 		case <-ctx.Done():
 		}
 	})
@@ -303,15 +320,6 @@ func (p *Pipeline) checkpoint(ctx context.Context, ts []*tracker) {
 		}
 		p.saved[t.name] = pos
 	}
-}
-
-// accountOf is the tenant.<account token> part of a change's subject.
-func accountOf(subject string) string {
-	parts := strings.SplitN(subject, ".", 3)
-	if len(parts) < 3 {
-		return subject
-	}
-	return parts[2]
 }
 
 // maxBatch bounds the changes a worker applies together.
@@ -421,12 +429,7 @@ type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)
 
 // decode reads a change into the update that applies it.
 func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, fn applyFn, err error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 {
-		return "", "", nil, fmt.Errorf("subject %q: want prefix.<tenant>.<account>", subject)
-	}
-	tenant = parts[2]
-	if account, err = natsx.ParseToken(parts[3]); err != nil {
+	if tenant, account, err = natsx.ParseAccountSubject(subject); err != nil {
 		return "", "", nil, err
 	}
 	switch stream {

@@ -95,11 +95,6 @@ type Config struct {
 	Held  func() bool
 }
 
-// EpochHeader carries the epoch of the partition owner that published a
-// SCORES message: a consumer drops a partition's changes of an epoch below
-// one it has seen (a replica that lost the partition during a pause).
-const EpochHeader = "Lodestar-Epoch"
-
 // Deps are what the pipeline works with.
 type Deps struct {
 	JS         jetstream.JetStream
@@ -356,9 +351,11 @@ func (p *Pipeline) setScorecard(tenant string, sc *scoringv1.Scorecard) {
 }
 
 func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContext, error) {
-	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamAccountChanges, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-	})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	if p.cfg.Partitions > 0 {
+		cfg.FilterSubjects = []string{natsx.PartitionFilter(natsx.AccountsSubjectPrefix, p.cfg.Partition)}
+	}
+	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamAccountChanges, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("account changes consumer: %w", err)
 	}
@@ -366,7 +363,7 @@ func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContex
 		var ch accountv1.AccountChange
 		if err := proto.Unmarshal(msg.Data(), &ch); err != nil {
 			p.deps.Logger.Error("skip undecodable account change", "subject", msg.Subject(), "err", err)
-		} else if acc := ch.GetAccount(); acc != nil && p.mine(ch.GetTenantId(), acc.GetAccountId()) {
+		} else if acc := ch.GetAccount(); acc != nil {
 			acc.TenantId = ch.GetTenantId()
 			p.mu.Lock()
 			p.deps.Engine.SetAccount(acc)
@@ -379,18 +376,13 @@ func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContex
 	return cc, nil
 }
 
-// mine reports whether an account belongs to the pipeline's partition.
-func (p *Pipeline) mine(tenant, account string) bool {
-	return p.cfg.Partitions == 0 || natsx.Partition(tenant, account, p.cfg.Partitions) == p.cfg.Partition
-}
-
 func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext, error) {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if p.lastSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.lastSeq+1
 	}
 	if p.cfg.Partitions > 0 {
-		cfg.FilterSubjects = []string{natsx.EventsSubjectPrefix + ".*." + strconv.FormatUint(uint64(p.cfg.Partition), 10)}
+		cfg.FilterSubjects = []string{natsx.PartitionFilter(natsx.EventsSubjectPrefix, p.cfg.Partition)}
 	}
 	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamEvents, cfg)
 	if err != nil {
@@ -490,7 +482,7 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
 		p.scoresOut.Add(ctx, int64(n))
 		var err error
-		if job.msgs, err = changeMessages(p.pending.updates, p.cfg.Epoch); err != nil {
+		if job.msgs, err = changeMessages(p.pending.updates, p.cfg.Epoch, p.cfg.Partitions); err != nil {
 			return err
 		}
 	}
@@ -637,7 +629,7 @@ func firstErr(bad []badEvent) error {
 
 // changeMessages returns the SCORES messages of the updates that record a
 // change.
-func changeMessages(updates []cache.Update, epoch uint64) ([]*nats.Msg, error) {
+func changeMessages(updates []cache.Update, epoch uint64, partitions uint32) ([]*nats.Msg, error) {
 	var msgs []*nats.Msg
 	for _, u := range updates {
 		if !u.Record {
@@ -648,11 +640,11 @@ func changeMessages(updates []cache.Update, epoch uint64) ([]*nats.Msg, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode score change: %w", err)
 		}
-		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId()))
+		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId(), partitions))
 		m.Data = b
 		// Not in the message id: a new owner's identical recomputation of
 		// a change is then stored once.
-		m.Header.Set(EpochHeader, strconv.FormatUint(epoch, 10))
+		m.Header.Set(natsx.EpochHeader, strconv.FormatUint(epoch, 10))
 		m.Header.Set(nats.MsgIdHdr, natsx.MsgID(hs.GetTenantId(), hs.GetAccountId(),
 			strconv.FormatInt(hs.GetScoreTime().AsTime().UnixNano(), 10),
 			strconv.Itoa(int(hs.GetScorecardVersion())),
