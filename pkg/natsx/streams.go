@@ -227,7 +227,7 @@ func (e *finalError) Error() string { return e.err.Error() }
 const EnsureTimeout = 2 * time.Minute
 
 // Ensure runs create, an idempotent create-or-update, until it succeeds,
-// ctx ends or EnsureTimeout passes, each try bounded to 10 s. A fresh
+// ctx ends or EnsureTimeout passes, each try bounded to 5 s. A fresh
 // cluster answers "no suitable peers", times out or reports a stream
 // created meanwhile by another replica ("already in use") while its meta
 // leader is elected and its peers join; three replicas starting together
@@ -235,7 +235,7 @@ const EnsureTimeout = 2 * time.Minute
 func Ensure[T any](ctx context.Context, what string, create func(context.Context) (T, error)) (T, error) {
 	deadline := time.Now().Add(EnsureTimeout)
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		v, err := create(tctx)
 		cancel()
 		if err == nil {

@@ -149,6 +149,11 @@ type Pipeline struct {
 	// checkCache) or, if it can lose them, has not been checked yet.
 	cacheComplete atomic.Bool
 
+	// lag is the partition's EVENTS messages not yet delivered, as of the
+	// last one delivered.
+	lag      atomic.Uint64
+	lagGauge metric.Int64ObservableGauge
+
 	eventsApplied metric.Int64Counter
 	refills       metric.Int64Counter
 	duplicates    metric.Int64Counter
@@ -188,6 +193,8 @@ func New(cfg Config, deps Deps) *Pipeline {
 		metric.WithDescription("Events ignored because their message id was seen within the dedupe window (retries)."))
 	p.refills, _ = m.Int64Counter("lodestar.scoring.cache.refills",
 		metric.WithDescription("Times the cache was found without its scores (Redis restarted or flushed) and written again."))
+	p.lagGauge, _ = m.Int64ObservableGauge("lodestar.scoring.partition.lag", metric.WithUnit("{message}"),
+		metric.WithDescription("EVENTS messages of a partition this replica owns not yet read, as of the last one read."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(durationBuckets...),
@@ -217,6 +224,16 @@ func (p *Pipeline) loaded() bool {
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.restore(ctx); err != nil {
 		return err
+	}
+	if p.cfg.Partitions > 0 {
+		part := metric.WithAttributes(attribute.Int("partition", int(p.cfg.Partition)))
+		reg, err := p.deps.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			o.ObserveInt64(p.lagGauge, int64(p.lag.Load()), part)
+			return nil
+		}, p.lagGauge)
+		if err == nil {
+			defer func() { _ = reg.Unregister() }()
+		}
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -394,6 +411,7 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 			p.deps.Logger.Error("event message without metadata", "subject", msg.Subject())
 			return
 		}
+		p.lag.Store(meta.NumPending)
 		if wm := msg.Headers().Get(natsx.WatermarkHeader); wm != "" {
 			p.advance(msg.Subject(), wm, meta.Sequence.Stream)
 			return
