@@ -331,9 +331,12 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	m.mu.Unlock()
 
+	// At once: a round must end well within a TTL however many leases.
+	var wg sync.WaitGroup
 	for _, h := range renew {
-		m.renew(ctx, h)
+		wg.Go(func() { m.renew(ctx, h) })
 	}
+	wg.Wait()
 	for _, t := range takes {
 		if t.rev != 0 {
 			if err := m.kv.Delete(ctx, m.leaseKey(t.p), jetstream.LastRevision(t.rev)); err != nil {
@@ -413,7 +416,7 @@ func (m *Manager) renew(ctx context.Context, h *held) {
 }
 
 // drop stops a partition's work without giving back a lease that is no
-// longer ours.
+// longer ours, and without waiting for it: its writes are fenced.
 func (m *Manager) drop(h *held) {
 	h.lease.until.Store(0)
 	h.cancel()
@@ -422,7 +425,6 @@ func (m *Manager) drop(h *held) {
 		delete(m.held, h.lease.Partition)
 	}
 	m.mu.Unlock()
-	<-h.done
 }
 
 // giveBack stops a partition's work, waiting for its last snapshot, and

@@ -36,37 +36,32 @@ func Start(ctx context.Context, js jetstream.JetStream, l natsx.Limits, group st
 // Running holds the workers of the partitions a replica owns.
 type Running[T any] struct {
 	mu sync.Mutex
-	m  map[uint32]T
+	m  map[uint32]*T
 }
 
 // NewRunning returns an empty set.
-func NewRunning[T any]() *Running[T] { return &Running[T]{m: map[uint32]T{}} }
+func NewRunning[T any]() *Running[T] { return &Running[T]{m: map[uint32]*T{}} }
 
-// Run holds w as partition's worker while run(w, ctx) runs.
-func (r *Running[T]) Run(ctx context.Context, partition uint32, w T, run func(T, context.Context) error) error {
+// Run holds w as partition's worker while run(w, ctx) runs. A worker of a
+// lost partition may still be stopping when the partition's next worker
+// starts: it then leaves the newer one in place.
+func (r *Running[T]) Run(ctx context.Context, partition uint32, w *T, run func(*T, context.Context) error) error {
 	r.mu.Lock()
 	r.m[partition] = w
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		delete(r.m, partition)
+		if r.m[partition] == w {
+			delete(r.m, partition)
+		}
 		r.mu.Unlock()
 	}()
 	return run(w, ctx)
 }
 
-// Each calls fn with each partition's worker.
-func (r *Running[T]) Each(fn func(partition uint32, w T)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for p, w := range r.m {
-		fn(p, w)
-	}
-}
-
 // Ready reports whether m holds the partitions assigned to this replica and
 // each has a worker that is ready.
-func (r *Running[T]) Ready(m *Manager, ready func(T) bool) bool {
+func (r *Running[T]) Ready(m *Manager, ready func(*T) bool) bool {
 	if m == nil || !m.Settled() {
 		return false
 	}

@@ -335,7 +335,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	consumers := ownership.NewRunning[*pipeline.Pipeline]()
+	consumers := ownership.NewRunning[pipeline.Pipeline]()
 	w := delivery.New(delivery.Config{
 		Workers:     s.cfg.DeliveryWorkers,
 		MaxAttempts: s.cfg.DeliveryAttempts,

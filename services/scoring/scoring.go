@@ -142,7 +142,7 @@ type Service struct {
 	snapshots  *snapshot.Store
 	scorecards *scorecards.Store
 
-	running *ownership.Running[*pipeline.Pipeline]
+	running *ownership.Running[pipeline.Pipeline]
 }
 
 // New builds the service; Run starts it.
@@ -171,7 +171,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps:    deps,
 		api:     api.New(deps.Cache, sc, deps.JS, deps.Limits.Partitions, deps.Logger),
 		engine:  ecfg,
-		running: ownership.NewRunning[*pipeline.Pipeline](),
+		running: ownership.NewRunning[pipeline.Pipeline](),
 	}, nil
 }
 

@@ -41,7 +41,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.lodestar, "lodestar", "bin/lodestar", "The lodestar binary to run as child processes.")
 	flag.IntVar(&o.accounts, "accounts", 5000, "Accounts of the tenant.")
-	flag.IntVar(&o.days, "days", 24, "Days of history streamed, one message per partition a day.")
+	flag.IntVar(&o.days, "days", 30, "Days of history streamed, one message per partition a day.")
 	flag.DurationVar(&o.dayInterval, "day-interval", 1500*time.Millisecond, "Time between two days' events in the chaos run.")
 	flag.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "-nats.lease-ttl of the child processes.")
 	flag.IntVar(&o.kills, "kills", 10, "SIGKILLs measured for the failover time.")

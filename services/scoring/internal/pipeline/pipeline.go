@@ -269,7 +269,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
-		p.publishLoop(pctx)
+		p.publishLoop(pctx, ctx)
 	}()
 	stop := sync.OnceValue(func() error {
 		close(p.pubs)
@@ -537,11 +537,16 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 
 // publishLoop publishes each flush's changes in order, retrying a failed
 // flush's changes (same Nats-Msg-Ids) until they are stored or ctx ends,
-// then passes the snapshot taken with them to the index step.
-func (p *Pipeline) publishLoop(ctx context.Context) {
+// then passes the snapshot taken with them to the index step. While the
+// lease is not known to be held (a renewal late) it waits; once run, the
+// pipeline's context, is done too the partition is lost, and its new owner
+// computes the changes again.
+func (p *Pipeline) publishLoop(ctx, run context.Context) {
 	for job := range p.pubs {
+		for p.cfg.Held != nil && !p.cfg.Held() && run.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if p.cfg.Held != nil && !p.cfg.Held() {
-			// Lost: the new owner computes these changes again.
 			p.pubLost.Store(true)
 			continue
 		}
