@@ -190,13 +190,20 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn f
 	}
 }
 
-// openedAlerts counts the OPENED events per alert id in ALERTS.
-func openedAlerts(ctx context.Context, js jetstream.JetStream) (map[string]int, error) {
-	out := map[string]int{}
+// opened is the OPENED events of ALERTS: how many per alert id, and each
+// one's rule.
+type opened struct {
+	count map[string]int
+	rule  map[string]string
+}
+
+func openedAlerts(ctx context.Context, js jetstream.JetStream) (opened, error) {
+	out := opened{count: map[string]int{}, rule: map[string]string{}}
 	err := readStream(ctx, js, "ALERTS", func(m jetstream.Msg, _ *jetstream.MsgMetadata) {
 		var ev alertv1.AlertEvent
 		if proto.Unmarshal(m.Data(), &ev) == nil && ev.GetType() == alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED {
-			out[ev.GetAlert().GetAlertId()]++
+			out.count[ev.GetAlert().GetAlertId()]++
+			out.rule[ev.GetAlert().GetAlertId()] = ev.GetAlert().GetRuleId()
 		}
 	})
 	return out, err

@@ -57,7 +57,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
-	rep.add("- baseline (one process, scoring + churn-alert, single NATS server): %d scores, %d alerts opened, %s", len(base), len(baseAlerts), time.Since(start).Round(time.Second))
+	rep.add("- baseline (one process, scoring + churn-alert, single NATS server): %d scores, %d alerts opened, %s", len(base), len(baseAlerts.count), time.Since(start).Round(time.Second))
 	deleteKeys(rc, w.tenant)
 
 	cl, err := startCluster(filepath.Join(dir, "cluster"), 3)
@@ -148,40 +148,40 @@ func settle(ctx context.Context, js jetstream.JetStream, rd *cache.Redis, w *wor
 	}
 }
 
-func baseline(ctx context.Context, o options, w *world, dir string, rd *cache.Redis) (map[string]*scoringv1.HealthScore, map[string]int, error) {
+func baseline(ctx context.Context, o options, w *world, dir string, rd *cache.Redis) (map[string]*scoringv1.HealthScore, opened, error) {
 	srv, err := natsembed.Start(natsembed.Config{StoreDir: filepath.Join(dir, "baseline-nats"), Port: -1})
 	if err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	defer srv.Shutdown()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	defer nc.Close()
 	js, err := natsx.NewJetStream(nc)
 	if err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	p, err := startProc(o, dir, "baseline", "scoring,churn-alert", srv.ClientURL(), 1)
 	if err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	defer p.stop()
 	if err := waitUntil(ctx, time.Minute, "baseline ready", p.ready); err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	if err := w.publishAccounts(ctx, js); err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	for d := range w.days {
 		if err := w.publishDay(ctx, js, d); err != nil {
-			return nil, nil, err
+			return nil, opened{}, err
 		}
 	}
 	scores, err := settle(ctx, js, rd, w, p.ready)
 	if err != nil {
-		return nil, nil, err
+		return nil, opened{}, err
 	}
 	alerts, err := openedAlerts(ctx, js)
 	return scores, alerts, err
@@ -280,7 +280,7 @@ func (c *chaos) leasesOf(ctx context.Context, member string) (map[uint32]uint64,
 	return out, nil
 }
 
-func (c *chaos) main(ctx context.Context, base map[string]*scoringv1.HealthScore, baseAlerts map[string]int) error {
+func (c *chaos) main(ctx context.Context, base map[string]*scoringv1.HealthScore, baseAlerts opened) error {
 	// Five processes at once on a fresh cluster: none may die creating the
 	// streams and buckets (the start race).
 	t0 := time.Now()
@@ -357,20 +357,24 @@ func (c *chaos) main(ctx context.Context, base map[string]*scoringv1.HealthScore
 		return err
 	}
 	var lost, extra, repeated []string
-	for id := range baseAlerts {
-		if alerts[id] == 0 {
+	byRule := map[string]int{}
+	for id := range baseAlerts.count {
+		if alerts.count[id] == 0 {
 			lost = append(lost, id)
+			byRule["lost "+baseAlerts.rule[id]]++
 		}
 	}
-	for id, k := range alerts {
-		if baseAlerts[id] == 0 {
+	for id, k := range alerts.count {
+		if baseAlerts.count[id] == 0 {
 			extra = append(extra, id)
+			byRule["extra "+alerts.rule[id]]++
 		}
 		if k > 1 {
 			repeated = append(repeated, id)
 		}
 	}
-	c.rep.add("- alerts opened: %d (single process: %d); lost %d, repeated %d, not in the single-process run %d", len(alerts), len(baseAlerts), len(lost), len(repeated), len(extra))
+	c.rep.add("- alerts opened: %d (single process: %d); lost %d, repeated %d, not in the single-process run %d; by rule: %v",
+		len(alerts.count), len(baseAlerts.count), len(lost), len(repeated), len(extra), byRule)
 	total, stale, err := staleScores(ctx, c.js)
 	if err != nil {
 		return err
@@ -476,6 +480,7 @@ func (c *chaos) throughput(ctx context.Context) error {
 	}
 	events := c.w.events + int(c.liveEvents.Load())
 	c.logger.Info("throughput", "messages", info.State.Msgs)
+	c.o.leaseTTL = c.o.replayTTL
 	for k := 1; k <= 3; k++ {
 		if err := c.js.DeleteObjectStore(ctx, "SCORING_SNAPSHOTS"); err != nil {
 			return err
@@ -505,8 +510,8 @@ func (c *chaos) throughput(ctx context.Context) error {
 			cpu += p.cpu()
 		}
 		natsCPU := selfCPU() - nats0
-		c.rep.add("- replay of EVENTS (%d messages, %d events) with %d scoring process(es): %s, %.0f events/s; scoring CPU %s (%.1f µs/event), NATS servers' CPU %s",
-			info.State.Msgs, events, k, took.Round(100*time.Millisecond), float64(events)/took.Seconds(), cpu.Round(100*time.Millisecond),
+		c.rep.add("- replay of EVENTS from scratch (%d messages, %d events) with %d scoring process(es), lease TTL %s: %s to all ready, %.0f events/s; scoring CPU %s (%.1f µs/event), NATS servers' CPU %s",
+			info.State.Msgs, events, k, c.o.leaseTTL, took.Round(100*time.Millisecond), float64(events)/took.Seconds(), cpu.Round(100*time.Millisecond),
 			float64(cpu.Microseconds())/float64(events), natsCPU.Round(100*time.Millisecond))
 		for _, p := range ps {
 			p.stop()
