@@ -150,6 +150,7 @@ type Manager struct {
 	leases  map[uint32]entry // by partition, as last seen in the bucket
 	held    map[uint32]*held
 	settled atomic.Bool
+	joined  time.Time // when Run started: see round
 	wake    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -195,7 +196,7 @@ func (m *Manager) leaseKey(p uint32) string {
 // ctx ends; then it stops every partition's work and gives its leases back,
 // so that the others take them at once.
 func (m *Manager) Run(ctx context.Context, work Work) error {
-	m.work = work
+	m.work, m.joined = work, time.Now()
 	w, err := m.kv.Watch(ctx, m.cfg.Group+".>")
 	if err != nil {
 		return fmt.Errorf("watch %s leases: %w", m.cfg.Group, err)
@@ -308,7 +309,13 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	var renew []*held
 	var takes []take
-	settled := true
+	// A replica takes nothing in its first renewal interval: replicas
+	// started together see each other first, instead of each taking
+	// partitions the assignment then moves (each move a stop, a snapshot
+	// and a restore: a from-scratch replay with three replicas started
+	// together took 35 s instead of 20 s with one).
+	warm := time.Since(m.joined) >= m.cfg.TTL/4
+	settled := warm
 	for p := range uint32(m.cfg.Partitions) {
 		h, mine := m.held[p]
 		e, seen := m.leases[p]
@@ -319,7 +326,7 @@ func (m *Manager) round(ctx context.Context) {
 			m.wg.Go(func() { m.giveBack(h) })
 		case mine:
 			renew = append(renew, h)
-		case want[p] != m.cfg.Member:
+		case want[p] != m.cfg.Member, !warm:
 		case !seen || !m.live(e, now):
 			takes, settled = append(takes, take{p: p}), false
 		case e.rec.Member == m.cfg.Member:

@@ -163,6 +163,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	ecfg := engine.Config{WindowDays: cfg.WindowDays, MaxUsersPerAccount: cfg.MaxUsersPerAccount, Scorecard: sc,
 		DedupeWindow: cfg.DedupeWindow, DedupeMaxIDs: cfg.DedupeMaxIDs}
+	// Each owned partition gets an engine of its own; building one here
+	// reports a bad configuration at start.
 	if _, err := engine.New(ecfg); err != nil {
 		return nil, err
 	}
