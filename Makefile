@@ -95,6 +95,12 @@ bench-report: ## The benchmark report: docs/benchmarks.md and .json (starts what
 bench-predict: ## The predictive benchmark: docs/predict.md and .json (real invoices and the simulation; starts its own Lodestar).
 	$(GO) run ./tools/predict -data $(PREDICT_DATA) -out docs/predict.md -json docs/predict.json
 
+.PHONY: chaos
+chaos: ## Scale-out under failures (docs/runbooks/replicas.md): a 3-node NATS cluster, scoring and churn-alert replicas killed, paused and added; failover and throughput figures. ~10 min.
+	@scripts/ensure-redis.sh
+	$(GO) build -o $(BIN)/lodestar ./cmd/lodestar
+	$(GO) run ./tools/chaos -lodestar $(BIN)/lodestar
+
 .PHONY: clean
 clean:
 	rm -rf $(BIN) data

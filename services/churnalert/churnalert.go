@@ -34,6 +34,7 @@ import (
 
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/ownership"
 	"github.com/lodestar-cs/lodestar/pkg/service"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
@@ -73,9 +74,6 @@ type Config struct {
 	DeliveryBackoff time.Duration
 	// DeliveryTimeout bounds one send.
 	DeliveryTimeout time.Duration
-	// Shard and Shards split accounts between replicas: this one applies
-	// the changes of the accounts in shard Shard of Shards.
-	Shard, Shards int
 	// CheckpointInterval is how often the position in SCORES and
 	// ACCOUNT_CHANGES is stored; a restart resumes from it.
 	CheckpointInterval time.Duration
@@ -130,7 +128,6 @@ func DefaultConfig() Config {
 		DeliveryAttempts:    8,
 		DeliveryBackoff:     2 * time.Second,
 		DeliveryTimeout:     10 * time.Second,
-		Shards:              1,
 		CheckpointInterval:  time.Second,
 		DigestCheckInterval: time.Second,
 		SweepInterval:       5 * time.Second,
@@ -155,8 +152,6 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.DeliveryAttempts, prefix+".delivery-attempts", c.DeliveryAttempts, "Tries of a delivery before it goes to the dead letters (lodestar.deliveries.dead.<channel>).")
 	fs.DurationVar(&c.DeliveryBackoff, prefix+".delivery-backoff", c.DeliveryBackoff, "Delay before a failed delivery's first retry; doubles per retry, up to 10m.")
 	fs.DurationVar(&c.DeliveryTimeout, prefix+".delivery-timeout", c.DeliveryTimeout, "Time limit of one send to Slack, PagerDuty, a webhook or the SMTP relay.")
-	fs.IntVar(&c.Shard, prefix+".shard", c.Shard, "The shard of accounts this replica applies changes for, 0 to -"+prefix+".shards - 1.")
-	fs.IntVar(&c.Shards, prefix+".shards", c.Shards, "Replicas the accounts are split between; run one replica per shard.")
 	fs.DurationVar(&c.CheckpointInterval, prefix+".checkpoint-interval", c.CheckpointInterval, "How often the position in SCORES and ACCOUNT_CHANGES is stored (a restart re-reads what came after).")
 	fs.DurationVar(&c.DigestCheckInterval, prefix+".digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
 	fs.DurationVar(&c.SweepInterval, prefix+".sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
@@ -185,9 +180,6 @@ func (c Config) Validate() error {
 	}
 	if c.StateCache < 0 {
 		errs = append(errs, fmt.Errorf("-churn-alert.state-cache %d: want 0 or more", c.StateCache))
-	}
-	if c.Shards < 1 || c.Shards > 1024 || c.Shard < 0 || c.Shard >= c.Shards {
-		errs = append(errs, fmt.Errorf("-churn-alert.shard %d of -churn-alert.shards %d: want 0 <= shard < shards <= 1024", c.Shard, c.Shards))
 	}
 	if c.DeliveryAttempts < 1 || c.DeliveryAttempts > 100 {
 		errs = append(errs, fmt.Errorf("-churn-alert.delivery-attempts %d: want 1 to 100", c.DeliveryAttempts))
@@ -345,22 +337,33 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	p := pipeline.New(pipeline.Config{
-		Workers:            s.cfg.Workers,
-		Shard:              s.cfg.Shard,
-		Shards:             s.cfg.Shards,
-		CheckpointInterval: s.cfg.CheckpointInterval,
-		SweepInterval:      s.cfg.SweepInterval,
-		RescanInterval:     s.cfg.RescanInterval,
-		Freshness:          s.cfg.Freshness,
-		LiveLag:            s.cfg.LiveLag,
-		AccountURL:         s.cfg.AccountURL,
-		DailyPages:         s.cfg.DailyPages,
-		AlertsMaxAge:       s.cfg.AlertsMaxAge,
-	}, pipeline.Deps{
-		JS: js, State: alertstate.New(js, kvs[0], s.cfg.StateCache), Settings: set, View: alerts, Now: s.deps.Now,
-		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
-	})
+	state := alertstate.New(js, kvs[0], s.cfg.StateCache)
+	budget := pipeline.NewBudget(s.cfg.DailyPages, alerts)
+	newPipeline := func(partition, partitions uint32) *pipeline.Pipeline {
+		return pipeline.New(pipeline.Config{
+			Workers:            s.cfg.Workers,
+			Partition:          partition,
+			Partitions:         partitions,
+			CheckpointInterval: s.cfg.CheckpointInterval,
+			SweepInterval:      s.cfg.SweepInterval,
+			RescanInterval:     s.cfg.RescanInterval,
+			Freshness:          s.cfg.Freshness,
+			LiveLag:            s.cfg.LiveLag,
+			AccountURL:         s.cfg.AccountURL,
+			AlertsMaxAge:       s.cfg.AlertsMaxAge,
+		}, pipeline.Deps{
+			JS: js, State: state, Settings: set, View: alerts, Budget: budget, Now: s.deps.Now,
+			Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
+		})
+	}
+	// People's actions reach any replica, for any account: the API's
+	// pipeline runs no consumers, the partitions' pipelines do.
+	p := newPipeline(0, 0)
+	owner, err := ownership.Start(ctx, js, s.deps.Limits, Target, logger)
+	if err != nil {
+		return err
+	}
+	consumers := ownership.NewRunning[pipeline.Pipeline]()
 	w := delivery.New(delivery.Config{
 		Workers:     s.cfg.DeliveryWorkers,
 		MaxAttempts: s.cfg.DeliveryAttempts,
@@ -373,9 +376,15 @@ func (s *Service) Run(ctx context.Context) error {
 		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
 	})
 	s.api.Start(&api.Backends{JS: js, Settings: set, View: alerts, Pipeline: p})
-	ready := func() bool { return set.Ready() && alerts.Ready() && p.Ready() && w.Ready() }
+	ready := func() bool {
+		return set.Ready() && alerts.Ready() && w.Ready() && consumers.Ready(owner, (*pipeline.Pipeline).Ready)
+	}
 	s.ready.Store(&ready)
-	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error {
+		return owner.Run(gctx, func(ctx context.Context, l ownership.Lease) error {
+			return consumers.Run(ctx, l.Partition, newPipeline(l.Partition, uint32(s.deps.Limits.Partitions)), (*pipeline.Pipeline).Run)
+		})
+	})
 	g.Go(func() error { return w.Run(gctx) })
 	return g.Wait()
 }

@@ -611,7 +611,7 @@ func (b *bench) settings() []Setting {
 		{"memory", fmt.Sprintf("%v accounts, %d workdays of history", []int(o.memoryAccounts), o.memoryWorkdays)},
 		{"restart", fmt.Sprintf("%d accounts, %d workday(s) of history", o.restartAccounts, o.restartWorkdays)},
 		{"quiet machine", fmt.Sprintf("each measurement waits up to %s for other processes to use < %.2f cores (the VM is shared); CPU figures list what others used", o.quietWait, o.quietCores)},
-		{"-ingest.partitions", strconv.Itoa(l.Ingest.Partitions)},
+		{"-nats.partitions", strconv.Itoa(l.Limits.Partitions)},
 		{"-scoring.flush-interval", l.Scoring.FlushInterval.String()},
 		{"-scoring.index-interval", l.Scoring.IndexInterval.String()},
 		{"-scoring.snapshot-interval", l.Scoring.SnapshotInterval.String()},

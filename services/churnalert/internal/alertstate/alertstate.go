@@ -279,19 +279,19 @@ type Clock struct {
 	LiveSince time.Time
 }
 
-// SetClock stores a tenant's clock.
-func (s *Store) SetClock(ctx context.Context, tenant string, c Clock) error {
+// SetClock stores a tenant's clock in a partition (scope).
+func (s *Store) SetClock(ctx context.Context, scope, tenant string, c Clock) error {
 	v := strconv.FormatInt(c.Watermark.UnixNano(), 10) + " " + strconv.FormatBool(c.Live) + " " + strconv.FormatInt(c.LiveSince.UnixNano(), 10)
-	if _, err := s.kv.Put(ctx, streams.ClockKey(tenant), []byte(v)); err != nil {
+	if _, err := s.kv.Put(ctx, streams.ClockKey(scope, tenant), []byte(v)); err != nil {
 		return fmt.Errorf("store clock of %s: %w", tenant, err)
 	}
 	return nil
 }
 
-// Clocks returns every tenant's stored clock.
-func (s *Store) Clocks(ctx context.Context) (map[string]Clock, error) {
+// Clocks returns every tenant's stored clock in a partition (scope).
+func (s *Store) Clocks(ctx context.Context, scope string) (map[string]Clock, error) {
 	out := map[string]Clock{}
-	l, err := s.kv.ListKeysFiltered(ctx, streams.ClockKey("*"))
+	l, err := s.kv.ListKeysFiltered(ctx, streams.ClockKey(scope, "*"))
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return out, nil
 	}
@@ -322,7 +322,7 @@ func (s *Store) Clocks(ctx context.Context) (map[string]Clock, error) {
 		if since > 0 {
 			c.LiveSince = time.Unix(0, since).UTC()
 		}
-		out[strings.TrimPrefix(key, streams.ClockKey(""))] = c
+		out[strings.TrimPrefix(key, streams.ClockKey(scope, ""))] = c
 	}
 	return out, nil
 }

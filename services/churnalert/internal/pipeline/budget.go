@@ -77,17 +77,23 @@ func (d *DailyPages) Set(s string) error {
 	return nil
 }
 
-// budget spends each recipient's daily pages on their most valuable alerts:
+// Budget spends each recipient's daily pages on their most valuable alerts:
 // a page goes out at once when the alert ranks within the budget among the
 // recipient's open alerts of the account's tier (by rules.Value) and the
 // day's budget is not spent; otherwise it goes to the digest. The pages
 // spent are counted in memory, per replica: a restart (or another replica)
-// may page up to a budget more that day.
-type budget struct {
+// may page up to a budget more that day. One Budget serves every partition
+// pipeline of a process: a recipient's accounts lie in many partitions.
+type Budget struct {
 	pages DailyPages
 	view  lister
 	mu    sync.Mutex
 	spent map[spendKey]int
+}
+
+// NewBudget returns a budget of pages, ranking among the alerts view lists.
+func NewBudget(pages DailyPages, view lister) *Budget {
+	return &Budget{pages: pages, view: view, spent: map[spendKey]int{}}
 }
 
 // lister lists a tenant's alerts (view.View).
@@ -109,7 +115,7 @@ func recipientOf(a *alertv1.Alert) string {
 	return p.GetEmail()
 }
 
-func (b *budget) decide(tenant string, a *alertv1.Alert, now time.Time) (bool, string) {
+func (b *Budget) decide(tenant string, a *alertv1.Alert, now time.Time) (bool, string) {
 	limit, who := b.pages.Limit(a.GetTier()), recipientOf(a)
 	if limit == 0 || who == "" {
 		return true, ""

@@ -60,7 +60,7 @@ func TestBudget(t *testing.T) {
 		alert("big-late", 200_000, 20, 300),
 		alert("small-soon", 10_000, 20, 20),
 	}
-	b := &budget{pages: DailyPages{Default: 2}, view: open, spent: map[spendKey]int{}}
+	b := NewBudget(DailyPages{Default: 2}, open)
 	cases := []struct {
 		a      *alertv1.Alert
 		paged  bool
@@ -85,7 +85,7 @@ func TestBudget(t *testing.T) {
 	if paged, _ := b.decide("acme", alert("huge-2", 900_000, 10, 5), now.Add(24*time.Hour)); !paged {
 		t.Error("the next day's budget was spent")
 	}
-	unlimited := &budget{pages: DailyPages{}, view: open, spent: map[spendKey]int{}}
+	unlimited := NewBudget(DailyPages{}, open)
 	if paged, why := unlimited.decide("acme", alert("x", 1, 90, 300), now); !paged || why != "" {
 		t.Errorf("no budget: paged %v, %q", paged, why)
 	}

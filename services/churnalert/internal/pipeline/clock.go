@@ -22,18 +22,22 @@ import (
 // catch-up's result, not news (see lifecycle.Env.LiveSince). A new tenant
 // whose first score is recent is live at once, from long ago.
 //
-// The clocks are stored with the consumer positions, so a restart resumes
+// A tenant has a clock per partition, as scoring has a watermark per
+// partition: the replica that owns a partition keeps its clocks, and no two
+// replicas write one. The clocks are stored with the consumer positions, so a
+// restart (or the partition's next owner) resumes
 // with them; a tenant without one has sent no score yet, so no rule can fire
 // on its accounts, and its clock is the wall clock until its first score.
 type clocks struct {
 	liveLag time.Duration
+	scope   string // the partition, in the stored keys
 	mu      sync.Mutex
 	m       map[string]*alertstate.Clock
 	dirty   map[string]bool
 }
 
-func newClocks(liveLag time.Duration, stored map[string]alertstate.Clock) *clocks {
-	c := &clocks{liveLag: liveLag, m: map[string]*alertstate.Clock{}, dirty: map[string]bool{}}
+func newClocks(liveLag time.Duration, scope string, stored map[string]alertstate.Clock) *clocks {
+	c := &clocks{liveLag: liveLag, scope: scope, m: map[string]*alertstate.Clock{}, dirty: map[string]bool{}}
 	for tenant, tc := range stored {
 		c.m[tenant] = &tc
 	}
@@ -88,7 +92,7 @@ func (c *clocks) save(ctx context.Context, s *alertstate.Store) error {
 	clear(c.dirty)
 	c.mu.Unlock()
 	for tenant, tc := range changed {
-		if err := s.SetClock(ctx, tenant, tc); err != nil {
+		if err := s.SetClock(ctx, c.scope, tenant, tc); err != nil {
 			c.mu.Lock()
 			c.dirty[tenant] = true
 			c.mu.Unlock()
