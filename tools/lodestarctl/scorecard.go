@@ -267,8 +267,12 @@ func rulesGet(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "Raised a level for:\t%s\n", joinList(why))
 	}
 	fmt.Fprintf(tw, "Cooldown:\t%s\n", durationOrDash(r.Cooldown.AsDuration()))
-	// AutoResolve is no longer read: an alert is open while its condition holds.
-	fmt.Fprintf(tw, "Resolves:\twhen its condition clears\n")
+	// Every alert resolves when its condition clears; auto_resolve is
+	// kept on the wire but no longer read.
+	fmt.Fprintf(tw, "Resolves:\twhen its condition clears (reopens quietly within the cooldown)\n")
+	if r.RedOnly {
+		fmt.Fprintf(tw, "Fires on:\tred accounts only\n")
+	}
 	fmt.Fprintf(tw, "Escalates after:\t%s\n", durationOrDash(r.EscalateAfter.AsDuration()))
 	if r.EscalationScheduleId != "" {
 		fmt.Fprintf(tw, "Escalates to:\t%s\n", r.EscalationScheduleId)
