@@ -475,5 +475,31 @@ func TestAgainstLodestar(t *testing.T) {
 			}
 		}
 		t.Logf("lodestarctl scorecard backtest -horizon 30 FILE:\n%s", out)
+
+		// The alert rules on the same history: the current set, and a
+		// candidate in the form rules list -json prints.
+		var ev alertv1.EvaluateRulesResponse
+		l.jsonOf(t, &ev, "rules", "evaluate")
+		if ev.Renewals != 2 || ev.Churned != 1 || len(ev.Rules) != 9 || ev.RedBand == nil {
+			t.Errorf("rules evaluate -json: %v", &ev)
+		}
+		candidate := filepath.Join(t.TempDir(), "rules.json")
+		if err := os.WriteFile(candidate, []byte(l.mustCtl(t, "rules", "list", "-json")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		table := l.mustCtl(t, "rules", "evaluate", candidate, "-lead-days", "60")
+		for _, want := range []string{"9 rules replayed", "2 renewals recorded: 1 churned", "silent-account", "red band (baseline)", "risk rules together"} {
+			if !strings.Contains(table, want) {
+				t.Errorf("rules evaluate FILE: no %q:\n%s", want, table)
+			}
+		}
+		t.Logf("lodestarctl rules evaluate FILE -lead-days 60:\n%s", table)
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		if err := os.WriteFile(bad, []byte("rules:\n  - rule_id: Not An Id\n    kind: RULE_KIND_SCORE_DROP\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errOut := l.ctl(t, "rules", "evaluate", bad); code != 1 || !strings.Contains(errOut, "InvalidArgument") {
+			t.Errorf("rules evaluate with a bad rule: exit %d, %s", code, errOut)
+		}
 	})
 }

@@ -13,7 +13,7 @@
 //	renewals [-days 90] [-at-risk]   upcoming renewals with their probabilities
 //	forecast [-unit quarter]         GRR, NRR and logo retention forecast, with ranges
 //	scorecard get|validate|apply|backtest      the tenant's scorecard (YAML)
-//	rules list|get                   the tenant's alert rules
+//	rules list|get|evaluate          the tenant's alert rules, and their backtest
 //
 // Tables are for people: money, percentages and dates as the console shows
 // them (package humanize), dates in -tz. -json (anywhere on the line) prints
@@ -95,7 +95,7 @@ func commands() []command {
 		{"renewals", "renewals [-days 90] [-at-risk] [-band red] [-owner CSM] [-order risk|arr|date] [-n 50]   upcoming renewals with probabilities", renewals},
 		{"forecast", "forecast [-unit month|quarter|year] [-by band|tier|owner|segment] [-account ID]   GRR, NRR and logo retention with p10-p90 ranges", forecast},
 		{"scorecard", "scorecard get [-version N] | validate FILE | apply FILE | backtest [FILE] [-horizon 90]   the scorecard, as YAML", scorecardCmd},
-		{"rules", "rules list | get RULE                   the tenant's alert rules", rulesCmd},
+		{"rules", "rules list | get RULE | evaluate [FILE] [-lead-days 90]   the alert rules; evaluate backtests them (or a candidate set, as rules list -json prints) on recorded renewals", rulesCmd},
 	}
 }
 

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"gopkg.in/yaml.v3"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/humanize"
@@ -182,15 +186,7 @@ func scorecardBacktest(ctx context.Context, e *env, args []string) error {
 // readScorecard reads a YAML scorecard file ("-" for stdin) without
 // validating it: the server does, and reports every problem.
 func readScorecard(path string) (*scoringv1.Scorecard, error) {
-	var (
-		data []byte
-		err  error
-	)
-	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, err := readInput(path)
 	if err != nil {
 		return nil, fmt.Errorf("read scorecard: %w", err)
 	}
@@ -201,11 +197,20 @@ func readScorecard(path string) (*scoringv1.Scorecard, error) {
 	return sc, nil
 }
 
+// readInput reads a file, or stdin for "-".
+func readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}
+
 // rulesCmd runs the rules subcommands.
 func rulesCmd(ctx context.Context, e *env, args []string) error {
 	return subcommand(ctx, e, "rules", args, map[string]func(context.Context, *env, []string) error{
-		"list": rulesList,
-		"get":  rulesGet,
+		"list":     rulesList,
+		"get":      rulesGet,
+		"evaluate": rulesEvaluate,
 	})
 }
 
@@ -273,6 +278,84 @@ func rulesGet(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "Escalates to:\t%s\n", r.EscalationScheduleId)
 	}
 	return tw.Flush()
+}
+
+// rulesEvaluate replays the tenant's history through its rules, or through
+// a candidate rule set from FILE, and measures the alerts against the
+// recorded renewal outcomes, beside the red band.
+func rulesEvaluate(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("rules evaluate", flag.ContinueOnError)
+	leadDays := fs.Int("lead-days", 0, "An alert warns of a renewal when it opens within this many days before it; the service's default (90) when 0.")
+	pos, err := parseArgs(fs, args, "FILE")
+	if err != nil {
+		// The candidate file is optional.
+		if pos, err = parseArgs(fs, args); err != nil {
+			return usagef("rules evaluate: want at most one FILE")
+		}
+	}
+	req := &alertv1.EvaluateRulesRequest{LeadDays: int32(*leadDays)}
+	if len(pos) == 1 {
+		if req.Rules, err = readRules(pos[0]); err != nil {
+			return err
+		}
+	}
+	resp, err := e.alerts.EvaluateRules(ctx, req)
+	if err != nil {
+		return failed("evaluate rules", err)
+	}
+	if e.json {
+		return e.printJSON(resp)
+	}
+	fmt.Fprintf(e.out, "%s replayed (%s to %s, %s weeks), %s recorded: %s churned, %s contracted; %s\n\n",
+		plural(len(resp.Rules), "rule"), e.date(resp.StartTime), e.date(resp.EndTime), strconv.FormatFloat(resp.Weeks, 'f', 1, 64),
+		plural(int(resp.Renewals), "renewal"), humanize.Int(int64(resp.Churned)), humanize.Int(int64(resp.Contracted)), plural(int(resp.Csms), "CSM"))
+	tw := newTable(e.out)
+	fmt.Fprintln(tw, "RULE\tALERTS\tFLAGGED\tLOST\tPRECISION\tRECALL\tLIFT\tMEDIAN LEAD\tPER CSM-WEEK")
+	row := func(name string, q *alertv1.AlertQuality) {
+		lead := "-"
+		if d := q.GetMedianLeadTime().AsDuration(); q.GetMedianLeadTime() != nil {
+			lead = humanize.Duration(d)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, humanize.Int(int64(q.GetAlerts())), humanize.Int(int64(q.GetFlaggedRenewals())),
+			humanize.Int(int64(q.GetFlaggedLost())), humanize.Percent(q.GetPrecision()), humanize.Percent(q.GetRecall()),
+			strconv.FormatFloat(q.GetLift(), 'f', 2, 64), lead, strconv.FormatFloat(q.GetAlertsPerCsmPerWeek(), 'f', 2, 64))
+	}
+	for _, r := range resp.Rules {
+		row(r.RuleId, r.Quality)
+	}
+	row("risk rules together", resp.Overall)
+	row("red band (baseline)", resp.RedBand)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.out, "\nAt the end: %s open, %s of them stale (condition no longer holds), %s risk alerts on green accounts; %s in accounts' first 14 days.\n",
+		plural(int(resp.OpenAlerts), "alert"), humanize.Int(int64(resp.StaleOpenAlerts)), humanize.Int(int64(resp.OpenOnGreen)), plural(int(resp.EarlyAlerts), "alert"))
+	return err
+}
+
+// readRules reads a rule set ("-" for stdin) in the form rules list -json
+// prints, as JSON or YAML: {"rules": [...]}.
+func readRules(path string) ([]*alertv1.Rule, error) {
+	data, err := readInput(path)
+	if err != nil {
+		return nil, fmt.Errorf("read rules: %w", err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var set alertv1.ListRulesResponse
+	if err := protojson.Unmarshal(js, &set); err != nil {
+		return nil, fmt.Errorf("%s: want {\"rules\": [...]} as rules list -json prints: %w", path, err)
+	}
+	if len(set.Rules) == 0 {
+		return nil, fmt.Errorf("%s: no rules", path)
+	}
+	return set.Rules, nil
 }
 
 // condition says when a rule fires, with its numbers.
