@@ -40,7 +40,7 @@ func startProc(o options, dir, name, target, natsURL string, replicas int) (*pro
 		"-nats.replicas="+strconv.Itoa(replicas),
 		"-nats.lease-ttl="+o.leaseTTL.String(),
 		"-nats.member="+name,
-		"-redis.addr="+o.redis,
+		"-redis.addrs="+o.redis,
 		fmt.Sprintf("-grpc.listen-addr=127.0.0.1:%d", gp),
 		fmt.Sprintf("-http.listen-addr=127.0.0.1:%d", hp),
 		"-http.admin-listen-addr=",
