@@ -95,6 +95,7 @@ func (o options) report(ctx context.Context, w io.Writer) error {
 	fmt.Fprintf(w, "# Alert quality on the simulated product\n\n")
 	fmt.Fprintf(w, "`go run ./tools/alertcheck -seeds %s -accounts %d -before-days %d -after-days %d -lead-days %d`\n\n",
 		o.seeds, o.accounts, o.beforeDays, o.afterDays, o.leadDays)
+	fmt.Fprint(w, method)
 	for _, f := range strings.Split(o.seeds, ",") {
 		seed, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
 		if err != nil {
@@ -129,6 +130,11 @@ func (o options) report(ctx context.Context, w io.Writer) error {
 	}
 	return nil
 }
+
+// method says how the report is made.
+const method = `Each world is tools/loadgen's simulated product (a seed, -accounts accounts) played hour by hour from -before-days days before the simulator's Now to -after-days days after, scored in event time with the simulated product's scorecard (the scoring core), each account (onboarding ones excepted) renewing once in the -after-days days after Now with the outcome its fate tells (churning and silent accounts churn, declining ones contract). The score and account changes are replayed through each rule set by churnalert.EvaluateRules, the engine of AlertService.EvaluateRules. A renewal is flagged when an alert opened on its account within the -lead-days days before it (the red band: when the account scored red in them); precision counts churned and contracted renewals as lost, lift is the churn rate among flagged renewals over the base churn rate. The tuned set is the shipped one with two principles and no threshold moved: risk rules fire only on red accounts (the scorecard decides whether an account is at risk; Rule.red_only, onboarding-stalled excepted), and risk rules cool down for 30 days (a CSM acts within a month).
+
+`
 
 func row(w io.Writer, set, rule string, q *alertv1.AlertQuality) {
 	fmt.Fprintf(w, "| %s | %s | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n", set, rule, q.GetAlerts(), q.GetAlertsPerCsmPerWeek(),

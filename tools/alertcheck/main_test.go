@@ -9,7 +9,7 @@ import (
 // recall, and no alert is early, stale or open on a green account.
 func TestReport(t *testing.T) {
 	var b strings.Builder
-	o := options{seeds: "3", accounts: 60, beforeDays: 60, afterDays: 30, leadDays: 90}
+	o := options{seeds: "3", accounts: 30, beforeDays: 40, afterDays: 20, leadDays: 90}
 	if err := o.report(t.Context(), &b); err != nil {
 		t.Fatal(err)
 	}

@@ -172,22 +172,24 @@ type alertProber struct {
 	prefix string // makes the run's accounts fresh
 }
 
-// alertProbeBody is the batch of one alert probe: a report created three
-// weeks ago (so that the account has the history the scorecard wants before
-// it judges: no rule fires on an account it does not judge yet), then a
-// failed payment, an urgent ticket and an NPS of 0 (as app's
-// BenchmarkEventToAlert sends): billing, support and survey measures at
-// their worst, so the account's score is red and the shipped red-band rule
-// fires.
+// alertProbeBody is the batch of one alert probe: a failed payment, an
+// urgent ticket and an NPS of 0 (as app's BenchmarkEventToAlert sends):
+// billing, support and survey measures at their worst, so the account's
+// score is red and the shipped red-band rule fires; and a report created
+// three weeks ago, so that the account has the history the scorecard wants
+// before it judges (no rule fires on an account it does not judge yet).
+// The old event comes last: first, it would move a new tenant's watermark
+// three weeks back, and the probes would be a catch-up, not news.
 func alertProbeBody(account string, at time.Time) []byte {
 	user := account + "-u0"
 	ev := func(name, props string, t time.Time) string {
 		return fmt.Sprintf(`{"type":"track","messageId":%q,"userId":%q,"event":%q,"properties":{%s},"timestamp":%q,"context":{"groupId":%q}}`,
 			account+"-"+strings.ToLower(strings.ReplaceAll(name, " ", "-")), user, name, props, t.UTC().Format(timeLayout), account)
 	}
-	return []byte(`{"batch":[` + ev("Report Created", "", at.Add(-alertProbeHistory)) + "," + ev("Payment Failed", "", at) + "," +
+	return []byte(`{"batch":[` + ev("Payment Failed", "", at) + "," +
 		ev("Ticket Opened", `"ticket_id":"t1","severity":"urgent"`, at) + "," +
-		ev("NPS Submitted", `"score":0`, at) + `],"sentAt":"` + at.UTC().Format(timeLayout) + `"}`)
+		ev("NPS Submitted", `"score":0`, at) + "," + ev("Report Created", "", at.Add(-alertProbeHistory)) +
+		`],"sentAt":"` + at.UTC().Format(timeLayout) + `"}`)
 }
 
 // alertProbeHistory is how far back a probe's first event lies: past the
