@@ -61,7 +61,7 @@
     es.onopen = mark;
     es.onerror = mark;
     document.addEventListener("htmx:afterSwap", mark);
-    es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 300); });
+    es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 1000); });
     window.addEventListener("pagehide", function () { es.close(); });
   }
 
