@@ -77,6 +77,10 @@ func startConsole(t *testing.T) *consoleEnv {
 	cfg.DataDir, cfg.TenantsFile = t.TempDir(), tenants
 	cfg.Targets = config.StringList{app.TargetAll}
 	cfg.Scoring.ScorecardFile = demoScorecard
+	// Small streams: the embedded server reserves their bounds from the free
+	// disk, which parallel test runs share (the 20 GiB default of EVENTS once
+	// failed "insufficient storage resources" on this machine).
+	cfg.Limits.EventsMaxBytes, cfg.Limits.ScoresMaxBytes = 256<<20, 256<<20
 	// Empty: the runner links alerts to the console it serves.
 	cfg.ChurnAlert.AccountURL = ""
 	ctx, cancel := context.WithCancel(context.Background())
