@@ -60,7 +60,8 @@
     };
     es.onopen = mark;
     es.onerror = mark;
-    document.addEventListener("htmx:afterSwap", mark);
+    // After the settle: htmx restores the new content's attributes then.
+    document.addEventListener("htmx:afterSettle", mark);
     es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 1000); });
     window.addEventListener("pagehide", function () { es.close(); });
   }
