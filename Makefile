@@ -42,6 +42,7 @@ lint: $(GENERATORS) ## buf lint, gofmt and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && GOWORK=off $(GO) vet ./...
 
 .PHONY: build
 build: ## Build bin/lodestar and the tools.
@@ -54,6 +55,7 @@ test: ## Run every test (race detector on); starts (or installs) Redis when it i
 	@scripts/ensure-redis.sh
 	@scripts/ensure-chromium.sh
 	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	cd deploy && GOWORK=off $(GO) test -count=1 ./...
 
 # Fuzz targets, one per external decoder, as package:FuzzName. Their seeds
 # (f.Add and testdata/fuzz/) run in `make test`; `make fuzz` mutates them.
@@ -92,6 +94,12 @@ bench-report: ## The benchmark report: docs/benchmarks.md and .json (starts what
 .PHONY: bench-predict
 bench-predict: ## The predictive benchmark: docs/predict.md and .json (real invoices and the simulation; starts its own Lodestar).
 	$(GO) run ./tools/predict -data $(PREDICT_DATA) -out docs/predict.md -json docs/predict.json
+
+.PHONY: chaos
+chaos: ## Scale-out under failures (docs/runbooks/replicas.md): a 3-node NATS cluster, scoring and churn-alert replicas killed, paused and added; failover and throughput figures. ~10 min.
+	@scripts/ensure-redis.sh
+	$(GO) build -o $(BIN)/lodestar ./cmd/lodestar
+	$(GO) run ./tools/chaos -lodestar $(BIN)/lodestar
 
 .PHONY: clean
 clean:

@@ -52,7 +52,7 @@ type Config struct {
 	GRPCListenAddr string
 	DataDir        string
 	NATSURL        string
-	RedisAddr      string
+	Redis          cache.RedisConfig
 	TenantsFile    string
 	DemoKeySeed    string
 	LogLevel       string
@@ -100,7 +100,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCListenAddr, "grpc.listen-addr", c.GRPCListenAddr, "Address of the gRPC server.")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Directory for local state: the embedded NATS store and scoring snapshots.")
 	fs.StringVar(&c.NATSURL, "nats.url", c.NATSURL, "NATS server URL; empty runs an embedded NATS server with JetStream in the data dir.")
-	fs.StringVar(&c.RedisAddr, "redis.addr", c.RedisAddr, "Redis address for hot scores; empty uses an in-process cache.")
+	c.Redis.RegisterFlags("redis", fs)
 	fs.StringVar(&c.TenantsFile, "config.file", c.TenantsFile, "YAML file of tenants and their keys; empty runs one demo tenant whose keys are printed at start-up.")
 	fs.StringVar(&c.DemoKeySeed, "auth.demo-key-seed", c.DemoKeySeed, "Without -config.file: derive the demo tenant's keys from this seed instead of random ones, so a restart keeps them.")
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "Log level: debug, info, warn or error.")
@@ -143,6 +143,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Redis.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	for _, m := range order {
@@ -210,7 +213,7 @@ type App struct {
 	tel    *telemetry.Telemetry
 
 	embedded *natsembed.Server
-	redis    *redis.Client
+	redis    redis.UniversalClient
 	cache    scoring.Cache
 	nc       *nats.Conn
 	js       jetstream.JetStream

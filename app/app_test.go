@@ -22,6 +22,7 @@ import (
 	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
+	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -45,7 +46,7 @@ type instance struct {
 
 // start runs the all-in-one for one fresh tenant and waits until /healthz
 // says every service is ready.
-func start(t testing.TB, redisAddr string, configure ...func(*app.Config)) instance {
+func start(t testing.TB, redis cache.RedisConfig, configure ...func(*app.Config)) instance {
 	t.Helper()
 	tenant := testenv.Tenant(t)
 	writeKey, apiKey := "wk_test_"+tenant+"_0123456789", "ak_test_"+tenant+"_0123456789"
@@ -56,7 +57,7 @@ func start(t testing.TB, redisAddr string, configure ...func(*app.Config)) insta
 	}
 	cfg := app.DefaultConfig()
 	cfg.HTTPListenAddr, cfg.GRPCListenAddr, cfg.HTTP.AdminListenAddr = freeAddr(t), freeAddr(t), freeAddr(t)
-	cfg.DataDir, cfg.TenantsFile, cfg.RedisAddr = t.TempDir(), tenants, redisAddr
+	cfg.DataDir, cfg.TenantsFile, cfg.Redis = t.TempDir(), tenants, redis
 	cfg.Targets = config.StringList{app.TargetAll}
 	for _, c := range configure {
 		c(&cfg)
@@ -140,18 +141,24 @@ func segmentBatches(now time.Time) [][]map[string]any {
 // here only bounds a hang, so a loaded machine cannot fail it.
 func TestEndToEnd(t *testing.T) {
 	const hangGuard = time.Minute
-	for _, tc := range []struct{ name, redis string }{
-		{"in-process cache", ""},
-		{"redis", testenv.RedisAddr()},
+	for _, tc := range []struct {
+		name  string
+		redis func(t *testing.T) cache.RedisConfig
+	}{
+		{"in-process cache", func(*testing.T) cache.RedisConfig { return cache.RedisConfig{} }},
+		{"redis", func(t *testing.T) cache.RedisConfig {
+			testenv.Redis(t) // fail clearly when Redis is down
+			return cache.RedisConfig{Addrs: config.StringList{testenv.RedisAddr()}}
+		}},
+		{"redis cluster", func(t *testing.T) cache.RedisConfig {
+			return cache.RedisConfig{Addrs: testenv.RedisCluster(t).Addrs}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.redis != "" {
-				testenv.Redis(t) // fail clearly when Redis is down
-			}
 			// The simulated product's events, scored by its own scorecard as
 			// the demo is: the product default reads them relative to a tenant's
 			// accounts, and three accounts make no portfolio.
-			in := start(t, tc.redis, func(c *app.Config) { c.Scoring.ScorecardFile = demoScorecard })
+			in := start(t, tc.redis(t), func(c *app.Config) { c.Scoring.ScorecardFile = demoScorecard })
 			ctx := context.Background()
 			accounts := accountv1.NewAccountServiceClient(in.grpc)
 			var accs []*accountv1.Account

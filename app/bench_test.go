@@ -17,6 +17,7 @@ import (
 
 	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
+	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
@@ -34,7 +35,7 @@ func BenchmarkEventToAlert(b *testing.B) {
 		backgroundEvents = 500 // per second
 		secret           = "whsec-bench-0123456789"
 	)
-	in := start(b, testenv.RedisAddr(), func(c *app.Config) {
+	in := start(b, cache.RedisConfig{Addrs: config.StringList{testenv.RedisAddr()}}, func(c *app.Config) {
 		c.ChurnAlert.AllowHTTPEndpoints = true
 		c.ChurnAlert.EndpointAllowList = config.StringList{"127.0.0.1"}
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lodestar-cs/lodestar/app"
+	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/services/ingest"
 )
@@ -22,7 +23,7 @@ import (
 // and 8).
 func TestHTTPEdges(t *testing.T) {
 	var admin, public string
-	in := start(t, "", func(c *app.Config) {
+	in := start(t, cache.RedisConfig{}, func(c *app.Config) {
 		c.Targets = config.StringList{ingest.Target}
 		c.HTTP.ReadTimeout, c.HTTP.WriteTimeout = 500*time.Millisecond, 5*time.Second
 		admin, public = c.HTTP.AdminListenAddr, c.HTTPListenAddr

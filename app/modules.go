@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -231,14 +230,18 @@ func (a *App) serviceDeps(name string) service.Deps {
 	}
 }
 
-// initCache connects to Redis when an address is given, else uses the
-// in-process cache.
+// initCache connects to Redis or Redis Cluster when one is given, else uses
+// the in-process cache.
 func (a *App) initCache(context.Context) (runnable, error) {
-	if a.cfg.RedisAddr == "" {
+	if !a.cfg.Redis.Enabled() {
 		a.cache = cache.NewMemory(a.cfg.Cache)
 		return nil, nil
 	}
-	a.redis = redis.NewClient(&redis.Options{Addr: a.cfg.RedisAddr})
+	rc, err := a.cfg.Redis.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	a.redis = rc
 	a.cache = cache.NewRedis(a.redis, a.cfg.Cache)
 	return nil, nil
 }

@@ -2,9 +2,11 @@
 # The one-command demo (make run): builds bin/lodestar, bin/loadgen and
 # bin/lodestarctl, starts the all-in-one (embedded NATS, in-process cache)
 # with fresh data in data/demo, feeds it loadgen's demo scenario (300
-# accounts of different fates, 45 days of history, then a gentle live
-# stream) and prints the worst accounts and the band counts every few
-# seconds until Ctrl-C, which stops everything.
+# accounts of different fates, 45 days of history, then live: the
+# simulated product's busy hours at 60x, so that scores and alerts move
+# whatever the hour and day) and prints the worst accounts, the band
+# counts and the open alerts every few seconds until Ctrl-C, which stops
+# everything.
 #
 # Environment: HTTP_ADDR (127.0.0.1:8080), GRPC_ADDR (127.0.0.1:9090),
 # DEMO_DIR (data/demo, emptied at every start), INTERVAL (10 seconds), GO.
@@ -98,26 +100,28 @@ loadgen_pid=$!
 
 cat <<EOF
 
-Lodestar is up, and loadgen plays 300 accounts: 45 days of history first, then live.
+Lodestar is up, and loadgen plays 300 accounts: 45 days of history first (about a
+minute), then live: the simulated product's working hours at 60x (an hour a minute),
+whatever the wall clock says.
   Console           http://$http_addr/  (sign in with the API key $api_key)
   Segment HTTP API  http://$http_addr/v1/batch  (write key $write_key)
   gRPC API          $grpc_addr  (API key $api_key; reflection on)
   Logs              $lodestar_log, $loadgen_log
 
 In another terminal:
-  export LODESTAR_API_KEY=$api_key WRITE_KEY=$write_key
-  bin/lodestarctl -addr $grpc_addr worst -n 20          # the worst accounts, each with why
-  bin/lodestarctl -addr $grpc_addr worst -band yellow
-  bin/lodestarctl -addr $grpc_addr score acct-00001      # the full explanation
-  bin/lodestarctl -addr $grpc_addr history acct-00001
-  bin/lodestarctl -addr $grpc_addr accounts
-  grpcurl -plaintext $grpc_addr list
-  grpcurl -plaintext -H "authorization: Bearer $api_key" -d '{"page_size": 5}' \\
-    $grpc_addr lodestar.scoring.v1.ScoringService/ListHealthScores
-  grpcurl -plaintext -H "authorization: Bearer $api_key" -d '{"account_id": "acct-00001"}' \\
-    $grpc_addr lodestar.scoring.v1.ScoringService/GetHealthScore
+  export LODESTAR_API_KEY=$api_key LODESTAR_ADDR=$grpc_addr WRITE_KEY=$write_key
+  bin/lodestarctl worst -n 20              # the worst accounts, each with why
+  bin/lodestarctl score acct-00001         # the full explanation
+  bin/lodestarctl history acct-00001
+  bin/lodestarctl alerts list              # open alerts; then alerts ack|snooze|resolve ID
+  bin/lodestarctl alerts watch             # alerts as they happen
+  bin/lodestarctl renewals                 # renewals in the next 90 days, with probabilities
+  bin/lodestarctl forecast -by owner       # GRR, NRR and logo retention with ranges
+  bin/lodestarctl scorecard get            # the scorecard, as YAML
+  bin/lodestarctl rules list               # the alert rules
+  Add -json to any command for scripts; grpcurl works too (reflection is on).
 
-The worst 10 accounts every ${interval}s; Ctrl-C stops the demo.
+The worst 10 accounts and the open alerts every ${interval}s; Ctrl-C stops the demo.
 EOF
 
 while :; do
@@ -135,4 +139,5 @@ while :; do
 	echo
 	echo "=== $(date +%T)  $(tail -n 1 "$loadgen_log")"
 	"$bin/lodestarctl" -addr "$grpc_addr" -api-key "$api_key" worst -n 10 || true
+	"$bin/lodestarctl" -addr "$grpc_addr" -api-key "$api_key" alerts list -n 5 || true
 done

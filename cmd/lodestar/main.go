@@ -17,7 +17,12 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/telemetry"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		os.Exit(status(os.Args[2:]))
+	}
+	os.Exit(run(os.Args[1:]))
+}
 
 // run parses flags (with their LODESTAR_* twins), runs until SIGINT or
 // SIGTERM and returns the exit code.

@@ -1,6 +1,7 @@
 // Package testenv gives integration tests the real parts they talk to: an
 // embedded NATS server with JetStream (on a random port or in-process, never
-// 4222) and the machine's Redis.
+// 4222), the machine's Redis, and Redis servers and Redis Clusters of a
+// test's own (child processes on random loopback ports).
 package testenv
 
 import (

@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,42 +69,68 @@ func touch(scores []*scoringv1.HealthScore, round int, kind string) {
 	}
 }
 
+// redisServer is a Redis a benchmark runs on.
+type redisServer struct {
+	name string
+	// client returns a client and a fresh tenant.
+	client func(b *testing.B) (redis.UniversalClient, string)
+}
+
+// redisServers are a Redis server and a Redis Cluster of three masters,
+// both started for b (not the shared server, which other tests may be
+// using), so that one run measures both on the same machine. A tenant
+// lives on one master: the cluster costs routing, it adds no parallelism.
+func redisServers(b *testing.B) []redisServer {
+	single := redis.NewClient(&redis.Options{Addr: testenv.RedisServer(b)})
+	b.Cleanup(func() { single.Close() })
+	cluster := testenv.RedisCluster(b).Client(b)
+	return []redisServer{
+		{"single", func(b *testing.B) (redis.UniversalClient, string) { return single, testenv.Tenant(b) }},
+		{"cluster", func(b *testing.B) (redis.UniversalClient, string) { return cluster, testenv.Tenant(b) }},
+	}
+}
+
+// BenchmarkRedisPutScores puts on a server and on a cluster in turn, case
+// by case, so that the machine's load drifts alike on both.
 func BenchmarkRedisPutScores(b *testing.B) {
+	servers := redisServers(b)
 	for _, batch := range []int{100, 1000} {
 		for _, kind := range []string{changeAll, changeScore} {
-			b.Run(fmt.Sprintf("cache/change=%s/batch=%d", kind, batch), func(b *testing.B) {
-				client, tenant := testenv.Redis(b), testenv.Tenant(b)
-				cleanupKeys(b, client, "lodestar:{"+tenant+"}:*")
-				benchPut(b, NewRedis(client, Config{HistoryLength: benchHistory}), tenant, batch, kind)
-			})
-		}
-		b.Run(fmt.Sprintf("raw-set/batch=%d", batch), func(b *testing.B) {
-			client, tenant := testenv.Redis(b), testenv.Tenant(b)
-			cleanupKeys(b, client, "lodestar:{"+tenant+"}:*")
-			v, err := marshal(benchScores(tenant, 1)[0])
-			if err != nil {
-				b.Fatal(err)
-			}
-			keys := make([]string, 10*batch)
-			for i := range keys {
-				keys[i] = fmt.Sprintf("lodestar:{%s}:raw:%d", tenant, i)
-			}
-			rounds := 0
-			for b.Loop() {
-				_, err := client.Pipelined(b.Context(), func(p redis.Pipeliner) error {
-					for _, k := range keys[rounds%10*batch:][:batch] {
-						p.Set(b.Context(), k, v, 0)
-					}
-					return nil
+			for _, srv := range servers {
+				b.Run(fmt.Sprintf("cache/change=%s/batch=%d/server=%s", kind, batch, srv.name), func(b *testing.B) {
+					client, tenant := srv.client(b)
+					benchPut(b, NewRedis(client, Config{HistoryLength: benchHistory}), tenant, batch, kind)
 				})
+			}
+		}
+		for _, srv := range servers {
+			b.Run(fmt.Sprintf("raw-set/batch=%d/server=%s", batch, srv.name), func(b *testing.B) {
+				client, tenant := srv.client(b)
+				v, err := marshal(benchScores(tenant, 1)[0])
 				if err != nil {
 					b.Fatal(err)
 				}
-				rounds++
-			}
-			b.ReportMetric(float64(rounds*batch)/b.Elapsed().Seconds(), "writes/s")
-			b.ReportMetric(float64(len(v)), "value-bytes")
-		})
+				keys := make([]string, 10*batch)
+				for i := range keys {
+					keys[i] = fmt.Sprintf("lodestar:{%s}:raw:%d", tenant, i)
+				}
+				rounds := 0
+				for b.Loop() {
+					_, err := client.Pipelined(b.Context(), func(p redis.Pipeliner) error {
+						for _, k := range keys[rounds%10*batch:][:batch] {
+							p.Set(b.Context(), k, v, 0)
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					rounds++
+				}
+				b.ReportMetric(float64(rounds*batch)/b.Elapsed().Seconds(), "writes/s")
+				b.ReportMetric(float64(len(v)), "value-bytes")
+			})
+		}
 	}
 }
 
@@ -143,24 +170,37 @@ func benchPut(b *testing.B, c cache, tenant string, batch int, kind string) {
 
 func BenchmarkRedisGetScore(b *testing.B) {
 	const accounts = 1000
-	client, tenant := testenv.Redis(b), testenv.Tenant(b)
-	cleanupKeys(b, client, "lodestar:{"+tenant+"}:*")
-	c := NewRedis(client, Config{HistoryLength: benchHistory})
-	scores := benchScores(tenant, accounts)
-	if err := c.PutScores(b.Context(), recorded(scores...)); err != nil {
-		b.Fatal(err)
+	type setup struct {
+		name   string
+		client redis.UniversalClient
+		cache  *Redis
+		tenant string
+		scores []*scoringv1.HealthScore
 	}
-	b.Run("cache", func(b *testing.B) {
-		benchLatency(b, func(i int) error {
-			_, err := c.GetScore(b.Context(), tenant, scores[i%accounts].AccountId)
-			return err
-		})
-	})
-	b.Run("raw-get", func(b *testing.B) {
-		benchLatency(b, func(i int) error {
-			return client.Get(b.Context(), c.scoreKey(tenant, scores[i%accounts].AccountId)).Err()
-		})
-	})
+	var setups []setup
+	for _, srv := range redisServers(b) {
+		client, tenant := srv.client(b)
+		c := NewRedis(client, Config{HistoryLength: benchHistory})
+		scores := benchScores(tenant, accounts)
+		if err := c.PutScores(b.Context(), recorded(scores...)); err != nil {
+			b.Fatal(err)
+		}
+		setups = append(setups, setup{srv.name, client, c, tenant, scores})
+	}
+	for _, op := range []string{"cache", "raw-get"} {
+		for _, s := range setups {
+			b.Run(op+"/server="+s.name, func(b *testing.B) {
+				benchLatency(b, func(i int) error {
+					id := s.scores[i%accounts].AccountId
+					if op == "cache" {
+						_, err := s.cache.GetScore(b.Context(), s.tenant, id)
+						return err
+					}
+					return s.client.Get(b.Context(), s.cache.scoreKey(s.tenant, id)).Err()
+				})
+			})
+		}
+	}
 }
 
 func BenchmarkMemoryGetScore(b *testing.B) {
@@ -193,4 +233,48 @@ func benchLatency(b *testing.B, op func(i int) error) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2])/1e3, "p50-µs")
 	b.ReportMetric(float64(took[len(took)*99/100])/1e3, "p99-µs")
+}
+
+// BenchmarkRedisMemory reports what the cache costs Redis: bytes per
+// account with one recorded change (current score, rankings, index hash,
+// one history entry) and per further recorded change, from used_memory of
+// a server of its own, over 10,000 accounts of real-sized scores.
+func BenchmarkRedisMemory(b *testing.B) {
+	const accounts, changes = 10000, 10
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisServer(b)})
+	b.Cleanup(func() { client.Close() })
+	used := func() float64 {
+		b.Helper()
+		info, err := client.InfoMap(b.Context(), "memory").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := strconv.ParseFloat(info["Memory"]["used_memory"], 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	var perAccount, perChange float64
+	for b.Loop() {
+		if err := client.FlushAll(b.Context()).Err(); err != nil {
+			b.Fatal(err)
+		}
+		c, tenant := NewRedis(client, Config{HistoryLength: changes}), testenv.Tenant(b)
+		scores := benchScores(tenant, accounts)
+		base := used()
+		if err := c.PutScores(b.Context(), recorded(scores...)); err != nil {
+			b.Fatal(err)
+		}
+		one := used()
+		for round := 1; round < changes; round++ {
+			touch(scores, round, changeAll)
+			if err := c.PutScores(b.Context(), recorded(scores...)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		perAccount, perChange = (one-base)/accounts, (used()-one)/accounts/(changes-1)
+	}
+	b.ReportMetric(perAccount, "bytes/account")
+	b.ReportMetric(perChange, "bytes/change")
 }

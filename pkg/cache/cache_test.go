@@ -44,15 +44,19 @@ type implementation struct {
 	open func(t *testing.T, cfg Config, tenant string) cache
 }
 
-// implementations are both caches; Redis deletes the keys of the test's
+// implementations are both caches, Redis on one server and on a Redis
+// Cluster started for t (where a multi-key command across slots fails with
+// CROSSSLOT); Redis on the shared server deletes the keys of the test's
 // tenant (and of the tenants it prefixes) when the test ends.
-func implementations() []implementation {
+func implementations(t *testing.T) []implementation {
+	cluster := testenv.RedisCluster(t).Client(t)
 	return []implementation{
 		{"Redis", func(t *testing.T, cfg Config, tenant string) cache {
 			client := testenv.Redis(t)
 			cleanupKeys(t, client, cfg.withDefaults().KeyPrefix+":{"+tenant+"*")
 			return NewRedis(client, cfg)
 		}},
+		{"RedisCluster", func(_ *testing.T, cfg Config, _ string) cache { return NewRedis(cluster, cfg) }},
 		{"Memory", func(_ *testing.T, cfg Config, _ string) cache { return NewMemory(cfg) }},
 	}
 }
@@ -100,7 +104,7 @@ func TestConformance(t *testing.T) {
 			}
 		}},
 	}
-	for _, impl := range implementations() {
+	for _, impl := range implementations(t) {
 		t.Run(impl.name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {

@@ -42,6 +42,9 @@ type Redis struct {
 	prefix        string
 	historyLength int
 	put, page     *redis.Script
+	// fence and set are a Fenced cache's (fence.go): put is then fenced too.
+	fence *Fence
+	set   *redis.Script
 }
 
 // NewRedis returns the cache in the Redis behind client, which may be a
@@ -204,15 +207,18 @@ func (r *Redis) putAll(ctx context.Context, op string, updates []Update, set, in
 	}
 	for chunk := range slices.Chunk(updates, putChunk) {
 		err := r.putPipelined(ctx, chunk, set, index)
-		if index && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// The server lost its script cache (restart, failover, SCRIPT
 			// FLUSH): load the script on every node and redo the batch,
 			// which is safe since puts are idempotent.
-			if err = r.put.Load(ctx, r.client).Err(); err == nil {
+			if err = r.put.Load(ctx, r.client).Err(); err == nil && r.set != nil {
+				err = r.set.Load(ctx, r.client).Err()
+			}
+			if err == nil {
 				err = r.putPipelined(ctx, chunk, set, index)
 			}
 		}
-		if err != nil {
+		if err = fencedErr(err); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
@@ -234,7 +240,12 @@ func (r *Redis) putPipelined(ctx context.Context, updates []Update, set, index b
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if set {
 			for i, u := range updates {
-				p.Set(ctx, r.scoreKey(u.Score.GetTenantId(), u.Score.GetAccountId()), values[i], 0)
+				key := r.scoreKey(u.Score.GetTenantId(), u.Score.GetAccountId())
+				if r.fence != nil {
+					r.set.EvalSha(ctx, p, []string{key, r.fenceKey(u.Score.GetTenantId())}, values[i], r.epoch())
+				} else {
+					p.Set(ctx, key, values[i], 0)
+				}
 			}
 		}
 		if !index {
@@ -253,7 +264,11 @@ func (r *Redis) putPipelined(ctx context.Context, updates []Update, set, index b
 			for _, x := range ix {
 				args = append(args, x.dim, x.suffix)
 			}
-			r.put.EvalSha(ctx, p, []string{tk + "acct:" + id, tk + "hist:" + id}, args...)
+			keys := []string{tk + "acct:" + id, tk + "hist:" + id}
+			if r.fence != nil {
+				keys, args = append(keys, r.fenceKey(s.GetTenantId())), append(args, r.epoch())
+			}
+			r.put.EvalSha(ctx, p, keys, args...)
 		}
 		return nil
 	})

@@ -76,15 +76,54 @@ func DeadLetterSubject(source, tenant string) string {
 	return DeadLetterSubjectPrefix + "." + source + "." + tenant
 }
 
-// AccountChangeSubject is the subject of an account's changes.
-func AccountChangeSubject(tenant, account string) string {
-	return AccountsSubjectPrefix + "." + tenant + "." + Token(account)
+// AccountChangeSubject is the subject of an account's changes,
+// lodestar.accounts.<tenant>.<partition>.<account token>, of partitions
+// partitions.
+func AccountChangeSubject(tenant, account string, partitions uint32) string {
+	return accountSubject(AccountsSubjectPrefix, tenant, account, partitions)
 }
 
-// ScoreSubject is the subject of an account's score changes.
-func ScoreSubject(tenant, account string) string {
-	return ScoresSubjectPrefix + "." + tenant + "." + Token(account)
+// ScoreSubject is the subject of an account's score changes,
+// lodestar.scores.<tenant>.<partition>.<account token>.
+func ScoreSubject(tenant, account string, partitions uint32) string {
+	return accountSubject(ScoresSubjectPrefix, tenant, account, partitions)
 }
+
+func accountSubject(prefix, tenant, account string, partitions uint32) string {
+	return prefix + "." + tenant + "." + strconv.FormatUint(uint64(Partition(tenant, account, partitions)), 10) + "." + Token(account)
+}
+
+// PartitionFilter is the filter subject of one partition's messages in the
+// stream of prefix: EVENTS (prefix.<tenant>.<partition>) or a per-account
+// stream (prefix.<tenant>.<partition>.<account token>).
+func PartitionFilter(prefix string, partition uint32) string {
+	f := prefix + ".*." + strconv.FormatUint(uint64(partition), 10)
+	if prefix != EventsSubjectPrefix {
+		f += ".*"
+	}
+	return f
+}
+
+// ParseAccountSubject returns the tenant and account of an
+// AccountChangeSubject or ScoreSubject.
+func ParseAccountSubject(subject string) (tenant, account string, err error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 {
+		return "", "", fmt.Errorf("subject %q: want <prefix>.<tenant>.<partition>.<account>", subject)
+	}
+	account, err = ParseToken(parts[4])
+	return parts[2], account, err
+}
+
+// DefaultPartitions is the default number of logical partitions: above the
+// replica count any deployment here needs (a replica scores tens of
+// thousands of events a second), while every partition keeps enough of a
+// tenant's accounts for the tenant-rank scales scoring computes within it,
+// and each costs a consumer and a snapshot per owner.
+const DefaultPartitions = 16
+
+// MaxPartitions bounds -nats.partitions.
+const MaxPartitions = 1024
 
 // Partition maps an account to one of n partitions, stably, so one account's
 // events stay ordered in one partition.

@@ -38,6 +38,17 @@ type Limits struct {
 	ScoresMaxBytes int64
 	// Replicas for every stream and bucket (1 for a single server).
 	Replicas int
+	// Partitions is the fixed number of logical partitions of EVENTS and
+	// of every per-account stream: set once per deployment (EnsurePartitions
+	// refuses another), far above any replica count.
+	Partitions int
+	// LeaseTTL is how long a replica that stopped renewing keeps its
+	// partitions (pkg/ownership): the failover time's main part.
+	LeaseTTL time.Duration
+	// Member names this process among a service's replicas; empty:
+	// hostname-pid. A stable name (a StatefulSet pod's) lets a restarted
+	// replica take its partitions back without waiting for LeaseTTL.
+	Member string
 }
 
 // DefaultLimits are the limits of a local run.
@@ -50,6 +61,8 @@ func DefaultLimits() Limits {
 		ScoresMaxAge:    365 * 24 * time.Hour,
 		ScoresMaxBytes:  10 << 30,
 		Replicas:        1,
+		Partitions:      DefaultPartitions,
+		LeaseTTL:        4 * time.Second,
 	}
 }
 
@@ -67,6 +80,12 @@ func (l Limits) Validate() error {
 	}
 	if l.Replicas < 1 || l.Replicas > 5 {
 		errs = append(errs, errors.New("replicas must be 1 to 5"))
+	}
+	if l.Partitions < 1 || l.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("-nats.partitions %d: want 1 to %d", l.Partitions, MaxPartitions))
+	}
+	if l.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("-nats.lease-ttl %s: want at least 1s", l.LeaseTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -176,8 +195,10 @@ func (l Limits) TenantAccountsBucket() jetstream.KeyValueConfig {
 // EnsureStreams creates or updates streams idempotently.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfgs ...jetstream.StreamConfig) error {
 	for _, cfg := range cfgs {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		if _, err := Ensure(ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
+			return js.CreateOrUpdateStream(ctx, cfg)
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -185,11 +206,55 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfgs ...jetstrea
 
 // EnsureKeyValue creates or updates a KV bucket idempotently.
 func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("ensure kv bucket %s: %w", cfg.Bucket, err)
+	return Ensure(ctx, "kv bucket "+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, cfg)
+	})
+}
+
+// EnsureObjectStore creates or updates an object store idempotently.
+func EnsureObjectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	return Ensure(ctx, "object store "+cfg.Bucket, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return js.CreateOrUpdateObjectStore(ctx, cfg)
+	})
+}
+
+// finalError ends Ensure's tries: no retry can mend it.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+
+// EnsureTimeout bounds how long Ensure keeps trying.
+const EnsureTimeout = 2 * time.Minute
+
+// Ensure runs create, an idempotent create-or-update, until it succeeds,
+// ctx ends or EnsureTimeout passes, each try bounded to 5 s. A fresh
+// cluster answers "no suitable peers", times out or reports a stream
+// created meanwhile by another replica ("already in use") while its meta
+// leader is elected and its peers join; three replicas starting together
+// on a fresh cluster then all succeed a moment later instead of one dying.
+func Ensure[T any](ctx context.Context, what string, create func(context.Context) (T, error)) (T, error) {
+	deadline := time.Now().Add(EnsureTimeout)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := create(tctx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		var final *finalError
+		if errors.As(err, &final) {
+			var zero T
+			return zero, final.err
+		}
+		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			var zero T
+			return zero, fmt.Errorf("ensure %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
 	}
-	return kv, nil
 }
 
 // RegisterFlags registers the limits as -<prefix>.* flags (the runner's
@@ -202,4 +267,7 @@ func (l *Limits) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&l.ScoresMaxAge, prefix+".scores-max-age", l.ScoresMaxAge, "How long the SCORES stream keeps score history.")
 	fs.Int64Var(&l.ScoresMaxBytes, prefix+".scores-max-bytes", l.ScoresMaxBytes, "Size bound of the SCORES stream.")
 	fs.IntVar(&l.Replicas, prefix+".replicas", l.Replicas, "Replicas of every stream and bucket (a NATS cluster wants 3).")
+	fs.IntVar(&l.Partitions, prefix+".partitions", l.Partitions, "Logical partitions of EVENTS and the per-account streams (hash of tenant and account mod this): set once per deployment, never changed; the most replicas a partitioned service can use.")
+	fs.DurationVar(&l.LeaseTTL, prefix+".lease-ttl", l.LeaseTTL, "How long a replica that stopped renewing keeps its partitions: bounds failover time; too short and a GC pause or a NATS leader election moves partitions.")
+	fs.StringVar(&l.Member, prefix+".member", l.Member, "This process's name among a service's replicas (unique); empty: hostname-pid. A stable name takes its partitions back at once after a restart.")
 }

@@ -23,23 +23,30 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/ownership"
 	"github.com/lodestar-cs/lodestar/pkg/service"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/api"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/backtest"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/egress"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/pipeline"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/rules"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/view"
@@ -67,9 +74,6 @@ type Config struct {
 	DeliveryBackoff time.Duration
 	// DeliveryTimeout bounds one send.
 	DeliveryTimeout time.Duration
-	// Shard and Shards split accounts between replicas: this one applies
-	// the changes of the accounts in shard Shard of Shards.
-	Shard, Shards int
 	// CheckpointInterval is how often the position in SCORES and
 	// ACCOUNT_CHANGES is stored; a restart resumes from it.
 	CheckpointInterval time.Duration
@@ -80,13 +84,24 @@ type Config struct {
 	// RescanInterval is how often every account is read again for
 	// conditions that depend on the date.
 	RescanInterval time.Duration
-	// MaxPageAge: changes published longer ago update alerts without paging.
-	MaxPageAge time.Duration
+	// Freshness: transitions further in the past than this (in the tenant's
+	// clock, or changes published longer ago) are recorded as historical and
+	// delivered to nobody: a backfill, a replay or a late import builds alert
+	// history without paging anyone.
+	Freshness time.Duration
+	// LiveLag: a tenant whose event-time watermark comes this close to the
+	// wall clock is live and runs on the wall clock from then on; before, its
+	// rules, cooldowns and escalations run on its watermark.
+	LiveLag time.Duration
 	// Retention of the ALERTS, DELIVERIES and DELIVERIES_DEAD streams.
 	AlertsMaxAge      time.Duration
 	DeliveriesMaxAge  time.Duration
 	DeadLettersMaxAge time.Duration
-	// AccountURL links an alert to the account, with {tenant} and {account}.
+	// DailyPages is how many pages a recipient gets at once per day, by
+	// the tier of the accounts; the rest go to their digest.
+	DailyPages DailyPages
+	// AccountURL links an alert to the account, with {tenant} and {account};
+	// empty for no link.
 	AccountURL string
 	// PagerDutyURL is the Events API v2 endpoint.
 	PagerDutyURL string
@@ -113,16 +128,16 @@ func DefaultConfig() Config {
 		DeliveryAttempts:    8,
 		DeliveryBackoff:     2 * time.Second,
 		DeliveryTimeout:     10 * time.Second,
-		Shards:              1,
 		CheckpointInterval:  time.Second,
 		DigestCheckInterval: time.Second,
 		SweepInterval:       5 * time.Second,
 		RescanInterval:      time.Hour,
-		MaxPageAge:          time.Hour,
+		Freshness:           2 * time.Minute,
+		DailyPages:          DailyPages{Default: 5, ByTier: map[accountv1.Tier]int{accountv1.Tier_TIER_BENCHMARK: 20, accountv1.Tier_TIER_GROWTH: 10}},
+		LiveLag:             time.Hour,
 		AlertsMaxAge:        365 * 24 * time.Hour,
 		DeliveriesMaxAge:    7 * 24 * time.Hour,
 		DeadLettersMaxAge:   30 * 24 * time.Hour,
-		AccountURL:          "http://127.0.0.1:8080/accounts/{tenant}/{account}",
 		PagerDutyURL:        channel.DefaultPagerDutyURL,
 		SMTPFrom:            "Lodestar <alerts@localhost>",
 	}
@@ -137,17 +152,17 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.DeliveryAttempts, prefix+".delivery-attempts", c.DeliveryAttempts, "Tries of a delivery before it goes to the dead letters (lodestar.deliveries.dead.<channel>).")
 	fs.DurationVar(&c.DeliveryBackoff, prefix+".delivery-backoff", c.DeliveryBackoff, "Delay before a failed delivery's first retry; doubles per retry, up to 10m.")
 	fs.DurationVar(&c.DeliveryTimeout, prefix+".delivery-timeout", c.DeliveryTimeout, "Time limit of one send to Slack, PagerDuty, a webhook or the SMTP relay.")
-	fs.IntVar(&c.Shard, prefix+".shard", c.Shard, "The shard of accounts this replica applies changes for, 0 to -"+prefix+".shards - 1.")
-	fs.IntVar(&c.Shards, prefix+".shards", c.Shards, "Replicas the accounts are split between; run one replica per shard.")
 	fs.DurationVar(&c.CheckpointInterval, prefix+".checkpoint-interval", c.CheckpointInterval, "How often the position in SCORES and ACCOUNT_CHANGES is stored (a restart re-reads what came after).")
 	fs.DurationVar(&c.DigestCheckInterval, prefix+".digest-check-interval", c.DigestCheckInterval, "How often digests whose window ended are sent.")
 	fs.DurationVar(&c.SweepInterval, prefix+".sweep-interval", c.SweepInterval, "How often unacknowledged alerts are escalated and snoozes ended.")
 	fs.DurationVar(&c.RescanInterval, prefix+".rescan-interval", c.RescanInterval, "How often every account is read again for date-driven conditions (renewal near, onboarding overdue).")
-	fs.DurationVar(&c.MaxPageAge, prefix+".max-page-age", c.MaxPageAge, "Changes published longer ago update alerts but page nobody (replays, long outages).")
+	fs.DurationVar(&c.Freshness, prefix+".freshness", c.Freshness, "Alert transitions older than this (in the tenant's event time, or from changes published longer ago) are recorded as historical and delivered to nobody: backfills and replays page no one.")
+	fs.DurationVar(&c.LiveLag, prefix+".live-lag", c.LiveLag, "A tenant whose event-time watermark comes this close to the wall clock runs its rules, cooldowns and escalations on the wall clock from then on (before: on its watermark).")
 	fs.DurationVar(&c.AlertsMaxAge, prefix+".alerts-max-age", c.AlertsMaxAge, "How long the ALERTS stream keeps alert history.")
 	fs.DurationVar(&c.DeliveriesMaxAge, prefix+".deliveries-max-age", c.DeliveriesMaxAge, "How long an unsent delivery stays in the DELIVERIES queue.")
 	fs.DurationVar(&c.DeadLettersMaxAge, prefix+".dead-letters-max-age", c.DeadLettersMaxAge, "How long failed deliveries stay in DELIVERIES_DEAD.")
-	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts; {tenant} and {account} are replaced.")
+	fs.Var(&c.DailyPages, prefix+".daily-pages", "Pages one recipient gets at once per day, ranked by ARR x risk x renewal urgency; the rest go to the digest (Slack, e-mail). A number for every tier, then tier=number overrides, for example 5,growth=10,benchmark=20; 0 is no limit.")
+	fs.StringVar(&c.AccountURL, prefix+".account-url", c.AccountURL, "Link to an account in alerts, for example https://lodestar.example/accounts/{account}; {tenant} and {account} are replaced. Empty: alerts carry no link.")
 	fs.StringVar(&c.PagerDutyURL, prefix+".pagerduty-url", c.PagerDutyURL, "PagerDuty Events API v2 endpoint.")
 	fs.StringVar(&c.SMTPAddr, prefix+".smtp-addr", c.SMTPAddr, "SMTP relay host:port for e-mail channels; empty disables e-mail.")
 	fs.StringVar(&c.SMTPFrom, prefix+".smtp-from", c.SMTPFrom, "From address of alert e-mails.")
@@ -166,9 +181,6 @@ func (c Config) Validate() error {
 	if c.StateCache < 0 {
 		errs = append(errs, fmt.Errorf("-churn-alert.state-cache %d: want 0 or more", c.StateCache))
 	}
-	if c.Shards < 1 || c.Shards > 1024 || c.Shard < 0 || c.Shard >= c.Shards {
-		errs = append(errs, fmt.Errorf("-churn-alert.shard %d of -churn-alert.shards %d: want 0 <= shard < shards <= 1024", c.Shard, c.Shards))
-	}
 	if c.DeliveryAttempts < 1 || c.DeliveryAttempts > 100 {
 		errs = append(errs, fmt.Errorf("-churn-alert.delivery-attempts %d: want 1 to 100", c.DeliveryAttempts))
 	}
@@ -178,11 +190,17 @@ func (c Config) Validate() error {
 	}{
 		{"delivery-backoff", c.DeliveryBackoff}, {"delivery-timeout", c.DeliveryTimeout}, {"checkpoint-interval", c.CheckpointInterval},
 		{"digest-check-interval", c.DigestCheckInterval}, {"sweep-interval", c.SweepInterval}, {"rescan-interval", c.RescanInterval},
-		{"max-page-age", c.MaxPageAge}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
+		{"freshness", c.Freshness}, {"live-lag", c.LiveLag}, {"alerts-max-age", c.AlertsMaxAge}, {"deliveries-max-age", c.DeliveriesMaxAge},
 		{"dead-letters-max-age", c.DeadLettersMaxAge},
 	} {
 		if d.d <= 0 {
 			errs = append(errs, fmt.Errorf("-churn-alert.%s must be positive", d.name))
+		}
+	}
+	if c.AccountURL != "" {
+		u, err := url.Parse(strings.NewReplacer("{tenant}", "t", "{account}", "a").Replace(c.AccountURL))
+		if err != nil || !(strings.HasPrefix(c.AccountURL, "/") || (u.Scheme == "http" || u.Scheme == "https") && u.Host != "") {
+			errs = append(errs, fmt.Errorf("-churn-alert.account-url %q: want empty, a path (/accounts/{account}) or an http(s) URL", c.AccountURL))
 		}
 	}
 	if u, err := url.Parse(c.PagerDutyURL); err != nil || u.Host == "" {
@@ -319,20 +337,33 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	p := pipeline.New(pipeline.Config{
-		Workers:            s.cfg.Workers,
-		Shard:              s.cfg.Shard,
-		Shards:             s.cfg.Shards,
-		CheckpointInterval: s.cfg.CheckpointInterval,
-		SweepInterval:      s.cfg.SweepInterval,
-		RescanInterval:     s.cfg.RescanInterval,
-		MaxPageAge:         s.cfg.MaxPageAge,
-		AccountURL:         s.cfg.AccountURL,
-		AlertsMaxAge:       s.cfg.AlertsMaxAge,
-	}, pipeline.Deps{
-		JS: js, State: alertstate.New(js, kvs[0], s.cfg.StateCache), Settings: set, View: alerts, Now: s.deps.Now,
-		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
-	})
+	state := alertstate.New(js, kvs[0], s.cfg.StateCache)
+	budget := pipeline.NewBudget(s.cfg.DailyPages, alerts)
+	newPipeline := func(partition, partitions uint32) *pipeline.Pipeline {
+		return pipeline.New(pipeline.Config{
+			Workers:            s.cfg.Workers,
+			Partition:          partition,
+			Partitions:         partitions,
+			CheckpointInterval: s.cfg.CheckpointInterval,
+			SweepInterval:      s.cfg.SweepInterval,
+			RescanInterval:     s.cfg.RescanInterval,
+			Freshness:          s.cfg.Freshness,
+			LiveLag:            s.cfg.LiveLag,
+			AccountURL:         s.cfg.AccountURL,
+			AlertsMaxAge:       s.cfg.AlertsMaxAge,
+		}, pipeline.Deps{
+			JS: js, State: state, Settings: set, View: alerts, Budget: budget, Now: s.deps.Now,
+			Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
+		})
+	}
+	// People's actions reach any replica, for any account: the API's
+	// pipeline runs no consumers, the partitions' pipelines do.
+	p := newPipeline(0, 0)
+	owner, err := ownership.Start(ctx, js, s.deps.Limits, Target, logger)
+	if err != nil {
+		return err
+	}
+	consumers := ownership.NewRunning[pipeline.Pipeline]()
 	w := delivery.New(delivery.Config{
 		Workers:     s.cfg.DeliveryWorkers,
 		MaxAttempts: s.cfg.DeliveryAttempts,
@@ -345,11 +376,57 @@ func (s *Service) Run(ctx context.Context) error {
 		Logger: logger, Meter: meter, Tracer: tracer, Propagator: s.deps.Propagator,
 	})
 	s.api.Start(&api.Backends{JS: js, Settings: set, View: alerts, Pipeline: p})
-	ready := func() bool { return set.Ready() && alerts.Ready() && p.Ready() && w.Ready() }
+	ready := func() bool {
+		return set.Ready() && alerts.Ready() && w.Ready() && consumers.Ready(owner, (*pipeline.Pipeline).Ready)
+	}
 	s.ready.Store(&ready)
-	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error {
+		return owner.Run(gctx, func(ctx context.Context, l ownership.Lease) error {
+			return consumers.Run(ctx, l.Partition, newPipeline(l.Partition, uint32(s.deps.Limits.Partitions)), (*pipeline.Pipeline).Run)
+		})
+	})
 	g.Go(func() error { return w.Run(gctx) })
 	return g.Wait()
+}
+
+// DailyPages budgets each recipient's pages per day, by tier.
+type DailyPages = pipeline.DailyPages
+
+// The history EvaluateRules replays, for tools that build one themselves
+// (tools/alertcheck replays the simulated product).
+type (
+	History = backtest.History
+	Fact    = backtest.Fact
+	Renewal = backtest.Renewal
+)
+
+// EvaluateRules replays a history through a rule set in event time and
+// measures the alerts against the renewals, as the EvaluateRules RPC does
+// for a tenant's stored history: an alert warns of a renewal when it opens
+// within lead before it.
+func EvaluateRules(h History, rs []*alertv1.Rule, lead time.Duration) *alertv1.EvaluateRulesResponse {
+	return backtest.Evaluate(h, rs, lead)
+}
+
+// DefaultRules returns the rules Lodestar ships.
+func DefaultRules() []*alertv1.Rule { return rules.Defaults() }
+
+// Risk reports whether a rule kind warns of churn (expansion and win-back
+// point at opportunities).
+func Risk(k alertv1.RuleKind) bool { return rules.Risk(k) }
+
+// ConditionHolds reports whether an open alert's condition holds at the
+// account's current score, as far as the score and the alert's facts tell:
+// kinds that read the score's history (score drop) or the contract
+// (onboarding) are judged by whether their rule may read the account at
+// all (its band). A stale alert is one for which it does not.
+func ConditionHolds(r *alertv1.Rule, a *alertv1.Alert, hs *scoringv1.HealthScore, at time.Time) bool {
+	f := rules.Facts{At: at, Score: hs, Account: &accountv1.Account{RenewalTime: a.GetRenewalTime(), LifecycleStage: a.GetLifecycleStage()}}
+	switch r.GetKind() {
+	case alertv1.RuleKind_RULE_KIND_SCORE_DROP, alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED:
+		return rules.Judged(r, f)
+	}
+	return rules.Evaluate(r, f, &alertv1.RuleState{ConditionTime: timestamppb.New(time.Time{})}).Firing
 }
 
 // VerifyWebhook checks a generic webhook's Lodestar-Signature header against

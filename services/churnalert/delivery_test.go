@@ -15,6 +15,7 @@ import (
 
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/internal/testenv/receivers"
+	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/channel"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/delivery"
@@ -134,7 +135,7 @@ func TestRateLimitAndDigest(t *testing.T) {
 			t.Fatal(err)
 		}
 		var k int
-		if _, err := fmt.Sscanf(digest.Text, "%d churn alerts held back by the rate limit", &k); err != nil || k < 1 {
+		if _, err := fmt.Sscanf(digest.Text, "%d churn alerts held back by the rate limit or the daily page budget", &k); err != nil || k < 1 {
 			t.Fatalf("slack message %d is %q, want a digest", n, digest.Text)
 		}
 		held, total = append(held, digest.Text), total+k
@@ -158,4 +159,44 @@ func TestRateLimitAndDigest(t *testing.T) {
 	}
 	slack.Wait(t, 2+len(held), 20*time.Second)
 	hook.Wait(t, 2, 20*time.Second)
+}
+
+// TestDailyPageBudget: with one page a day, the CSM is paged about the
+// first alert and the next one goes to the digest, which says why.
+func TestDailyPageBudget(t *testing.T) {
+	tenant := testenv.Tenant(t)
+	cfg := testConfig()
+	if err := cfg.DailyPages.Set("1"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, cfg, tenant)
+	ctx := e.as(tenant)
+	e.only(tenant, "red-band", nil)
+	slack := receivers.NewHTTP(t, func(int, []byte) int { return http.StatusOK })
+	if _, err := e.client.CreateChannel(ctx, &alertv1.CreateChannelRequest{Channel: &alertv1.Channel{ChannelId: "slack",
+		RateLimit: &alertv1.RateLimit{DigestInterval: durationpb.New(time.Second)},
+		Config:    &alertv1.Channel_Slack{Slack: &alertv1.SlackChannel{WebhookUrl: slack.URL}}}}); err != nil {
+		t.Fatal(err)
+	}
+	owned := func(id string, arr int64) step {
+		return account(&accountv1.Account{AccountId: id, Owner: &accountv1.Owner{CsmId: "dana", ChatHandle: "U1"},
+			Arr: &accountv1.Money{CurrencyCode: "USD", Units: arr}})
+	}
+	// The accounts first: their changes and scores are separate streams.
+	publish(t, e.js, tenant, owned("big", 500_000), owned("small", 1_000))
+	settle(t, e.js)
+	publish(t, e.js, tenant, scored("big", time.Now(), 30))
+	first := slack.Wait(t, 1, 20*time.Second)[0]
+	if !strings.Contains(string(first.Body), "page 1 of 1 today") {
+		t.Fatalf("first page lacks its priority: %s", first.Body)
+	}
+	publish(t, e.js, tenant, scored("small", time.Now(), 30))
+	var digest channel.SlackMessage
+	if err := json.Unmarshal(slack.Wait(t, 2, 20*time.Second)[1].Body, &digest); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(digest)
+	if !strings.HasPrefix(digest.Text, "1 churn alerts held back") || !strings.Contains(string(body), "the 1 pages of today are spent") {
+		t.Fatalf("second message %s, want a digest saying the budget is spent", body)
+	}
 }

@@ -149,6 +149,29 @@ type step struct {
 	account *accountv1.Account
 }
 
+// partitionMate is an account id in account's partition.
+func partitionMate(tenant, account string) string {
+	want := natsx.Partition(tenant, account, natsx.DefaultPartitions)
+	for i := 0; ; i++ {
+		if id := "q" + strconv.Itoa(i); natsx.Partition(tenant, id, natsx.DefaultPartitions) == want {
+			return id
+		}
+	}
+}
+
+// renamed gives the steps of account from to account to.
+func renamed(steps []step, from, to string) []step {
+	for _, s := range steps {
+		if s.score.GetAccountId() == from {
+			s.score.AccountId = to
+		}
+		if s.account.GetAccountId() == from {
+			s.account.AccountId = to
+		}
+	}
+	return steps
+}
+
 // publish puts a history into SCORES and ACCOUNT_CHANGES, as scoring and
 // ingest would.
 func publish(t testing.TB, js jetstream.JetStream, tenant string, steps ...step) {
@@ -160,11 +183,11 @@ func publish(t testing.TB, js jetstream.JetStream, tenant string, steps ...step)
 		switch {
 		case s.score != nil:
 			s.score.TenantId = tenant
-			m = nats.NewMsg(natsx.ScoreSubject(tenant, s.score.GetAccountId()))
+			m = nats.NewMsg(natsx.ScoreSubject(tenant, s.score.GetAccountId(), natsx.DefaultPartitions))
 			data, _ = proto.Marshal(&scoringv1.ScoreChangeEvent{Score: s.score})
 		default:
 			s.account.TenantId = tenant
-			m = nats.NewMsg(natsx.AccountChangeSubject(tenant, s.account.GetAccountId()))
+			m = nats.NewMsg(natsx.AccountChangeSubject(tenant, s.account.GetAccountId(), natsx.DefaultPartitions))
 			data, _ = proto.Marshal(&accountv1.AccountChange{TenantId: tenant, Account: s.account, ChangeTime: timestamppb.Now()})
 		}
 		m.Data = data
@@ -208,20 +231,27 @@ func behind(ctx context.Context, js jetstream.JetStream, stream string) string {
 	if err != nil {
 		return err.Error()
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err.Error()
-	}
 	kv, err := js.KeyValue(ctx, streams.BucketState)
 	if err != nil {
 		return err.Error()
 	}
-	var pos uint64
-	if e, err := kv.Get(ctx, streams.PositionKey(stream+".0of1")); err == nil {
-		pos, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+	prefix := natsx.ScoresSubjectPrefix
+	if stream == natsx.StreamAccountChanges {
+		prefix = natsx.AccountsSubjectPrefix
 	}
-	if pos < info.State.LastSeq {
-		return fmt.Sprintf("%s: applied up to %d of %d", stream, pos, info.State.LastSeq)
+	// Each partition's pipeline stores its own position.
+	for p := range uint32(natsx.DefaultPartitions) {
+		last, err := st.GetLastMsgForSubject(ctx, natsx.PartitionFilter(prefix, p))
+		if err != nil {
+			continue // none in this partition
+		}
+		var pos uint64
+		if e, err := kv.Get(ctx, streams.PositionKey(fmt.Sprintf("%s.%dof%d", stream, p, natsx.DefaultPartitions))); err == nil {
+			pos, _ = strconv.ParseUint(string(e.Value()), 10, 64)
+		}
+		if pos < last.Sequence {
+			return fmt.Sprintf("%s partition %d: applied up to %d of %d", stream, p, pos, last.Sequence)
+		}
 	}
 	return ""
 }

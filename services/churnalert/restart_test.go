@@ -49,10 +49,10 @@ func runChild(url string) int {
 }
 
 // restartHistory is a workload with every kind of account: declining ones
-// (red band and score drop), flapping ones, and healthy ones, eight hourly
-// score changes each.
+// (red band and score drop), flapping ones, and healthy ones, eight score
+// changes each, a second apart and recent: a live tenant, paged.
 func restartHistory(accounts int) [][]step {
-	start := time.Now().Add(-8 * time.Hour)
+	start := time.Now().Add(-8 * time.Second)
 	profiles := [][]float64{
 		{80, 75, 65, 55, 45, 35, 30, 28},
 		{60, 38, 45, 37, 44, 36, 43, 35},
@@ -61,7 +61,7 @@ func restartHistory(accounts int) [][]step {
 	rounds := make([][]step, 8)
 	for h := range rounds {
 		for i := range accounts {
-			rounds[h] = append(rounds[h], scored(fmt.Sprintf("acct-%03d", i), start.Add(time.Duration(h)*time.Hour), profiles[i%3][h]))
+			rounds[h] = append(rounds[h], scored(fmt.Sprintf("acct-%03d", i), start.Add(time.Duration(h)*time.Second), profiles[i%3][h]))
 		}
 	}
 	return rounds

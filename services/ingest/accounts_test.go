@@ -166,7 +166,7 @@ func TestAccounts(t *testing.T) {
 		if err := proto.Unmarshal(m.Data, &ch); err != nil {
 			t.Fatal(err)
 		}
-		if m.Subject != natsx.AccountChangeSubject("acme", ch.Account.AccountId) || m.Header.Get(jetstream.MsgIDHeader) == "" || m.Header.Get("Lodestar-Tenant") != "acme" {
+		if m.Subject != natsx.AccountChangeSubject("acme", ch.Account.AccountId, natsx.DefaultPartitions) || m.Header.Get(jetstream.MsgIDHeader) == "" || m.Header.Get("Lodestar-Tenant") != "acme" {
 			t.Errorf("change on %s with headers %v", m.Subject, m.Header)
 		}
 		changes = append(changes, fmt.Sprintf("%s@%d/%v", ch.Account.AccountId, ch.Account.Revision, ch.Outcome.GetType()))

@@ -195,7 +195,7 @@ func (e *env) storedEvents(t testing.TB) map[string]*eventv1.Event {
 			if got := m.header.Get("Lodestar-Tenant"); got != ev.TenantId {
 				t.Errorf("event %s of tenant %s in a message of tenant %q", ev.MessageId, ev.TenantId, got)
 			}
-			if want := natsx.Partition(ev.TenantId, ev.AccountId, uint32(ingest.DefaultConfig().Partitions)); ev.Partition != want {
+			if want := natsx.Partition(ev.TenantId, ev.AccountId, uint32(natsx.DefaultLimits().Partitions)); ev.Partition != want {
 				t.Errorf("event %s in partition %d, want %d", ev.MessageId, ev.Partition, want)
 			}
 		}

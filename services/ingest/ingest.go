@@ -47,7 +47,6 @@ const instrumentation = "github.com/lodestar-cs/lodestar/services/ingest"
 
 // Bounds of the configuration.
 const (
-	maxPartitions = 1024
 	minEventBytes = 1 << 10
 	// maxBatchBytes keeps the packed events of one request (protobuf, up to
 	// ~1.5x their JSON for small fields) below NATS's default 1 MB max_payload.
@@ -56,10 +55,6 @@ const (
 
 // Config configures the ingest service.
 type Config struct {
-	// Partitions is the number of partitions of each tenant's events, P in
-	// partition = hash(tenant, account) mod P. Every service reading EVENTS
-	// must agree on it; changing it moves accounts between partitions.
-	Partitions int
 	// MaxEventBytes bounds one event: the body of a single Segment call, one
 	// element of a batch, or one gRPC event. Segment's limit is 32 KB.
 	MaxEventBytes int
@@ -88,7 +83,6 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Partitions:           16,
 		MaxEventBytes:        32 << 10,
 		MaxBatchBytes:        500 << 10,
 		PublishTimeout:       5 * time.Second,
@@ -106,7 +100,6 @@ func DefaultConfig() Config {
 // RegisterFlags registers the configuration as -<prefix>.* flags (the
 // runner's prefix is Target), with c's values as defaults.
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
-	fs.IntVar(&c.Partitions, prefix+".partitions", c.Partitions, "Partitions of each tenant's events (hash of tenant and account mod this); every reader of EVENTS must agree.")
 	fs.IntVar(&c.MaxEventBytes, prefix+".max-event-bytes", c.MaxEventBytes, "Largest event accepted: a single Segment call's body, a batch element or a gRPC event (Segment's limit is 32 KB).")
 	fs.IntVar(&c.MaxBatchBytes, prefix+".max-batch-bytes", c.MaxBatchBytes, fmt.Sprintf("Largest batch request, compressed and decompressed (Segment's limit is 500 KB; at most %d).", maxBatchBytes))
 	fs.DurationVar(&c.PublishTimeout, prefix+".publish-timeout", c.PublishTimeout, "How long a request waits for JetStream to acknowledge its events before it answers 503.")
@@ -122,9 +115,6 @@ func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 // Validate reports every setting that cannot work.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Partitions < 1 || c.Partitions > maxPartitions {
-		errs = append(errs, fmt.Errorf("-ingest.partitions %d: want 1 to %d", c.Partitions, maxPartitions))
-	}
 	if c.MaxEventBytes < minEventBytes || c.MaxEventBytes > c.MaxBatchBytes {
 		errs = append(errs, fmt.Errorf("-ingest.max-event-bytes %d: want %d to -ingest.max-batch-bytes", c.MaxEventBytes, minEventBytes))
 	}
@@ -246,7 +236,7 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resolver := attribution.New(users, s.cfg.AttributionCacheSize)
-	publisher, err := publish.New(s.deps.JS, s.cfg.Partitions, s.cfg.PublishTimeout, s.deps.Propagator, s.meter)
+	publisher, err := publish.New(s.deps.JS, s.deps.Limits.Partitions, s.cfg.PublishTimeout, s.deps.Propagator, s.meter)
 	if err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
@@ -266,10 +256,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator)})
+	s.backends.Store(&backends{pipeline: pipeline, accounts: accounts.NewStore(accountsKV, s.deps.JS, s.deps.Propagator, s.deps.Limits.Partitions)})
 	s.ready.Store(true)
 	defer s.ready.Store(false)
-	s.deps.Logger.InfoContext(ctx, "ingest ready", "partitions", s.cfg.Partitions)
+	s.deps.Logger.InfoContext(ctx, "ingest ready", "partitions", s.deps.Limits.Partitions)
 	// Both loops run until ctx is done; the failure of one stops the other.
 	errc := make(chan error, 2)
 	go func() { errc <- followChanges() }()
@@ -288,7 +278,10 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) ensure(ctx context.Context) (users, accountsKV, tenantAccounts jetstream.KeyValue, err error) {
 	l := s.deps.Limits
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		err = natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream())
+		err = natsx.EnsurePartitions(ctx, s.deps.JS, l.Partitions, l.Replicas)
+		if err == nil {
+			err = natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream())
+		}
 		if err == nil {
 			users, err = natsx.EnsureKeyValue(ctx, s.deps.JS, l.UserAccountsBucket())
 		}
@@ -301,7 +294,7 @@ func (s *Service) ensure(ctx context.Context) (users, accountsKV, tenantAccounts
 		if err == nil {
 			return users, accountsKV, tenantAccounts, nil
 		}
-		if apiErr := new(jetstream.APIError); errors.As(err, &apiErr) {
+		if apiErr, mismatch := new(jetstream.APIError), new(natsx.PartitionsMismatch); errors.As(err, &apiErr) || errors.As(err, &mismatch) {
 			return nil, nil, nil, err
 		}
 		s.deps.Logger.WarnContext(ctx, "JetStream not ready; retrying", "err", err, "in", wait)

@@ -233,7 +233,7 @@ func (w *world) publish(t *testing.T, js jetstream.JetStream, active *scoringv1.
 	scores := func(hs []*scoringv1.HealthScore) {
 		for _, s := range hs {
 			b, _ := proto.Marshal(&scoringv1.ScoreChangeEvent{Score: s})
-			m := nats.NewMsg(natsx.ScoreSubject(w.tenant, s.GetAccountId()))
+			m := nats.NewMsg(natsx.ScoreSubject(w.tenant, s.GetAccountId(), natsx.DefaultPartitions))
 			m.Data = b
 			msgs = append(msgs, m)
 		}
@@ -260,7 +260,7 @@ func (w *world) publish(t *testing.T, js jetstream.JetStream, active *scoringv1.
 	scores(scorer.Finish())
 	for _, p := range w.plans {
 		b, _ := proto.Marshal(&accountv1.AccountChange{TenantId: w.tenant, Account: p.accountNow(), Outcome: p.outcome})
-		m := nats.NewMsg(natsx.AccountChangeSubject(w.tenant, p.acc.GetAccountId()))
+		m := nats.NewMsg(natsx.AccountChangeSubject(w.tenant, p.acc.GetAccountId(), natsx.DefaultPartitions))
 		m.Data = b
 		msgs = append(msgs, m)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/grpcserver"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/telemetry"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/api"
@@ -87,7 +88,7 @@ func benchServer(b *testing.B, tenant string, c api.Reader) scoringv1.ScoringSer
 		MeterProvider:  tel.MeterProvider(),
 		Propagator:     tel.Propagator(),
 	}, grpcserver.WithUnaryInterceptors(reg.UnaryServerInterceptor(grpcserver.IsInfraMethod)))
-	scoringv1.RegisterScoringServiceServer(srv.GRPC(), api.New(c, nil, nil, logger))
+	scoringv1.RegisterScoringServiceServer(srv.GRPC(), api.New(c, nil, nil, natsx.DefaultPartitions, logger))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

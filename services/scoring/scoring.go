@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +19,9 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
+	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	"github.com/lodestar-cs/lodestar/pkg/ownership"
 	"github.com/lodestar-cs/lodestar/pkg/service"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring/internal/api"
@@ -40,8 +41,6 @@ type Config struct {
 	// ScorecardFile is the YAML scorecard of tenants without one of their own;
 	// the built-in scorecard, made for any product's events, when empty.
 	ScorecardFile string
-	// Partitions this instance owns, as a comma list; all when empty.
-	Partitions string
 	// MaxUsersPerAccount bounds memory per account.
 	MaxUsersPerAccount int
 	// FlushInterval is how often the accounts due are scored, their scores
@@ -78,7 +77,6 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(prefix string, fs *flag.FlagSet) {
 	fs.IntVar(&c.WindowDays, prefix+".window-days", c.WindowDays, "Days of event-time history kept per account (35-90).")
 	fs.StringVar(&c.ScorecardFile, prefix+".scorecard-file", c.ScorecardFile, "YAML scorecard for tenants without their own; empty: the built-in scorecard, made for any product's events.")
-	fs.StringVar(&c.Partitions, prefix+".partitions", c.Partitions, "Comma list of the event partitions this instance scores; empty: all.")
 	fs.IntVar(&c.MaxUsersPerAccount, prefix+".max-users-per-account", c.MaxUsersPerAccount, "Users tracked per account; further users count as overflow (bounds memory).")
 	fs.DurationVar(&c.FlushInterval, prefix+".flush-interval", c.FlushInterval, "How often the accounts due are scored, their scores set in the cache and their changes published on SCORES: bounds event-to-score latency.")
 	fs.DurationVar(&c.IndexInterval, prefix+".index-interval", c.IndexInterval, "How often rankings, band counts and history in the cache catch up with the current scores.")
@@ -94,9 +92,6 @@ func (c Config) Validate() error {
 	if c.WindowDays < 35 || c.WindowDays > 90 {
 		errs = append(errs, fmt.Errorf("-scoring.window-days %d: want 35 to 90", c.WindowDays))
 	}
-	if _, err := c.partitions(); err != nil {
-		errs = append(errs, err)
-	}
 	if c.MaxUsersPerAccount < 1 {
 		errs = append(errs, errors.New("-scoring.max-users-per-account must be positive"))
 	}
@@ -109,26 +104,18 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Config) partitions() ([]uint32, error) {
-	var out []uint32
-	for _, s := range strings.Split(c.Partitions, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		p, err := strconv.ParseUint(s, 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("-scoring.partitions: %q is not a partition number", s)
-		}
-		out = append(out, uint32(p))
-	}
-	return out, nil
-}
-
 // Cache is the hot score cache: pkg/cache's Redis or in-process store.
 type Cache interface {
 	api.Reader
 	pipeline.Store
 	Ping(ctx context.Context) error
+}
+
+// fencer is a cache whose writes can be fenced by a partition owner's
+// epoch (Redis: a Lua check on every write). The in-process cache is not:
+// it lives and dies with the one process that writes it.
+type fencer interface {
+	Fenced(cache.Fence) *cache.Redis
 }
 
 // Deps are the service's dependencies.
@@ -140,16 +127,22 @@ type Deps struct {
 	service.Deps
 }
 
-// Service is the scoring service.
+// Service is the scoring service. Its replicas divide the partitions
+// among themselves (pkg/ownership); each partition it owns runs a pipeline
+// of its own: an engine, a consumer of the partition's events, a snapshot.
 type Service struct {
-	cfg      Config
-	deps     Deps
-	api      *api.Server
-	pipeline *pipeline.Pipeline
-	started  atomic.Bool
-	engine   *engine.Engine
-	snapName string
-	parts    []uint32
+	cfg     Config
+	deps    Deps
+	api     *api.Server
+	engine  engine.Config
+	started atomic.Bool
+	owner   *ownership.Manager
+
+	// Run's, for the partitions' pipelines.
+	snapshots  *snapshot.Store
+	scorecards *scorecards.Store
+
+	running *ownership.Running[pipeline.Pipeline]
 }
 
 // New builds the service; Run starts it.
@@ -168,23 +161,19 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if problems := scorecard.Validate(sc); len(problems) > 0 {
 		return nil, fmt.Errorf("scorecard %s: %d problems, first: %s: %s", cfg.ScorecardFile, len(problems), problems[0].GetField(), problems[0].GetDescription())
 	}
-	eng, err := engine.New(engine.Config{WindowDays: cfg.WindowDays, MaxUsersPerAccount: cfg.MaxUsersPerAccount, Scorecard: sc,
-		DedupeWindow: cfg.DedupeWindow, DedupeMaxIDs: cfg.DedupeMaxIDs})
-	if err != nil {
+	ecfg := engine.Config{WindowDays: cfg.WindowDays, MaxUsersPerAccount: cfg.MaxUsersPerAccount, Scorecard: sc,
+		DedupeWindow: cfg.DedupeWindow, DedupeMaxIDs: cfg.DedupeMaxIDs}
+	// Each owned partition gets an engine of its own; building one here
+	// reports a bad configuration at start.
+	if _, err := engine.New(ecfg); err != nil {
 		return nil, err
 	}
-	parts, _ := cfg.partitions()
-	name := Target
-	if len(parts) > 0 {
-		name = Target + "-p" + strings.ReplaceAll(cfg.Partitions, ",", "-")
-	}
 	return &Service{
-		cfg:      cfg,
-		deps:     deps,
-		api:      api.New(deps.Cache, sc, deps.JS, deps.Logger),
-		engine:   eng,
-		snapName: name,
-		parts:    parts,
+		cfg:     cfg,
+		deps:    deps,
+		api:     api.New(deps.Cache, sc, deps.JS, deps.Limits.Partitions, deps.Logger),
+		engine:  ecfg,
+		running: ownership.NewRunning[pipeline.Pipeline](),
 	}, nil
 }
 
@@ -194,7 +183,8 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 	scoringv1.RegisterScoringServiceServer(r, s.api)
 }
 
-// Run ensures the streams and buckets, then scores until ctx is done.
+// Run ensures the streams and buckets, then scores the partitions this
+// replica owns until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	l := s.deps.Limits
 	if err := natsx.EnsureStreams(ctx, s.deps.JS, l.EventsStream(), l.AccountChangesStream(), l.ScoresStream(), l.DeadLetterStream()); err != nil {
@@ -204,37 +194,60 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	obj, err := s.deps.JS.CreateOrUpdateObjectStore(ctx, snapshot.BucketConfig(l.Replicas))
+	obj, err := natsx.EnsureObjectStore(ctx, s.deps.JS, snapshot.BucketConfig(l.Replicas))
 	if err != nil {
-		return fmt.Errorf("ensure object store %s: %w", snapshot.Bucket, err)
+		return err
 	}
-	store := scorecards.New(kv)
-	s.api.SetScorecards(store)
-	s.pipeline = pipeline.New(pipeline.Config{
-		Name:             s.snapName,
-		Partitions:       s.parts,
+	s.owner, err = ownership.Start(ctx, s.deps.JS, l, Target, s.deps.Logger)
+	if err != nil {
+		return err
+	}
+	s.scorecards, s.snapshots = scorecards.New(kv), snapshot.New(obj)
+	s.api.SetScorecards(s.scorecards)
+	s.started.Store(true)
+	return s.owner.Run(ctx, s.runPartition)
+}
+
+// runPartition scores one partition while this replica owns it: a new
+// engine restores the partition's snapshot and replays EVENTS from its
+// sequence.
+func (s *Service) runPartition(ctx context.Context, lease ownership.Lease) error {
+	eng, err := engine.New(s.engine)
+	if err != nil {
+		return err
+	}
+	var store pipeline.Store = s.deps.Cache
+	if f, ok := store.(fencer); ok {
+		store = f.Fenced(cache.Fence{Partition: lease.Partition, Epoch: lease.Epoch})
+	}
+	pl := pipeline.New(pipeline.Config{
+		Name:             Target + "-p" + strconv.FormatUint(uint64(lease.Partition), 10),
+		Partition:        lease.Partition,
+		Partitions:       uint32(s.deps.Limits.Partitions),
 		FlushInterval:    s.cfg.FlushInterval,
 		IndexInterval:    s.cfg.IndexInterval,
 		TickInterval:     s.cfg.TickInterval,
 		SnapshotInterval: s.cfg.SnapshotInterval,
+		Epoch:            lease.Epoch,
+		Held:             lease.Held,
 	}, pipeline.Deps{
 		JS:         s.deps.JS,
-		Engine:     s.engine,
-		Store:      s.deps.Cache,
-		Snapshots:  snapshot.New(obj),
-		Scorecards: store,
-		Logger:     s.deps.Logger,
+		Engine:     eng,
+		Store:      store,
+		Snapshots:  s.snapshots,
+		Scorecards: s.scorecards,
+		Logger:     s.deps.Logger.With("partition", lease.Partition, "epoch", lease.Epoch),
 		Meter:      s.deps.MeterProvider.Meter(instrumentation),
 		Tracer:     s.deps.TracerProvider.Tracer(instrumentation),
 		Propagator: s.deps.Propagator,
 	})
-	s.started.Store(true)
-	return s.pipeline.Run(ctx)
+	return s.running.Run(ctx, lease.Partition, pl, (*pipeline.Pipeline).Run)
 }
 
-// Ready reports whether scores are current and the cache answers.
+// Ready reports whether this replica holds the partitions assigned to it,
+// their scores are current and the cache answers.
 func (s *Service) Ready() bool {
-	if !s.started.Load() || !s.pipeline.Ready() {
+	if !s.started.Load() || !s.running.Ready(s.owner, (*pipeline.Pipeline).Ready) {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

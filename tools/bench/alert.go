@@ -172,22 +172,27 @@ type alertProber struct {
 	prefix string // makes the run's accounts fresh
 }
 
-// alertProbeBody is the batch of one alert probe: a failed payment, an
-// urgent ticket and an NPS of 0 for a new account (as app's
+// alertProbeBody is the batch of one alert probe: a report created three
+// weeks ago (so that the account has the history the scorecard wants before
+// it judges: no rule fires on an account it does not judge yet), then a
+// failed payment, an urgent ticket and an NPS of 0 (as app's
 // BenchmarkEventToAlert sends): billing, support and survey measures at
-// their worst, so the account's first score is red and the shipped
-// red-band rule fires.
+// their worst, so the account's score is red and the shipped red-band rule
+// fires.
 func alertProbeBody(account string, at time.Time) []byte {
-	ts := at.UTC().Format(timeLayout)
 	user := account + "-u0"
-	ev := func(name, props string) string {
+	ev := func(name, props string, t time.Time) string {
 		return fmt.Sprintf(`{"type":"track","messageId":%q,"userId":%q,"event":%q,"properties":{%s},"timestamp":%q,"context":{"groupId":%q}}`,
-			account+"-"+strings.ToLower(strings.ReplaceAll(name, " ", "-")), user, name, props, ts, account)
+			account+"-"+strings.ToLower(strings.ReplaceAll(name, " ", "-")), user, name, props, t.UTC().Format(timeLayout), account)
 	}
-	return []byte(`{"batch":[` + ev("Payment Failed", "") + "," +
-		ev("Ticket Opened", `"ticket_id":"t1","severity":"urgent"`) + "," +
-		ev("NPS Submitted", `"score":0`) + `],"sentAt":"` + ts + `"}`)
+	return []byte(`{"batch":[` + ev("Report Created", "", at.Add(-alertProbeHistory)) + "," + ev("Payment Failed", "", at) + "," +
+		ev("Ticket Opened", `"ticket_id":"t1","severity":"urgent"`, at) + "," +
+		ev("NPS Submitted", `"score":0`, at) + `],"sentAt":"` + at.UTC().Format(timeLayout) + `"}`)
 }
+
+// alertProbeHistory is how far back a probe's first event lies: past the
+// 14 days of history the shipped scorecards want before they judge.
+const alertProbeHistory = 21 * 24 * time.Hour
 
 // run sends probes at rate per second, open loop, for d, waits up to settle
 // for their webhooks, and summarises each probe's latency from its 200 to

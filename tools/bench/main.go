@@ -21,7 +21,8 @@
 //
 // It starts what it measures: an embedded NATS server (pkg/natsembed, file
 // store in a temporary directory, loopback) unless -nats.url is given, and
-// the all-in-one in process (app.Run) on Redis at -redis.addr. Every
+// the all-in-one in process (app.Run) on the Redis at -redis.addrs (one
+// server: the bench reads its CPU time). Every
 // flag of the lodestar binary applies to the Lodestar under test (for
 // example -scoring.flush-interval, or -target=all to add the SCORES
 // consumers to the default ingest,scoring), except the listen addresses,
@@ -325,7 +326,7 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	// The pipeline the issue measures; -target=all adds the SCORES
 	// consumers (churn-alert, renewal-forecast), which share the CPU.
 	l.Targets = config.StringList{ingest.Target, scoring.Target}
-	l.RedisAddr, l.LogLevel = "127.0.0.1:6379", "warn"
+	l.Redis.Addrs, l.LogLevel = config.StringList{"127.0.0.1:6379"}, "warn"
 	// The alert phase's webhook receiver is plain http on loopback.
 	l.ChurnAlert.AllowHTTPEndpoints = true
 	l.ChurnAlert.EndpointAllowList = config.StringList{"127.0.0.1"}
@@ -340,8 +341,8 @@ func parse(args []string, logger *slog.Logger) (*bench, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if l.RedisAddr == "" {
-		return nil, errors.New("-redis.addr is required: the bench measures Lodestar on Redis")
+	if !l.Redis.Enabled() || l.Redis.IsCluster() {
+		return nil, errors.New("-redis.addrs must name one Redis server, not a cluster: the bench measures Lodestar on Redis and reads that server's CPU time")
 	}
 	level, err := telemetry.ParseLevel(l.LogLevel)
 	if err != nil {
@@ -366,10 +367,14 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer os.RemoveAll(b.dir)
-	b.rc = redis.NewClient(&redis.Options{Addr: b.lcfg.RedisAddr})
+	rc, err := b.lcfg.Redis.NewClient()
+	if err != nil {
+		return err
+	}
+	b.rc = rc.(*redis.Client) // one server: parse refused a cluster
 	defer b.rc.Close()
 	if err := b.rc.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w (start it, or give -redis.addr)", b.lcfg.RedisAddr, err)
+		return fmt.Errorf("redis at %s: %w (start it, or give -redis.addrs)", b.rc.Options().Addr, err)
 	}
 	b.machine = describeMachine(ctx, b.rc)
 	b.report = &Report{Generated: start, Command: "go run ./tools/bench " + strings.Join(args, " "), Machine: b.machine}
@@ -596,7 +601,7 @@ func (b *bench) settings() []Setting {
 		{"phases", o.phases.String()},
 		{"Lodestar targets", targets},
 		{"NATS", nats},
-		{"Redis", l.RedisAddr},
+		{"Redis", b.rc.Options().Addr},
 		{"simulated product", fmt.Sprintf("seed %d, %d accounts (tools/loadgen/sim, default fate mix), CRM facts pushed through AccountService", o.seed, o.accounts)},
 		{"load", fmt.Sprintf("%d distinct events in %d-event Segment batches, message ids and times stamped anew per send; %d HTTP connections, open loop", b.poolSize, batchEvents, o.conns)},
 		{"steps", fmt.Sprintf("%s warm-up + %s measured; searches ×%.2f then bisect to %.0f%%, at most %d steps", o.warmup, o.duration, o.searchFactor, 100*o.searchPrecision, o.searchSteps)},
@@ -606,7 +611,7 @@ func (b *bench) settings() []Setting {
 		{"memory", fmt.Sprintf("%v accounts, %d workdays of history", []int(o.memoryAccounts), o.memoryWorkdays)},
 		{"restart", fmt.Sprintf("%d accounts, %d workday(s) of history", o.restartAccounts, o.restartWorkdays)},
 		{"quiet machine", fmt.Sprintf("each measurement waits up to %s for other processes to use < %.2f cores (the VM is shared); CPU figures list what others used", o.quietWait, o.quietCores)},
-		{"-ingest.partitions", strconv.Itoa(l.Ingest.Partitions)},
+		{"-nats.partitions", strconv.Itoa(l.Limits.Partitions)},
 		{"-scoring.flush-interval", l.Scoring.FlushInterval.String()},
 		{"-scoring.index-interval", l.Scoring.IndexInterval.String()},
 		{"-scoring.snapshot-interval", l.Scoring.SnapshotInterval.String()},

@@ -258,20 +258,24 @@ func TestAlertProbeBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names, ids []string
-	for _, e := range body.Batch {
-		if e.Type != "track" || e.Context.GroupID != "a-000001" || e.UserID == "" || e.Timestamp != "2026-11-23T01:02:03.004Z" {
-			t.Errorf("event %+v: want a track of the account's user at the probe's time", e)
+	for i, e := range body.Batch {
+		want := "2026-11-23T01:02:03.004Z"
+		if i == 0 {
+			want = "2026-11-02T01:02:03.004Z" // the history the scorecard wants
+		}
+		if e.Type != "track" || e.Context.GroupID != "a-000001" || e.UserID == "" || e.Timestamp != want {
+			t.Errorf("event %+v: want a track of the account's user at %s", e, want)
 		}
 		names, ids = append(names, e.Event), append(ids, e.MessageID)
 	}
-	if want := []string{"Payment Failed", "Ticket Opened", "NPS Submitted"}; !slices.Equal(names, want) {
+	if want := []string{"Report Created", "Payment Failed", "Ticket Opened", "NPS Submitted"}; !slices.Equal(names, want) {
 		t.Errorf("events %q, want %q", names, want)
 	}
-	if slices.Sort(ids); len(slices.Compact(ids)) != 3 {
-		t.Errorf("message ids %q: want three distinct", ids)
+	if slices.Sort(ids); len(slices.Compact(ids)) != 4 {
+		t.Errorf("message ids %q: want four distinct", ids)
 	}
-	if p := body.Batch[1].Properties; p["severity"] != "urgent" || p["ticket_id"] != "t1" || body.Batch[2].Properties["score"] != 0.0 {
-		t.Errorf("properties %v, %v: want an urgent ticket and an NPS of 0", p, body.Batch[2].Properties)
+	if p := body.Batch[2].Properties; p["severity"] != "urgent" || p["ticket_id"] != "t1" || body.Batch[3].Properties["score"] != 0.0 {
+		t.Errorf("properties %v, %v: want an urgent ticket and an NPS of 0", p, body.Batch[3].Properties)
 	}
 }
 

@@ -103,6 +103,7 @@ type driver struct {
 	cfg     *options
 	tenants []*tenant
 	trans   transport
+	clock   clock
 	stats   *stats
 	log     io.Writer
 	// fail stops the run on a fatal error.
@@ -124,6 +125,7 @@ func newDriver(cfg *options, tenants []*tenant, trans transport, log io.Writer, 
 		cfg:     cfg,
 		tenants: tenants,
 		trans:   trans,
+		clock:   wallClock{},
 		stats:   &stats{},
 		log:     log,
 		fail:    fail,
@@ -153,8 +155,15 @@ func (d *driver) stop() {
 // play plays one phase until its end, ctx is done or -events is reached.
 func (d *driver) play(ctx context.Context, ph phase) error {
 	d.live = ph.live
-	start := time.Now()
+	start := d.clock.Now()
 	d.stats.begin(ph.name, start)
+	var lc *liveClock
+	if ph.pace.kind == paceNatural {
+		lc = &liveClock{simStart: ph.from, wallStart: ph.from, speed: 1}
+		if ph.live {
+			lc = newLiveClock(ph.from, start, d.cfg.liveSpeed, d.cfg.liveBusy, d.tenants)
+		}
+	}
 	var (
 		chunk []item
 		buf   []sim.Event
@@ -164,21 +173,26 @@ func (d *driver) play(ctx context.Context, ph phase) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// At the natural pace, keep within an hour of the clock: quiet
-		// hours would otherwise be run through far into the future.
-		if ph.pace.kind == paceNatural && time.Until(h) > time.Hour {
-			if err := d.flush(ctx); err != nil {
-				return err
-			}
-			if err := sleepUntil(ctx, h.Add(-time.Hour)); err != nil {
-				return err
-			}
-		}
 		chunk = chunk[:0]
 		for i, t := range d.tenants {
 			buf = t.product.AppendHour(buf[:0], h)
 			for _, ev := range buf {
 				chunk = append(chunk, item{tenant: i, ev: ev})
+			}
+		}
+		if lc != nil {
+			if !lc.play(h, len(chunk)) {
+				continue
+			}
+			// Keep within an hour of the clock: quiet hours would otherwise
+			// be run through far into the future.
+			if wall := lc.wall(h); wall.Sub(d.clock.Now()) > time.Hour {
+				if err := d.flush(ctx); err != nil {
+					return err
+				}
+				if err := d.clock.SleepUntil(ctx, wall.Add(-time.Hour)); err != nil {
+					return err
+				}
 			}
 		}
 		if len(d.tenants) > 1 {
@@ -196,7 +210,7 @@ func (d *driver) play(ctx context.Context, ph phase) error {
 			case paceFixed:
 				due = start.Add(time.Duration(float64(n) / ph.pace.perSecond * float64(time.Second)))
 			case paceNatural:
-				due = it.ev.Time
+				due = lc.wall(it.ev.Time)
 			}
 			if ph.live && !due.IsZero() {
 				it.ev.Time = due
@@ -271,7 +285,7 @@ func (d *driver) flush(ctx context.Context) error {
 // dispatch waits until the batch is due (now when due is zero) and hands
 // it to a worker.
 func (d *driver) dispatch(ctx context.Context, b *batch, due time.Time) error {
-	if err := sleepUntil(ctx, due); err != nil {
+	if err := d.clock.SleepUntil(ctx, due); err != nil {
 		return err
 	}
 	b.intended = due
@@ -286,28 +300,12 @@ func (d *driver) dispatch(ctx context.Context, b *batch, due time.Time) error {
 	}
 }
 
-// sleepUntil waits until t, or returns ctx's error if it is done first.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	wait := time.Until(t)
-	if wait <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
-}
-
 // send delivers a batch, request by request, with retries. Requests run to
 // completion (bounded by -timeout) even when the run is stopping, so that
 // nothing handed out is left half sent; only retries stop.
 func (d *driver) send(ctx context.Context, b *batch) {
 	if b.intended.IsZero() {
-		b.intended = time.Now()
+		b.intended = d.clock.Now()
 	}
 	if b.stamp {
 		for i := range b.events {
@@ -329,7 +327,7 @@ func (d *driver) send(ctx context.Context, b *batch) {
 			rejected, err = req.do(rctx)
 			return err
 		}, d.stats.retried)
-		d.stats.request(time.Since(b.intended), req.len(), len(rejected), err != nil)
+		d.stats.request(d.clock.Now().Sub(b.intended), req.len(), len(rejected), err != nil)
 		var fatal *fatalError
 		if errors.As(err, &fatal) {
 			d.fail(err)

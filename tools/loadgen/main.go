@@ -9,7 +9,12 @@
 // event times. The live phase then sends at -rate: a fixed number of events
 // per second, scheduled open loop (latency counts from each batch's intended
 // send time, so a slow server cannot hide its queueing), "max" (as fast as
-// -concurrency allows) or "natural" (when the simulated events happen).
+// -concurrency allows) or "natural" (when the simulated events happen). At
+// the natural pace, -live.speed plays the simulation faster than the wall
+// clock and -live.busy skips its quiet hours (nights, weekends): the demo
+// scenario plays the busy hours at 60x, so that it looks alive whenever it
+// starts. Live events are stamped with the time they are sent; the backfill
+// always keeps the simulated times and pace.
 // -duration and -events bound the run; progress goes to stderr.
 //
 //	loadgen -scenario demo -write-key wk_demo_x -api-key ak_demo_x
@@ -71,6 +76,8 @@ type options struct {
 	batchBytes  int
 	concurrency int
 	rate        pace
+	liveSpeed   float64
+	liveBusy    bool
 	backfill    int
 	duration    time.Duration
 	events      int64
@@ -83,7 +90,7 @@ type options struct {
 func (c *options) registerFlags(fs *flag.FlagSet) {
 	c.mix = sim.DefaultMix()
 	c.rate = pace{kind: paceFixed, perSecond: 1000}
-	fs.StringVar(&c.scenario, "scenario", "", `A preset of other flags, which flags given explicitly override: "demo" is 300 accounts, 45 days of backfill, then the natural pace for up to 24h.`)
+	fs.StringVar(&c.scenario, "scenario", "", `A preset of other flags, which flags given explicitly override: "demo" is 300 accounts, 45 days of backfill, then the natural pace's busy hours at 60x for up to 24h.`)
 	fs.Uint64Var(&c.seed, "seed", 1, "Seed of the simulation: the same seed gives the same accounts and events.")
 	fs.IntVar(&c.accounts, "accounts", 1000, "Customer accounts per tenant.")
 	fs.Var(&c.mix, "mix", "Share of accounts of each fate, as fate=weight pairs.")
@@ -99,6 +106,8 @@ func (c *options) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.batchBytes, "batch.max-bytes", 500_000, "Largest request body (uncompressed JSON, or protobuf); a batch over it is split. Segment's limit is 500 KB.")
 	fs.IntVar(&c.concurrency, "concurrency", 8, "Requests in flight, at most.")
 	fs.Var(&c.rate, "rate", "Pace of the live phase: events per second (open loop), max, or natural (when the simulated events happen).")
+	fs.Float64Var(&c.liveSpeed, "live.speed", 1, "At the natural pace: simulated seconds played per wall-clock second in the live phase (1 to 3600); events are stamped with the time they are sent.")
+	fs.BoolVar(&c.liveBusy, "live.busy", false, "At the natural pace: skip the simulation's quiet hours (nights, weekends: hours with fewer events than an average hour of the week before) in the live phase, so that it looks alive at any hour.")
 	fs.IntVar(&c.backfill, "backfill", 0, "Days of history to play first, as fast as -concurrency allows.")
 	fs.DurationVar(&c.duration, "duration", time.Minute, "Stop after this long, backfill included; 0 for no limit (then -events is required).")
 	fs.Int64Var(&c.events, "events", 0, "Stop after this many events, backfill included; 0 for no limit.")
@@ -117,7 +126,10 @@ func scenarioFlags(name string) (map[string]string, error) {
 		// Every fate on a few hundred accounts and enough history for the
 		// trend measures: a newcomer sees scores spread across the bands
 		// within a minute, then a gentle live stream keeps them moving.
-		return map[string]string{"accounts": "300", "backfill": "45", "rate": "natural", "duration": "24h"}, nil
+		// The live phase runs the simulation's clock through its busy hours
+		// at 60x (an hour of the working day a minute), so that it looks
+		// alive at any hour of the week.
+		return map[string]string{"accounts": "300", "backfill": "45", "rate": "natural", "live.busy": "true", "live.speed": "60", "duration": "24h"}, nil
 	}
 	return nil, fmt.Errorf("-scenario %q: want demo", name)
 }
@@ -158,6 +170,8 @@ func (c *options) validate() error {
 	check(c.batchWait > 0, "-batch.wait must be positive")
 	check(c.batchBytes >= 1<<10, "-batch.max-bytes %d: want at least 1024", c.batchBytes)
 	check(c.concurrency >= 1, "-concurrency %d: want at least 1", c.concurrency)
+	check(c.liveSpeed >= 1 && c.liveSpeed <= 3600, "-live.speed %g: want 1 to 3600", c.liveSpeed)
+	check(c.rate.kind == paceNatural || (c.liveSpeed == 1 && !c.liveBusy), "-live.speed and -live.busy need -rate natural")
 	check(c.backfill >= 0, "-backfill %d: want 0 or more days", c.backfill)
 	check(c.duration >= 0 && c.events >= 0, "-duration and -events must not be negative")
 	check(c.duration > 0 || c.events > 0, "-duration 0 needs -events: the run must end")
@@ -371,8 +385,16 @@ func describe(w io.Writer, cfg *options, tenants []*tenant) {
 	if cfg.transport == "grpc" {
 		target = cfg.grpcAddr
 	}
+	rate := cfg.rate.String()
+	switch {
+	case cfg.rate.kind != paceNatural:
+	case cfg.liveBusy:
+		rate += fmt.Sprintf(" (the simulation's busy hours at %gx)", cfg.liveSpeed)
+	case cfg.liveSpeed != 1:
+		rate += fmt.Sprintf(" (at %gx)", cfg.liveSpeed)
+	}
 	fmt.Fprintf(w, "loadgen: %d tenant(s) of %d accounts (%s), seed %d; %d days of backfill, then live at rate %s; %s to %s\n",
-		len(tenants), cfg.accounts, strings.Join(mix, ", "), cfg.seed, cfg.backfill, cfg.rate.String(), cfg.transport, target)
+		len(tenants), cfg.accounts, strings.Join(mix, ", "), cfg.seed, cfg.backfill, rate, cfg.transport, target)
 }
 
 // syncWriter serialises the writes of the workers and the progress

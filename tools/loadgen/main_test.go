@@ -312,6 +312,9 @@ func TestFlags(t *testing.T) {
 		{"bad rate", []string{"-write-key", testWriteKey, "-rate", "fast"}, "want events per second"},
 		{"bad scenario", []string{"-write-key", testWriteKey, "-scenario", "chaos"}, "want demo"},
 		{"grpc without api key", []string{"-write-key", testWriteKey, "-transport", "grpc"}, "needs an API key"},
+		{"speed without natural pace", []string{"-write-key", testWriteKey, "-live.speed", "60"}, "need -rate natural"},
+		{"busy without natural pace", []string{"-write-key", testWriteKey, "-rate", "max", "-live.busy"}, "need -rate natural"},
+		{"speed too low", []string{"-write-key", testWriteKey, "-rate", "natural", "-live.speed", "0.5"}, "want 1 to 3600"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

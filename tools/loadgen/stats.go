@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -128,9 +129,9 @@ func (s *stats) progress(w io.Writer, now time.Time) {
 	defer s.mu.Unlock()
 	secs := now.Sub(s.lastLine).Seconds()
 	d := s.total
-	fmt.Fprintf(w, "loadgen: %s %s: %d events/s, %d requests/s, %d failed, %d rejected, %d retries; latency p50 %s p99 %s; event time %s\n",
+	fmt.Fprintf(w, "loadgen: %s %s: %s events/s, %s requests/s, %d failed, %d rejected, %d retries; latency p50 %s p99 %s; event time %s\n",
 		s.phase, now.Sub(s.began).Round(time.Second),
-		int64(float64(d.events-s.last.events)/secs), int64(float64(d.requests-s.last.requests)/secs),
+		perSecond(d.events-s.last.events, secs), perSecond(d.requests-s.last.requests, secs),
 		d.failed-s.last.failed, d.rejected-s.last.rejected, d.retries-s.last.retries,
 		roundLatency(s.interval.quantile(0.5)), roundLatency(s.interval.quantile(0.99)),
 		s.eventTime.UTC().Format("2006-01-02 15:04"))
@@ -143,11 +144,21 @@ func (s *stats) summary(w io.Writer, now time.Time) {
 	defer s.mu.Unlock()
 	took := now.Sub(s.began)
 	d := s.total
-	fmt.Fprintf(w, "loadgen: %s done: %d events in %s (%d/s), %d requests, %d failed, %d rejected events, %d retries; latency p50 %s p90 %s p99 %s p99.9 %s max %s\n",
-		s.phase, d.events, took.Round(time.Millisecond), int64(float64(d.events)/max(took.Seconds(), 1e-9)),
+	fmt.Fprintf(w, "loadgen: %s done: %d events in %s (%s/s), %d requests, %d failed, %d rejected events, %d retries; latency p50 %s p90 %s p99 %s p99.9 %s max %s\n",
+		s.phase, d.events, took.Round(time.Millisecond), perSecond(d.events, max(took.Seconds(), 1e-9)),
 		d.requests, d.failed, d.rejected, d.retries,
 		roundLatency(s.latency.quantile(0.5)), roundLatency(s.latency.quantile(0.9)),
 		roundLatency(s.latency.quantile(0.99)), roundLatency(s.latency.quantile(0.999)), roundLatency(s.latency.max))
+}
+
+// perSecond prints a rate with one decimal below 10/s, so that a slow
+// stream does not read as "0 events/s".
+func perSecond(n int64, secs float64) string {
+	r := float64(n) / secs
+	if r < 10 {
+		return strconv.FormatFloat(r, 'f', 1, 64)
+	}
+	return strconv.FormatInt(int64(r), 10)
 }
 
 // roundLatency keeps three significant digits or so.

@@ -2,17 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lodestar-cs/lodestar/pkg/humanize"
 
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -23,7 +30,7 @@ const maxPageSize = 1000
 
 // worst lists the worst accounts first, each with its one-line reason, and
 // the tenant's band counts.
-func worst(ctx context.Context, c clients, args []string, out io.Writer) error {
+func worst(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("worst", flag.ContinueOnError)
 	n := fs.Int("n", 20, "Accounts to list.")
 	bandName := fs.String("band", "", "Only accounts in this band: red, yellow or green.")
@@ -47,7 +54,7 @@ func worst(ctx context.Context, c clients, args []string, out io.Writer) error {
 		token  string
 	)
 	for len(scores) < *n {
-		resp, err := c.scoring.ListHealthScores(ctx, &scoringv1.ListHealthScoresRequest{
+		resp, err := e.scoring.ListHealthScores(ctx, &scoringv1.ListHealthScoresRequest{
 			PageSize:  int32(min(*n-len(scores), maxPageSize)),
 			PageToken: token,
 			Band:      band,
@@ -61,10 +68,15 @@ func worst(ctx context.Context, c clients, args []string, out io.Writer) error {
 			break
 		}
 	}
+	scores = scores[:min(len(scores), *n)]
+	if e.json {
+		return e.printJSON(&scoringv1.ListHealthScoresResponse{Scores: scores, BandCounts: counts})
+	}
+	out := e.out
 	tw := newTable(out)
 	fmt.Fprintln(tw, "ACCOUNT\tNAME\tSCORE\tBAND\tDELTA\tSUMMARY")
-	for _, s := range scores[:min(len(scores), *n)] {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t%+.1f\t%s\n", s.AccountId, orDash(s.AccountName), s.Score, enumName(s.Band, "BAND_"), s.Delta, s.Summary)
+	for _, s := range scores {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.AccountId, orDash(s.AccountName), humanize.Score(s.Score), enumName(s.Band, "BAND_"), humanize.ScoreDelta(s.Delta), s.Summary)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -75,28 +87,32 @@ func worst(ctx context.Context, c clients, args []string, out io.Writer) error {
 }
 
 // score prints an account's score with its full explanation.
-func score(ctx context.Context, c clients, args []string, out io.Writer) error {
+func score(ctx context.Context, e *env, args []string) error {
 	pos, err := parseArgs(flag.NewFlagSet("score", flag.ContinueOnError), args, "ACCOUNT")
 	if err != nil {
 		return err
 	}
-	resp, err := c.scoring.GetHealthScore(ctx, &scoringv1.GetHealthScoreRequest{AccountId: pos[0]})
+	resp, err := e.scoring.GetHealthScore(ctx, &scoringv1.GetHealthScoreRequest{AccountId: pos[0]})
 	if err != nil {
 		return failed("get health score", err)
 	}
+	if e.json {
+		return e.printJSON(resp)
+	}
+	out := e.out
 	s := resp.Score
 	tw := newTable(out)
 	fmt.Fprintf(tw, "Account:\t%s  %s\n", s.AccountId, s.AccountName)
-	fmt.Fprintf(tw, "Score:\t%.1f %s (%+.1f from %.1f)\n", s.Score, enumName(s.Band, "BAND_"), s.Delta, s.PreviousScore)
+	fmt.Fprintf(tw, "Score:\t%s %s (%s from %s)\n", humanize.Score(s.Score), enumName(s.Band, "BAND_"), humanize.ScoreDelta(s.Delta), humanize.Score(s.PreviousScore))
 	fmt.Fprintf(tw, "Summary:\t%s\n", s.Summary)
 	fmt.Fprintf(tw, "Stage:\t%s\n", enumName(s.LifecycleStage, "LIFECYCLE_STAGE_"))
 	fmt.Fprintf(tw, "Tier:\t%s\n", enumName(s.Tier, "TIER_"))
 	fmt.Fprintf(tw, "Owner:\t%s\n", orDash(s.OwnerCsmId))
 	fmt.Fprintf(tw, "Segment:\t%s\n", orDash(s.Segment))
 	fmt.Fprintf(tw, "ARR:\t%s\n", money(s.Arr))
-	fmt.Fprintf(tw, "Renewal:\t%s\n", date(s.RenewalTime))
-	fmt.Fprintf(tw, "Scored at:\t%s (event time), scorecard version %d\n", timeOf(s.ScoreTime), s.ScorecardVersion)
-	fmt.Fprintf(tw, "Largest 7-day drop:\t%.1f\n", s.Drop_7D)
+	fmt.Fprintf(tw, "Renewal:\t%s\n", e.dateAndWhen(s.RenewalTime))
+	fmt.Fprintf(tw, "Scored at:\t%s (event time), scorecard version %d\n", e.dateTime(s.ScoreTime), s.ScorecardVersion)
+	fmt.Fprintf(tw, "Largest 7-day drop:\t%s\n", humanize.Score(s.Drop_7D))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -109,8 +125,8 @@ func score(ctx context.Context, c clients, args []string, out io.Writer) error {
 			fmt.Fprintf(tw, "%s\t-\tno data\t-\t%s\t-\t-\n", m.Name, number(m.Weight))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%.0f%%\t%.1f\n",
-			m.Name, number(m.RawValue), orDash(m.Detail), m.SubScore, number(m.Weight), 100*m.EffectiveWeight, m.Contribution)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			m.Name, number(m.RawValue), orDash(m.Detail), humanize.Score(m.SubScore), number(m.Weight), humanize.Percent(m.EffectiveWeight), humanize.Score(m.Contribution))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -118,7 +134,7 @@ func score(ctx context.Context, c clients, args []string, out io.Writer) error {
 	if len(s.Attributions) > 0 {
 		parts := make([]string, len(s.Attributions))
 		for i, a := range s.Attributions {
-			parts[i] = fmt.Sprintf("%s %+.1f", a.Measure, a.Points)
+			parts[i] = a.Measure + " " + humanize.ScoreDelta(a.Points)
 		}
 		fmt.Fprintf(out, "\nMoved by: %s\n", strings.Join(parts, ", "))
 	}
@@ -135,7 +151,7 @@ func score(ctx context.Context, c clients, args []string, out io.Writer) error {
 }
 
 // history lists an account's score changes, newest first.
-func history(ctx context.Context, c clients, args []string, out io.Writer) error {
+func history(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("history", flag.ContinueOnError)
 	n := fs.Int("n", 20, "Score changes to list.")
 	pos, err := parseArgs(fs, args, "ACCOUNT")
@@ -145,24 +161,27 @@ func history(ctx context.Context, c clients, args []string, out io.Writer) error
 	if *n < 1 || *n > maxPageSize {
 		return usagef("history: -n %d: want 1 to %d", *n, maxPageSize)
 	}
-	resp, err := c.scoring.GetScoreHistory(ctx, &scoringv1.GetScoreHistoryRequest{AccountId: pos[0], PageSize: int32(*n)})
+	resp, err := e.scoring.GetScoreHistory(ctx, &scoringv1.GetScoreHistoryRequest{AccountId: pos[0], PageSize: int32(*n)})
 	if err != nil {
 		return failed("get score history", err)
 	}
-	tw := newTable(out)
+	if e.json {
+		return e.printJSON(resp)
+	}
+	tw := newTable(e.out)
 	fmt.Fprintln(tw, "SCORE TIME\tSCORE\tBAND\tDELTA\tSUMMARY")
 	for _, s := range resp.Scores {
 		summary := s.Summary
 		if s.ScorecardChanged {
 			summary = fmt.Sprintf("[scorecard v%d] %s", s.ScorecardVersion, summary)
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%+.1f\t%s\n", timeOf(s.ScoreTime), s.Score, enumName(s.Band, "BAND_"), s.Delta, summary)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.dateTime(s.ScoreTime), humanize.Score(s.Score), enumName(s.Band, "BAND_"), humanize.ScoreDelta(s.Delta), summary)
 	}
 	return tw.Flush()
 }
 
 // accounts lists the accounts with their CRM facts.
-func accounts(ctx context.Context, c clients, args []string, out io.Writer) error {
+func accounts(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("accounts", flag.ContinueOnError)
 	n := fs.Int("n", 100, "Accounts to list.")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -171,35 +190,59 @@ func accounts(ctx context.Context, c clients, args []string, out io.Writer) erro
 	if *n < 1 {
 		return usagef("accounts: -n %d: want at least 1", *n)
 	}
-	tw := newTable(out)
-	fmt.Fprintln(tw, "ACCOUNT\tNAME\tTIER\tSTAGE\tSEATS\tARR\tOWNER\tRENEWAL")
-	listed, token := 0, ""
-	for listed < *n {
-		resp, err := c.accounts.ListAccounts(ctx, &accountv1.ListAccountsRequest{PageSize: int32(min(*n-listed, maxPageSize)), PageToken: token})
+	var all []*accountv1.Account
+	for token := ""; len(all) < *n; {
+		resp, err := e.accounts.ListAccounts(ctx, &accountv1.ListAccountsRequest{PageSize: int32(min(*n-len(all), maxPageSize)), PageToken: token})
 		if err != nil {
 			return failed("list accounts", err)
 		}
-		for _, a := range resp.Accounts[:min(len(resp.Accounts), *n-listed)] {
-			owner := a.GetOwner().GetName()
-			if owner == "" {
-				owner = a.GetOwner().GetCsmId()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.AccountId, orDash(a.Name), enumName(a.Tier, "TIER_"),
-				enumName(a.LifecycleStage, "LIFECYCLE_STAGE_"), a.SeatsPurchased, money(a.Arr), orDash(owner), date(a.RenewalTime))
-			listed++
-		}
+		all = append(all, resp.Accounts[:min(len(resp.Accounts), *n-len(all))]...)
 		if token = resp.NextPageToken; token == "" {
 			break
 		}
+	}
+	if e.json {
+		return e.printJSON(&accountv1.ListAccountsResponse{Accounts: all})
+	}
+	tw := newTable(e.out)
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tTIER\tSTAGE\tSEATS\tARR\tOWNER\tRENEWAL")
+	for _, a := range all {
+		owner := a.GetOwner().GetName()
+		if owner == "" {
+			owner = a.GetOwner().GetCsmId()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.AccountId, orDash(a.Name), enumName(a.Tier, "TIER_"),
+			enumName(a.LifecycleStage, "LIFECYCLE_STAGE_"), humanize.Int(int64(a.SeatsPurchased)), money(a.Arr), orDash(owner), e.date(a.RenewalTime))
 	}
 	return tw.Flush()
 }
 
 // failed describes a failed call by its gRPC code and message, which read
-// better than the status error's own text.
+// better than the status error's own text, followed by every field problem
+// of a google.rpc.BadRequest detail, one per line.
 func failed(op string, err error) error {
 	st := status.Convert(err)
-	return fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
+	msg := st.Message()
+	var problems []string
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.FieldViolations {
+				problems = append(problems, "\n  "+v.Field+": "+v.Description)
+			}
+		}
+	}
+	// A message that repeats every problem is cut to its summary: the
+	// problems follow, one per line.
+	if len(problems) > 0 && !slices.ContainsFunc(problems, func(p string) bool { return !strings.Contains(msg, p[strings.LastIndex(p, ": ")+2:]) }) {
+		if i := strings.Index(msg, ":"); i > 0 {
+			msg = msg[:i]
+		}
+	}
+	msg = fmt.Sprintf("%s: %s: %s%s", op, st.Code(), msg, strings.Join(problems, ""))
+	if st.Code() == codes.Unavailable {
+		msg += "\n(is Lodestar running at -addr?)"
+	}
+	return errors.New(msg)
 }
 
 func newTable(out io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(out, 0, 0, 2, ' ', 0) }
@@ -229,29 +272,52 @@ func number(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
-// money prints an amount in whole units with thousands separators:
-// "USD 48,000". Amounts here (ARR) are never negative.
+// money prints an amount as the console does: "$48,000".
 func money(m *accountv1.Money) string {
 	if m == nil {
 		return "-"
 	}
-	digits := strconv.FormatInt(m.Units, 10)
-	for i := len(digits) - 3; i > 0; i -= 3 {
-		digits = digits[:i] + "," + digits[i:]
-	}
-	return m.CurrencyCode + " " + digits
+	return humanize.Money(float64(m.Units)+float64(m.Nanos)/1e9, m.CurrencyCode)
 }
 
-func date(ts *timestamppb.Timestamp) string {
+// printJSON prints a response in the proto3 JSON mapping.
+func (e *env) printJSON(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = fmt.Fprintf(e.out, "%s\n", b)
+	return err
+}
+
+// printJSONLine prints a message as one line of JSON, for streams.
+func (e *env) printJSONLine(m proto.Message) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = fmt.Fprintf(e.out, "%s\n", b)
+	return err
+}
+
+func (e *env) date(ts *timestamppb.Timestamp) string {
 	if ts == nil {
 		return "-"
 	}
-	return ts.AsTime().UTC().Format(time.DateOnly)
+	return humanize.Date(ts.AsTime(), e.loc)
 }
 
-func timeOf(ts *timestamppb.Timestamp) string {
+func (e *env) dateTime(ts *timestamppb.Timestamp) string {
 	if ts == nil {
 		return "-"
 	}
-	return ts.AsTime().UTC().Format("2006-01-02 15:04:05")
+	return humanize.DateTime(ts.AsTime(), e.loc)
+}
+
+// dateAndWhen prints a date with how far it is: "23 Feb 2027 (in 79 days)".
+func (e *env) dateAndWhen(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return humanize.Date(ts.AsTime(), e.loc) + " (" + humanize.Relative(ts.AsTime(), e.now(), e.loc) + ")"
 }

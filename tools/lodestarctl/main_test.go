@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
@@ -100,6 +102,9 @@ func (fakeAccounts) ListAccounts(_ context.Context, req *accountv1.ListAccountsR
 // day0 is the fixed clock of the test data.
 var day0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
+// fixedClock is lodestarctl's now in the tests: relative times are stable.
+func fixedClock() time.Time { return day0 }
+
 func at(days int) *timestamppb.Timestamp { return timestamppb.New(day0.AddDate(0, 0, days)) }
 
 func testScores() []*scoringv1.HealthScore {
@@ -167,8 +172,8 @@ func TestCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			args := append([]string{"-addr", addr, "-api-key", testKey}, tt.args...)
-			code := run(context.Background(), args, &stdout, &stderr)
+			args := append([]string{"-addr", addr, "-api-key", testKey, "-tz", "UTC"}, tt.args...)
+			code := run(context.Background(), args, &stdout, &stderr, fixedClock)
 			if code != tt.code {
 				t.Errorf("exit code %d, want %d; stderr: %s", code, tt.code, stderr.String())
 			}
@@ -183,11 +188,11 @@ func TestAPIKeyFromEnvironment(t *testing.T) {
 	addr := serve(t)
 	var stdout, stderr bytes.Buffer
 	t.Setenv("LODESTAR_API_KEY", "")
-	if code := run(context.Background(), []string{"-addr", addr, "worst"}, &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"-addr", addr, "worst"}, &stdout, &stderr, fixedClock); code != 2 {
 		t.Errorf("without a key: exit code %d, want 2", code)
 	}
 	t.Setenv("LODESTAR_API_KEY", testKey)
-	if code := run(context.Background(), []string{"-addr", addr, "worst", "-n", "1"}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"-addr", addr, "worst", "-n", "1"}, &stdout, &stderr, fixedClock); code != 0 {
 		t.Errorf("with LODESTAR_API_KEY: exit code %d, want 0; stderr: %s", code, stderr.String())
 	}
 }
@@ -211,5 +216,50 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestParseUntil(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+		err  bool
+	}{
+		{in: "72h", want: day0.Add(72 * time.Hour)},
+		{in: "2026-03-24", want: time.Date(2026, 3, 24, 0, 0, 0, 0, berlin)},
+		{in: "2026-03-24T09:30", want: time.Date(2026, 3, 24, 9, 30, 0, 0, berlin)},
+		{in: "2026-03-24 09:30", want: time.Date(2026, 3, 24, 9, 30, 0, 0, berlin)},
+		{in: "2026-03-24T09:30:00Z", want: time.Date(2026, 3, 24, 9, 30, 0, 0, time.UTC)},
+		{in: "-1h", err: true},
+		{in: "next week", err: true},
+	} {
+		got, err := parseUntil(tc.in, day0, berlin)
+		if (err != nil) != tc.err || !got.Equal(tc.want) {
+			t.Errorf("parseUntil(%q) = %v, %v; want %v (error %v)", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// TestJSON checks that -json, before or after the command, prints the
+// response in the proto3 JSON mapping.
+func TestJSON(t *testing.T) {
+	addr := serve(t)
+	for _, args := range [][]string{{"-json", "worst", "-n", "2"}, {"worst", "-n", "2", "--json"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), append([]string{"-addr", addr, "-api-key", testKey}, args...), &stdout, &stderr, fixedClock); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr.String())
+		}
+		var got scoringv1.ListHealthScoresResponse
+		if err := protojson.Unmarshal(stdout.Bytes(), &got); err != nil {
+			t.Fatalf("%v: %v:\n%s", args, err, stdout.String())
+		}
+		want := &scoringv1.ListHealthScoresResponse{Scores: testScores()[:2], BandCounts: &scoringv1.BandCounts{Red: 1, Yellow: 1, Green: 1}}
+		if !proto.Equal(&got, want) {
+			t.Errorf("%v: got %v, want %v", args, &got, want)
+		}
 	}
 }

@@ -427,6 +427,19 @@ func (e *Engine) Tick(wall time.Time) {
 	}
 }
 
+// Advance moves a tenant's watermark to at, as an event of that time would:
+// how an engine holding one partition of a tenant's accounts learns that
+// the tenant's time moved on while its own accounts were silent (from the
+// watermark markers ingest sends to every partition). A time past wall is
+// taken as wall; a tenant the engine holds nothing of is left alone.
+func (e *Engine) Advance(tenantID string, at, wall time.Time) {
+	t, ok := e.tenants[tenantID]
+	if !ok {
+		return
+	}
+	e.advance(t, min(at.Unix(), wall.Unix()))
+}
+
 // Scored is one account's score from Flush.
 type Scored struct {
 	Score *scoringv1.HealthScore
@@ -503,6 +516,9 @@ func (e *Engine) Score(tenantID, accountID string) (*scoringv1.HealthScore, bool
 
 // Stats returns the engine's event counters.
 func (e *Engine) Stats() Stats { return e.stats }
+
+// Tenants returns the ids of the tenants the engine holds, sorted.
+func (e *Engine) Tenants() []string { return slices.Clone(e.order) }
 
 func (e *Engine) tenant(id string) *tenant {
 	// Events come mostly in runs of one tenant: comparing with the last

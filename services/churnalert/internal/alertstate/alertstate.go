@@ -235,7 +235,7 @@ func (s *Store) Keys(ctx context.Context, fn func(tenant, account string) error)
 	defer l.Stop()
 	for key := range l.Keys() {
 		tenant, account, err := streams.ParseStateKey(key)
-		if err != nil || strings.HasPrefix(key, streams.PositionPrefix) {
+		if err != nil || strings.HasPrefix(key, "_") { // positions and clocks
 			continue
 		}
 		if err := fn(tenant, account); err != nil {
@@ -268,6 +268,63 @@ func (s *Store) SetPosition(ctx context.Context, name string, seq uint64) error 
 		return fmt.Errorf("store position %s: %w", name, err)
 	}
 	return nil
+}
+
+// Clock is a tenant's clock as stored: its event-time watermark, and
+// whether it has caught up with the wall clock (see the pipeline).
+type Clock struct {
+	Watermark time.Time
+	Live      bool
+	// LiveSince is when the tenant caught up (zero: long ago).
+	LiveSince time.Time
+}
+
+// SetClock stores a tenant's clock in a partition (scope).
+func (s *Store) SetClock(ctx context.Context, scope, tenant string, c Clock) error {
+	v := strconv.FormatInt(c.Watermark.UnixNano(), 10) + " " + strconv.FormatBool(c.Live) + " " + strconv.FormatInt(c.LiveSince.UnixNano(), 10)
+	if _, err := s.kv.Put(ctx, streams.ClockKey(scope, tenant), []byte(v)); err != nil {
+		return fmt.Errorf("store clock of %s: %w", tenant, err)
+	}
+	return nil
+}
+
+// Clocks returns every tenant's stored clock in a partition (scope).
+func (s *Store) Clocks(ctx context.Context, scope string) (map[string]Clock, error) {
+	out := map[string]Clock{}
+	l, err := s.kv.ListKeysFiltered(ctx, streams.ClockKey(scope, "*"))
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list clocks: %w", err)
+	}
+	defer l.Stop()
+	for key := range l.Keys() {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get clock %s: %w", key, err)
+		}
+		f := strings.Fields(string(e.Value()))
+		var wm, since int64
+		if len(f) > 0 {
+			wm, err = strconv.ParseInt(f[0], 10, 64)
+		}
+		if err == nil && len(f) > 2 {
+			since, err = strconv.ParseInt(f[2], 10, 64)
+		}
+		if err != nil || len(f) < 2 {
+			return nil, fmt.Errorf("clock %s: %q is not a clock", key, e.Value())
+		}
+		c := Clock{Watermark: time.Unix(0, wm).UTC(), Live: f[1] == "true"}
+		if since > 0 {
+			c.LiveSince = time.Unix(0, since).UTC()
+		}
+		out[strings.TrimPrefix(key, streams.ClockKey(scope, ""))] = c
+	}
+	return out, nil
 }
 
 // cache holds the encoded states and revisions of the accounts used last,

@@ -62,13 +62,16 @@ func IsPage(ev *alertv1.AlertEvent) bool {
 
 // Wants reports whether a channel carries an event for a recipient. People
 // (Slack, e-mail) hear of pages, Slack also of resolutions; PagerDuty follows
-// the incident's life; webhooks get every transition.
+// the incident's life; webhooks get every transition but updates. No channel
+// hears of an account hovering at a threshold: an alert reopened within its
+// cooldown, and its later resolutions, are on the ALERTS stream only.
 func Wants(c *alertv1.Channel, ev *alertv1.AlertEvent, recipient *alertv1.Person) bool {
-	if ev.GetAlert().GetSeverity() < c.GetMinSeverity() {
+	t := ev.GetType()
+	if ev.GetAlert().GetSeverity() < c.GetMinSeverity() || t == alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED ||
+		(t == alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED && ev.GetAlert().GetReopenCount() > 0) {
 		return false
 	}
 	page := IsPage(ev)
-	t := ev.GetType()
 	switch Kind(c) {
 	case KindSlack:
 		return page || t == alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED
@@ -170,8 +173,6 @@ func Validate(c *alertv1.Channel, o ValidateOptions) []*errdetails.BadRequest_Fi
 		case d.AsDuration() == 0:
 		case !Digestible(Kind(c)):
 			bad("rate_limit.digest_interval", "only Slack and e-mail channels send digests")
-		case rl.GetMaxPerHour() == 0:
-			bad("rate_limit.digest_interval", "a digest needs max_per_hour: it gathers the pages over the limit")
 		case d.AsDuration() < minDigestInterval || d.AsDuration() > maxDigestInterval:
 			bad("rate_limit.digest_interval", "want %s to %s", minDigestInterval, maxDigestInterval)
 		}

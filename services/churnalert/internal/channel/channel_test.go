@@ -50,6 +50,10 @@ func delivery(typ alertv1.AlertEventType) *alertv1.Delivery {
 				Tier: accountv1.Tier_TIER_GROWTH, Arr: &accountv1.Money{CurrencyCode: "USD", Units: 120_000},
 				RenewalTime: timestamppb.New(now.Add(45 * 24 * time.Hour)),
 				Owner:       dana, Assignee: dana, Version: 1, Link: "https://lodestar.test/accounts/acme/acct-7",
+				PreviousAlerts: []*alertv1.PreviousAlert{
+					{RuleKind: alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT, CreateTime: timestamppb.New(now.Add(-3 * 24 * time.Hour))},
+					{RuleKind: alertv1.RuleKind_RULE_KIND_RED_BAND, CreateTime: timestamppb.New(now.Add(-60 * 24 * time.Hour)), ResolveTime: timestamppb.New(now.Add(-50 * 24 * time.Hour))},
+				},
 			},
 		},
 	}
@@ -95,7 +99,8 @@ func TestSlack(t *testing.T) {
 		}
 		fields = append(fields, f.Text)
 	}
-	wantFields := []string{"*Score*\n38 (−24), red", "*Renewal*\n2026-04-24 (in 45 days)", "*ARR*\nUSD 120,000", "*Owner*\nDana Scully &lt;dana@example.com&gt;"}
+	wantFields := []string{"*Score*\n38 (−24), red", "*Renewal*\n2026-04-24 (in 45 days)", "*ARR*\nUSD 120,000", "*Owner*\nDana Scully &lt;dana@example.com&gt;",
+		"*Before*\nSilent account since 2026-03-07; Red band 2026-01-09 to 2026-01-19"}
 	if strings.Join(fields, "|") != strings.Join(wantFields, "|") {
 		t.Errorf("fields\n%q\nwant\n%q", fields, wantFields)
 	}
@@ -260,7 +265,7 @@ func TestDigests(t *testing.T) {
 	if err := json.Unmarshal(rcv.Requests()[0].Body, &msg); err != nil {
 		t.Fatal(err)
 	}
-	if msg.Text != "3 churn alerts held back by the rate limit" || len(msg.Blocks) != 5 {
+	if msg.Text != "3 churn alerts held back by the rate limit or the daily page budget" || len(msg.Blocks) != 5 {
 		t.Errorf("slack digest: %q with %d blocks", msg.Text, len(msg.Blocks))
 	}
 	if b := msg.Blocks[4].Text.Text; !strings.Contains(b, "*Account C* · Red band (HIGH)") || !strings.Contains(b, "<https://lodestar.test/accounts/acme/acct-7|open>") {
@@ -415,14 +420,19 @@ func TestWants(t *testing.T) {
 	mail := &alertv1.Channel{Config: &alertv1.Channel_Email{Email: &alertv1.EmailChannel{}}}
 	withMail, noMail := &alertv1.Person{Email: "a@b.c"}, &alertv1.Person{}
 	const (
-		opened  = alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED
-		updated = alertv1.AlertEventType_ALERT_EVENT_TYPE_UPDATED
-		acked   = alertv1.AlertEventType_ALERT_EVENT_TYPE_ACKNOWLEDGED
-		reopen  = alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED
-		high    = alertv1.Severity_SEVERITY_HIGH
-		medium  = alertv1.Severity_SEVERITY_MEDIUM
-		none    = alertv1.Severity_SEVERITY_UNSPECIFIED
+		opened   = alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED
+		updated  = alertv1.AlertEventType_ALERT_EVENT_TYPE_UPDATED
+		acked    = alertv1.AlertEventType_ALERT_EVENT_TYPE_ACKNOWLEDGED
+		reopen   = alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED
+		resolved = alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED
+		high     = alertv1.Severity_SEVERITY_HIGH
+		medium   = alertv1.Severity_SEVERITY_MEDIUM
+		none     = alertv1.Severity_SEVERITY_UNSPECIFIED
 	)
+	reopened := func(e *alertv1.AlertEvent) *alertv1.AlertEvent {
+		e.Alert.ReopenCount = 1
+		return e
+	}
 	tests := []struct {
 		name string
 		c    *alertv1.Channel
@@ -436,7 +446,9 @@ func TestWants(t *testing.T) {
 		{"slack acknowledged", slack, ev(acked, medium, none), nil, false},
 		{"pagerduty below min severity", pd, ev(opened, medium, none), nil, false},
 		{"pagerduty acknowledged", pd, ev(acked, high, none), nil, true},
-		{"webhook reopened", hook, ev(reopen, medium, none), nil, true},
+		{"webhook reopened: a flapping account", hook, ev(reopen, medium, none), nil, false},
+		{"webhook resolved", hook, ev(resolved, medium, none), nil, true},
+		{"slack resolved after a reopening", slack, reopened(ev(resolved, medium, none)), nil, false},
 		{"webhook quiet update", hook, ev(updated, medium, none), nil, false},
 		{"mail with address", mail, ev(opened, medium, none), withMail, true},
 		{"mail without address", mail, ev(opened, medium, none), noMail, false},

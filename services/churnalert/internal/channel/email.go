@@ -44,12 +44,15 @@ func emailMessage(d *alertv1.Delivery, now time.Time) Email {
 func emailDigest(dg *alertv1.DeliveryDigest) Email {
 	var b strings.Builder
 	n := len(dg.GetDeliveries())
-	fmt.Fprintf(&b, "%d churn alerts were held back by your rate limit:\n\n", n)
+	fmt.Fprintf(&b, "%d churn alerts were held back by your rate limit or daily page budget:\n\n", n)
 	for _, d := range dg.GetDeliveries() {
 		ev, a := d.GetEvent(), d.GetEvent().GetAlert()
 		fmt.Fprintf(&b, "- %s\n  %s\n  Score %s", headline(ev), a.GetReason(), scoreText(a))
 		if a.GetLink() != "" {
 			fmt.Fprintf(&b, "  %s", a.GetLink())
+		}
+		if r := a.GetRankReason(); r != "" {
+			fmt.Fprintf(&b, "\n  Why: %s", r)
 		}
 		b.WriteString("\n\n")
 	}

@@ -86,7 +86,31 @@ func facts(a *alertv1.Alert, now time.Time) []fact {
 	if as := a.GetAssignee(); as != nil && as.GetPersonId() != a.GetOwner().GetPersonId() {
 		out = append(out, fact{"On call", personText(as)})
 	}
+	if r := a.GetRankReason(); r != "" {
+		out = append(out, fact{"Priority", r})
+	}
+	if ps := a.GetPreviousAlerts(); len(ps) > 0 {
+		out = append(out, fact{"Before", previousText(ps)})
+	}
 	return out
+}
+
+// previousText lists earlier alerts: "Red band 2026-01-05 to 2026-01-09;
+// Silent account since 2026-02-01".
+func previousText(ps []*alertv1.PreviousAlert) string {
+	parts := make([]string, 0, len(ps))
+	for _, p := range ps {
+		title := ruleTitles[p.GetRuleKind()]
+		if title == "" {
+			title = p.GetRuleId()
+		}
+		if p.GetResolveTime() == nil {
+			parts = append(parts, fmt.Sprintf("%s since %s", title, p.GetCreateTime().AsTime().Format(time.DateOnly)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %s to %s", title, p.GetCreateTime().AsTime().Format(time.DateOnly), p.GetResolveTime().AsTime().Format(time.DateOnly)))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func scoreText(a *alertv1.Alert) string {

@@ -102,7 +102,7 @@ func slackMessage(d *alertv1.Delivery, now time.Time) SlackMessage {
 
 func slackDigest(dg *alertv1.DeliveryDigest) SlackMessage {
 	n := len(dg.GetDeliveries())
-	title := fmt.Sprintf("%d churn alerts held back by the rate limit", n)
+	title := fmt.Sprintf("%d churn alerts held back by the rate limit or the daily page budget", n)
 	lead := title
 	if m := slackMention(dg.GetRecipient()); m != "" {
 		lead = m + ": " + title
@@ -123,6 +123,9 @@ func slackDigest(dg *alertv1.DeliveryDigest) SlackMessage {
 			SeverityName(a.GetSeverity()), slackEscape(a.GetReason()), scoreText(a))
 		if a.GetLink() != "" {
 			line += " · <" + a.GetLink() + "|open>"
+		}
+		if r := a.GetRankReason(); r != "" {
+			line += "\n_" + slackEscape(r) + "_"
 		}
 		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: truncate(line, 3000)}})
 	}

@@ -244,14 +244,27 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		done(OutcomeNoChannel)
 		return
 	}
+	toDigest := func(iv time.Duration) {
+		if err := w.addToDigest(ctx, &d, iv); err != nil {
+			w.deps.Logger.Warn("add to digest; retrying", "delivery", d.GetDeliveryId(), "err", err)
+			_ = msg.NakWithDelay(w.cfg.Backoff)
+			return
+		}
+		done(OutcomeDigested)
+	}
+	iv := ch.GetRateLimit().GetDigestInterval().AsDuration()
+	if meta.NumDelivered == 1 && d.GetOverBudget() && channel.Digestible(kind) {
+		// Outranked, or over the recipient's daily budget: the digest, at
+		// the channel's interval or else daily.
+		if iv <= 0 {
+			iv = 24 * time.Hour
+		}
+		toDigest(iv)
+		return
+	}
 	if meta.NumDelivered == 1 && channel.IsPage(d.GetEvent()) && !w.allow(&d, ch) {
-		if iv := ch.GetRateLimit().GetDigestInterval().AsDuration(); iv > 0 && channel.Digestible(kind) {
-			if err := w.addToDigest(ctx, &d, iv); err != nil {
-				w.deps.Logger.Warn("add to digest; retrying", "delivery", d.GetDeliveryId(), "err", err)
-				_ = msg.NakWithDelay(w.cfg.Backoff)
-				return
-			}
-			done(OutcomeDigested)
+		if iv > 0 && channel.Digestible(kind) {
+			toDigest(iv)
 			return
 		}
 		done(OutcomeSuppressed)

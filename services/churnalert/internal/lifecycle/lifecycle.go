@@ -7,9 +7,11 @@
 // caller can store the state and its outbox in one compare-and-set write:
 // a transition is either stored with all its messages or not at all.
 //
-// Two clocks: rule conditions, recovery and cooldowns run in event time (the
-// score's time), so that replaying a stream decides as the live run did;
-// escalation and snoozes are about people and run on the wall clock.
+// One clock: rule conditions, cooldowns, escalations and snoozes run on the
+// tenant's clock (Env.Now): its event-time watermark while it catches up
+// with the wall clock, the wall clock once it is live. A replay of last
+// year therefore alerts exactly as live running did, and a backtest means
+// something. An alert is open exactly while its rule's condition holds.
 package lifecycle
 
 import (
@@ -56,10 +58,31 @@ type Env struct {
 	// OnCall returns who is on call on a schedule ("" for the tenant's
 	// first) at a time, or nil.
 	OnCall func(scheduleID string, t time.Time) *alertv1.Person
-	Now    time.Time
-	// Page is false while old messages are caught up on: transitions are
-	// recorded, but nobody is paged about the past.
+	// Now is the tenant's clock: its event-time watermark while it catches
+	// up, the wall clock once it is live. An account's own latest score time
+	// is never moved back by it.
+	Now time.Time
+	// Live is whether the tenant has caught up with the wall clock (and Now
+	// is the wall clock). Until then a score change is judged at its own
+	// event time: the watermark when scoring computed it, whatever the
+	// tenant's clock has reached since, so a replay decides as it did live.
+	Live bool
+	// LiveSince is when the tenant caught up (zero: long ago). Within
+	// Freshness of it, what the catch-up's last changes do is its result,
+	// not news.
+	LiveSince time.Time
+	// Wall is the wall clock. A transition whose time lies more than
+	// Freshness behind it is history, not news: it is recorded (marked
+	// historical) and delivered to nobody.
+	Wall      time.Time
+	Freshness time.Duration
+	// Page is false for a change published more than Freshness ago (a
+	// catch-up after an outage): its transitions are historical too.
 	Page bool
+	// Budget decides whether a page of an alert goes out at once or to the
+	// recipient's digest, and says why (Alert.rank_reason); nil pages at
+	// once.
+	Budget func(a *alertv1.Alert, now time.Time) (immediate bool, reason string)
 	// Link is where to see the account in Lodestar.
 	Link string
 	// Headers go on every outbox message (trace context).
@@ -70,7 +93,26 @@ type Env struct {
 type tx struct {
 	st  *alertv1.AccountAlertState
 	env Env
+	now time.Time // the tenant's clock, not before the account's own event time
+	// of is the time of what the change reports: a score change's event
+	// time, else now. A transition is news only when it is fresh.
+	of  time.Time
 	err error
+}
+
+func newTx(st *alertv1.AccountAlertState, env Env) *tx {
+	t := &tx{st: st, env: env, now: env.Now}
+	if at := st.GetEventTime().AsTime(); st.EventTime != nil && at.After(t.now) {
+		t.now = at
+	}
+	t.of = t.now
+	return t
+}
+
+// historical reports whether the transition is too old to deliver.
+func (t *tx) historical() bool {
+	return !t.env.Page || t.env.Wall.Sub(t.of) > t.env.Freshness ||
+		(t.env.Live && t.env.Wall.Sub(t.env.LiveSince) < t.env.Freshness)
 }
 
 // ApplyScore applies a score change that was message seq of the SCORES
@@ -86,8 +128,14 @@ func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq ui
 		st.History = nil
 	}
 	record(st, at, hs.GetScore(), rules.MaxDropWindow(env.Rules))
-	t := &tx{st: st, env: env}
-	t.evaluate(at)
+	t := newTx(st, env)
+	if !env.Live {
+		t.now = at
+	}
+	// Live, the score is judged now; but a score of an hour ago (a
+	// backfill's last hour, a catch-up) is history, not news.
+	t.of = at
+	t.evaluate()
 	return true, t.err
 }
 
@@ -97,9 +145,11 @@ func ApplyAccount(st *alertv1.AccountAlertState, ch *accountv1.AccountChange, se
 	if seq <= st.GetAccountChangesSeq() {
 		return false, nil
 	}
+	// The change time is the CRM's wall clock, not event time: it does not
+	// move the account's clock.
 	st.AccountChangesSeq, st.Account = seq, ch.GetAccount()
-	t := &tx{st: st, env: env}
-	t.evaluate(advance(st, ch.GetChangeTime().AsTime()))
+	t := newTx(st, env)
+	t.evaluate()
 	return true, t.err
 }
 
@@ -108,38 +158,42 @@ func ApplyAccount(st *alertv1.AccountAlertState, ch *accountv1.AccountChange, se
 // are read again. It reports whether the state changed.
 func Tick(st *alertv1.AccountAlertState, env Env) (bool, error) {
 	before := proto.Clone(st)
-	t := &tx{st: st, env: env}
+	t := newTx(st, env)
+	now := t.now
 	for _, id := range ruleIDs(st) {
 		a := st.Rules[id].GetAlert()
 		r := t.rule(id)
 		switch {
-		case a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && !env.Now.Before(a.GetSnoozeEndTime().AsTime()):
+		case a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && !now.Before(a.GetSnoozeEndTime().AsTime()):
+			// Due when the snooze ended: a snooze that ended long ago in a
+			// replay is history.
+			t.of = a.GetSnoozeEndTime().AsTime()
 			a.State, a.SnoozeEndTime, a.SnoozeReason = alertv1.AlertState_ALERT_STATE_OPEN, nil, ""
 			if a.GetEscalationLevel() == 0 {
-				a.EscalateTime = escalateTime(r, env.Now)
+				a.EscalateTime = escalateTime(r, now)
 			}
 			t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_UNSNOOZED, a, 0)
-		case a.GetState() == alertv1.AlertState_ALERT_STATE_OPEN && a.EscalateTime != nil && !env.Now.Before(a.GetEscalateTime().AsTime()):
+		case a.GetState() == alertv1.AlertState_ALERT_STATE_OPEN && a.EscalateTime != nil && !now.Before(a.GetEscalateTime().AsTime()):
+			// Due at its escalation time: an alert of a backfill, due days
+			// ago, escalates in the history but pages nobody.
+			t.of = a.GetEscalateTime().AsTime()
 			a.EscalationLevel++
 			a.EscalateTime = nil
-			if p := env.OnCall(r.GetEscalationScheduleId(), env.Now); p != nil {
+			if p := env.OnCall(r.GetEscalationScheduleId(), now); p != nil {
 				a.Assignee = p
 			}
 			t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_ESCALATED, a, 0)
 		}
+		t.of = now
 	}
-	at := st.GetEventTime().AsTime()
-	if env.Now.After(at) {
-		at = env.Now
-	}
-	t.evaluate(at)
+	t.evaluate()
 	return !proto.Equal(before, st), t.err
 }
 
 // Acknowledge stops an alert's escalation; acknowledging twice changes
 // nothing.
 func Acknowledge(st *alertv1.AccountAlertState, alertID, actor, note string, env Env) (*alertv1.Alert, error) {
-	t := &tx{st: st, env: env}
+	t := newTx(st, env)
 	a, err := t.find(alertID)
 	switch {
 	case err != nil:
@@ -147,7 +201,7 @@ func Acknowledge(st *alertv1.AccountAlertState, alertID, actor, note string, env
 	case a.GetState() == alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED:
 		return a, nil
 	}
-	a.State, a.AcknowledgeTime = alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED, timestamppb.New(env.Now)
+	a.State, a.AcknowledgeTime = alertv1.AlertState_ALERT_STATE_ACKNOWLEDGED, timestamppb.New(t.now)
 	a.EscalateTime, a.SnoozeEndTime, a.SnoozeReason = nil, nil, ""
 	a.Actor, a.Note = clean(actor), clean(note)
 	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_ACKNOWLEDGED, a, 0)
@@ -156,7 +210,7 @@ func Acknowledge(st *alertv1.AccountAlertState, alertID, actor, note string, env
 
 // Snooze silences an alert until a time.
 func Snooze(st *alertv1.AccountAlertState, alertID string, until time.Time, reason, actor string, env Env) (*alertv1.Alert, error) {
-	t := &tx{st: st, env: env}
+	t := newTx(st, env)
 	a, err := t.find(alertID)
 	if err != nil {
 		return nil, err
@@ -170,7 +224,7 @@ func Snooze(st *alertv1.AccountAlertState, alertID string, until time.Time, reas
 
 // Resolve closes an alert; resolving twice changes nothing.
 func Resolve(st *alertv1.AccountAlertState, alertID, actor, note string, env Env) (*alertv1.Alert, error) {
-	t := &tx{st: st, env: env}
+	t := newTx(st, env)
 	a, err := t.find(alertID)
 	switch {
 	case errors.Is(err, ErrResolved):
@@ -178,11 +232,7 @@ func Resolve(st *alertv1.AccountAlertState, alertID, actor, note string, env Env
 	case err != nil:
 		return nil, err
 	}
-	at := st.GetEventTime().AsTime()
-	if st.EventTime == nil {
-		at = env.Now
-	}
-	t.resolve(st.Rules[a.GetRuleId()], at, clean(actor), clean(note))
+	t.resolve(st.Rules[a.GetRuleId()], clean(actor), clean(note))
 	return a, t.err
 }
 
@@ -250,9 +300,9 @@ func active(a *alertv1.Alert) bool {
 	return a != nil && a.GetState() != alertv1.AlertState_ALERT_STATE_RESOLVED
 }
 
-// evaluate reads every rule at event time at and moves the alerts.
-func (t *tx) evaluate(at time.Time) {
-	st := t.st
+// evaluate reads every rule at the tenant's clock and moves the alerts.
+func (t *tx) evaluate() {
+	st, at := t.st, t.now
 	if st.Rules == nil {
 		st.Rules = map[string]*alertv1.RuleState{}
 	}
@@ -267,45 +317,33 @@ func (t *tx) evaluate(at time.Time) {
 		if rs == nil {
 			rs = &alertv1.RuleState{}
 		}
-		t.step(r, rs, rules.Evaluate(r, facts, rs), at)
+		t.step(r, rs, rules.Evaluate(r, facts, rs))
 		if !proto.Equal(rs, &alertv1.RuleState{}) {
 			st.Rules[r.GetRuleId()] = rs
 		}
 	}
 	for _, id := range ruleIDs(st) {
 		if rs := st.Rules[id]; !enabled[id] && active(rs.GetAlert()) {
-			t.resolve(rs, at, Actor, "the rule was disabled or deleted")
+			t.resolve(rs, Actor, "the rule was disabled or deleted")
 		}
 	}
 }
 
-// step moves one rule's alert on a verdict.
-func (t *tx) step(r *alertv1.Rule, rs *alertv1.RuleState, v rules.Verdict, at time.Time) {
+// step moves one rule's alert on a verdict: open while the condition holds,
+// resolved as soon as it does not. A condition that holds again within the
+// rule's cooldown reopens the resolved alert quietly (an account hovering at
+// a threshold pages once); after the cooldown, a new alert opens.
+func (t *tx) step(r *alertv1.Rule, rs *alertv1.RuleState, v rules.Verdict) {
 	a := rs.GetAlert()
 	switch {
+	case v.Firing && (a == nil || (!active(a) && !t.now.Before(rs.GetResolveEventTime().AsTime().Add(r.GetCooldown().AsDuration())))):
+		t.open(r, rs, v.Reason)
+	case v.Firing && !active(a):
+		t.reopen(r, a, v.Reason)
 	case v.Firing:
-		rs.RecoveryTime = nil
-		switch {
-		case a == nil || (!active(a) && !at.Before(rs.GetResolveEventTime().AsTime().Add(r.GetCooldown().AsDuration()))):
-			t.open(r, rs, v.Reason)
-		case !active(a):
-			t.reopen(r, a, v.Reason)
-		default:
-			t.refresh(r, a, v.Reason)
-		}
+		t.refresh(r, a, v.Reason)
 	case active(a):
-		if r.GetAutoResolve() != nil && v.Recovered {
-			if rs.RecoveryTime == nil {
-				rs.RecoveryTime = timestamppb.New(at)
-			}
-			if sustain := r.GetAutoResolve().GetSustain().AsDuration(); at.Sub(rs.GetRecoveryTime().AsTime()) >= sustain {
-				t.resolve(rs, at, Actor, "recovered")
-				return
-			}
-		} else if !v.Recovered {
-			rs.RecoveryTime = nil
-		}
-		t.refresh(r, a, "")
+		t.resolve(rs, Actor, "the condition no longer holds")
 	}
 }
 
@@ -329,7 +367,7 @@ func escalateTime(r *alertv1.Rule, now time.Time) *timestamppb.Timestamp {
 
 func (t *tx) open(r *alertv1.Rule, rs *alertv1.RuleState, reason string) {
 	rs.Opened++
-	now := t.env.Now
+	now := t.now
 	a := &alertv1.Alert{
 		AlertId:    alertID(t.st, r.GetRuleId(), rs.GetOpened()),
 		TenantId:   t.st.GetTenantId(),
@@ -342,30 +380,55 @@ func (t *tx) open(r *alertv1.Rule, rs *alertv1.RuleState, reason string) {
 		Actor:      Actor,
 	}
 	t.fill(r, a)
+	a.PreviousAlerts = previous(t.st)
 	a.Assignee = a.GetOwner()
 	if a.Assignee == nil {
 		a.Assignee = t.env.OnCall(r.GetEscalationScheduleId(), now)
 	}
 	a.EscalateTime = escalateTime(r, now)
-	rs.Alert, rs.RecoveryTime = a, nil
+	rs.Alert = a
 	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED, a, 0)
+}
+
+// maxPrevious bounds the earlier alerts an alert lists.
+const maxPrevious = 5
+
+// previous lists the account's alerts so far (the current or last one of
+// each rule), newest first.
+func previous(st *alertv1.AccountAlertState) []*alertv1.PreviousAlert {
+	var out []*alertv1.PreviousAlert
+	for _, id := range ruleIDs(st) {
+		if a := st.Rules[id].GetAlert(); a != nil {
+			out = append(out, &alertv1.PreviousAlert{AlertId: a.GetAlertId(), RuleId: a.GetRuleId(), RuleKind: a.GetRuleKind(),
+				Reason: a.GetReason(), CreateTime: a.GetCreateTime(), ResolveTime: a.GetResolveTime()})
+		}
+	}
+	slices.SortStableFunc(out, func(x, y *alertv1.PreviousAlert) int {
+		return y.GetCreateTime().AsTime().Compare(x.GetCreateTime().AsTime())
+	})
+	return out[:min(len(out), maxPrevious)]
 }
 
 // reopen brings back an alert resolved within the cooldown, without paging.
 func (t *tx) reopen(r *alertv1.Rule, a *alertv1.Alert, reason string) {
 	a.State, a.ReopenCount = alertv1.AlertState_ALERT_STATE_OPEN, a.GetReopenCount()+1
-	a.ResolveTime, a.AcknowledgeTime = nil, nil
+	a.ResolveTime, a.AcknowledgeTime, a.ResolvingScore = nil, nil, nil
 	a.Reason, a.Actor, a.Note = clean(reason), Actor, "fired again within the cooldown"
 	t.fill(r, a)
 	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_REOPENED, a, 0)
 }
 
-func (t *tx) resolve(rs *alertv1.RuleState, at time.Time, actor, note string) {
+// resolve closes an alert, recording the score that resolved it.
+func (t *tx) resolve(rs *alertv1.RuleState, actor, note string) {
 	a := rs.GetAlert()
-	a.State, a.ResolveTime = alertv1.AlertState_ALERT_STATE_RESOLVED, timestamppb.New(t.env.Now)
+	a.State, a.ResolveTime = alertv1.AlertState_ALERT_STATE_RESOLVED, timestamppb.New(t.now)
 	a.EscalateTime, a.SnoozeEndTime, a.SnoozeReason = nil, nil, ""
 	a.Actor, a.Note = actor, note
-	rs.ResolveEventTime, rs.RecoveryTime = timestamppb.New(at), nil
+	if hs := t.st.GetScore(); hs != nil {
+		a.ResolvingScore = &alertv1.ScoreSnapshot{Score: hs.GetScore(), Delta: hs.GetDelta(), Band: hs.GetBand(),
+			ScoreTime: hs.GetScoreTime(), Summary: clean(hs.GetSummary())}
+	}
+	rs.ResolveEventTime = timestamppb.New(t.now)
 	t.emit(alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED, a, 0)
 }
 
@@ -426,13 +489,18 @@ func clean(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 // emit records a transition: the alert's new version on ALERTS, and a
 // delivery for each channel that carries it, all in the outbox.
 func (t *tx) emit(typ alertv1.AlertEventType, a *alertv1.Alert, prev alertv1.Severity) {
-	now := timestamppb.New(t.env.Now)
+	now := timestamppb.New(t.now)
 	a.Version++
 	a.UpdateTime = now
-	ev := &alertv1.AlertEvent{Type: typ, Alert: proto.CloneOf(a), EventTime: now, PreviousSeverity: prev}
+	ev := &alertv1.AlertEvent{Type: typ, Alert: proto.CloneOf(a), EventTime: now, PreviousSeverity: prev, Historical: t.historical()}
+	over := false
+	if t.env.Budget != nil && !ev.GetHistorical() && channel.IsPage(ev) {
+		immediate, why := t.env.Budget(a, t.now)
+		a.RankReason, ev.Alert.RankReason, over = why, why, !immediate
+	}
 	tenant := t.st.GetTenantId()
 	t.push(streams.AlertSubject(tenant, t.st.GetAccountId()), natsx.MsgID(tenant, a.GetAlertId(), strconv.FormatInt(a.GetVersion(), 10)), ev)
-	if !t.env.Page || (a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && channel.IsPage(ev)) {
+	if ev.GetHistorical() || (a.GetState() == alertv1.AlertState_ALERT_STATE_SNOOZED && channel.IsPage(ev)) {
 		return
 	}
 	for _, c := range t.env.Channels {
@@ -442,6 +510,7 @@ func (t *tx) emit(typ alertv1.AlertEventType, a *alertv1.Alert, prev alertv1.Sev
 		id := fmt.Sprintf("%s-%d-%s", a.GetAlertId(), a.GetVersion(), c.GetChannelId())
 		t.push(streams.DeliverySubject(channel.Kind(c)), natsx.MsgID(tenant, id), &alertv1.Delivery{
 			DeliveryId: id, TenantId: tenant, ChannelId: c.GetChannelId(), Recipient: a.GetAssignee(), Event: ev,
+			OverBudget: over && channel.Digestible(channel.Kind(c)),
 		})
 	}
 }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ var t0 = time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
 type world struct {
 	t        *testing.T
 	st       *alertv1.AccountAlertState
-	now      time.Time
+	now      time.Time // the tenant's clock
+	wall     time.Time // the wall clock; now when zero
 	seq      uint64
 	rules    []*alertv1.Rule
 	page     bool
@@ -50,16 +52,22 @@ var (
 )
 
 func (w *world) env() Env {
+	wall := w.now
+	if !w.wall.IsZero() {
+		wall = w.wall
+	}
 	return Env{
 		Rules: w.rules,
 		Channels: []*alertv1.Channel{
 			{ChannelId: "hook", Config: &alertv1.Channel_Webhook{Webhook: &alertv1.WebhookChannel{Url: "https://example.com", Secret: "0123456789abcdef"}}},
 			{ChannelId: "slack", Config: &alertv1.Channel_Slack{Slack: &alertv1.SlackChannel{WebhookUrl: "https://hooks.slack.com/x"}}},
 		},
-		OnCall: func(string, time.Time) *alertv1.Person { return onCall },
-		Now:    w.now,
-		Page:   w.page,
-		Link:   "https://lodestar.example/a1",
+		OnCall:    func(string, time.Time) *alertv1.Person { return onCall },
+		Now:       w.now,
+		Wall:      wall,
+		Freshness: 2 * time.Minute,
+		Page:      w.page,
+		Link:      "https://lodestar.example/a1",
 	}
 }
 
@@ -124,7 +132,9 @@ func (w *world) pages(channel string) int {
 func (w *world) alert() *alertv1.Alert { return w.st.GetRules()["red-band"].GetAlert() }
 
 // TestFlapping: an account bouncing in and out of red for a day raises one
-// alert and one page, not twenty.
+// alert and one page, not twenty: the alert resolves each time the account
+// leaves red, and reopens quietly within the cooldown; people hear of the
+// first resolution only.
 func TestFlapping(t *testing.T) {
 	w := newWorld(t, redBand())
 	for i := range 20 {
@@ -145,41 +155,54 @@ func TestFlapping(t *testing.T) {
 	if opened != 1 || len(ids) != 1 {
 		t.Fatalf("%d alerts opened (%d ids), want 1: %v", opened, len(ids), w.types())
 	}
-	if w.pages("slack") != 1 || w.pages("hook") != 1 {
-		t.Fatalf("slack got %d, webhook %d deliveries; want 1 each", w.pages("slack"), w.pages("hook"))
+	if a := w.alert(); a.GetState() != alertv1.AlertState_ALERT_STATE_RESOLVED || a.GetReopenCount() != 9 {
+		t.Fatalf("after the last yellow score: %v", a)
+	}
+	var slack []alertv1.AlertEventType
+	for _, d := range w.delivers {
+		if d.GetChannelId() == "slack" {
+			slack = append(slack, d.GetEvent().GetType())
+		}
+	}
+	if !slices.Equal(slack, []alertv1.AlertEventType{alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED, alertv1.AlertEventType_ALERT_EVENT_TYPE_RESOLVED}) {
+		t.Fatalf("slack heard %v; want one page and one resolution", slack)
 	}
 }
 
-// TestRecoveryAndCooldown: sustained recovery resolves; firing again within
-// the cooldown reopens quietly; after it, a new alert pages.
-func TestRecoveryAndCooldown(t *testing.T) {
+// TestResolveAndCooldown: the alert resolves as soon as the account leaves
+// red, with the resolving score on it; firing again within the cooldown
+// reopens it quietly; after the cooldown, a new alert pages.
+func TestResolveAndCooldown(t *testing.T) {
 	w := newWorld(t, redBand())
 	w.score(t0, 35, scoringv1.Band_BAND_RED)
 	first := w.alert().GetAlertId()
 	w.score(t0.Add(24*time.Hour), 55, scoringv1.Band_BAND_YELLOW)
-	if w.alert().GetState() == alertv1.AlertState_ALERT_STATE_RESOLVED {
-		t.Fatal("resolved before the recovery lasted 3 days")
+	a := w.alert()
+	if a.GetState() != alertv1.AlertState_ALERT_STATE_RESOLVED || a.GetActor() != Actor {
+		t.Fatalf("not resolved when the account left red: %v", a)
 	}
-	w.score(t0.Add(4*24*time.Hour), 56, scoringv1.Band_BAND_YELLOW)
-	if w.alert().GetState() != alertv1.AlertState_ALERT_STATE_RESOLVED || w.alert().GetActor() != Actor {
-		t.Fatalf("not auto-resolved after 3 days of recovery: %v", w.alert())
+	if rs := a.GetResolvingScore(); rs.GetScore() != 55 || rs.GetBand() != scoringv1.Band_BAND_YELLOW || !rs.GetScoreTime().AsTime().Equal(t0.Add(24*time.Hour)) {
+		t.Fatalf("resolving score %v, want 55 yellow at +1d", rs)
 	}
 	pagesBefore := w.pages("slack")
 	w.score(t0.Add(5*24*time.Hour), 35, scoringv1.Band_BAND_RED) // within the 7-day cooldown
-	if a := w.alert(); a.GetAlertId() != first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN || a.GetReopenCount() != 1 {
+	if a := w.alert(); a.GetAlertId() != first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN || a.GetReopenCount() != 1 || a.ResolvingScore != nil {
 		t.Fatalf("want the first alert reopened, got %v", a)
 	}
 	if w.pages("slack") != pagesBefore {
 		t.Fatal("a reopen within the cooldown paged")
 	}
-	w.score(t0.Add(6*24*time.Hour), 60, scoringv1.Band_BAND_YELLOW)
-	w.score(t0.Add(10*24*time.Hour), 60, scoringv1.Band_BAND_YELLOW) // resolved again
-	w.score(t0.Add(20*24*time.Hour), 30, scoringv1.Band_BAND_RED)    // cooldown over
-	if a := w.alert(); a.GetAlertId() == first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN {
+	w.score(t0.Add(6*24*time.Hour), 60, scoringv1.Band_BAND_YELLOW) // resolved again, quietly
+	w.score(t0.Add(20*24*time.Hour), 30, scoringv1.Band_BAND_RED)   // cooldown over
+	a = w.alert()
+	if a.GetAlertId() == first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN {
 		t.Fatalf("want a new alert after the cooldown, got %v", a)
 	}
-	if w.pages("slack") != pagesBefore+2 { // the second resolution, and the new alert
-		t.Fatalf("slack pages %d, want %d", w.pages("slack"), pagesBefore+2)
+	if ps := a.GetPreviousAlerts(); len(ps) != 1 || ps[0].GetAlertId() != first || !ps[0].GetResolveTime().AsTime().Equal(t0.Add(6*24*time.Hour)) {
+		t.Fatalf("previous alerts %v, want the first one, resolved at +6d", ps)
+	}
+	if w.pages("slack") != pagesBefore+1 { // the new alert
+		t.Fatalf("slack pages %d, want %d", w.pages("slack"), pagesBefore+1)
 	}
 }
 

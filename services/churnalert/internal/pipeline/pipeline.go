@@ -19,8 +19,11 @@
 // writes and outboxes of all accounts are in flight at once
 // (alertstate.UpdateMany); a change that fails is retried alone, in order.
 //
-// Replicas split the accounts by shard (-churn-alert.shard of -churn-alert.shards);
-// each reads both streams and applies its own accounts' changes.
+// Replicas divide the partitions (-nats.partitions) among themselves
+// (pkg/ownership) and run a pipeline per partition they own, each reading
+// its partition's subjects of both streams. A score change whose
+// Lodestar-Epoch is below one already applied for the partition comes from
+// a scoring replica that lost the partition: it is skipped.
 package pipeline
 
 import (
@@ -30,6 +33,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,9 +63,10 @@ const retryMax = 5 * time.Second
 type Config struct {
 	// Workers apply messages in parallel, each owning a share of accounts.
 	Workers int
-	// Shard and Shards: this instance applies the accounts whose hash falls
-	// in shard Shard of Shards.
-	Shard, Shards int
+	// Partition and Partitions: this instance applies the changes of the
+	// accounts of partition Partition of Partitions; of every account when
+	// Partitions is 0 (a pipeline that only serves API calls).
+	Partition, Partitions uint32
 	// CheckpointInterval is how often the position is stored.
 	CheckpointInterval time.Duration
 	// SweepInterval is how often due escalations and snoozes are looked for.
@@ -69,9 +74,13 @@ type Config struct {
 	// RescanInterval is how often every account is read again for
 	// conditions that depend on the date.
 	RescanInterval time.Duration
-	// MaxPageAge: messages published longer ago than this change the state
-	// but page nobody (a first start replaying history, a long outage).
-	MaxPageAge time.Duration
+	// Freshness: transitions whose tenant clock lies further behind the wall
+	// clock, and changes published longer ago, are recorded as historical and
+	// delivered to nobody (a backfill, a replay, a long outage).
+	Freshness time.Duration
+	// LiveLag: a tenant whose watermark comes this close to the wall clock is
+	// live, and runs on the wall clock from then on (see clocks).
+	LiveLag time.Duration
 	// AccountURL is the link to an account, with {tenant} and {account}.
 	AccountURL string
 	// AlertsMaxAge is the ALERTS stream's retention: resolved alerts older
@@ -81,10 +90,12 @@ type Config struct {
 
 // Deps are what the pipeline works with.
 type Deps struct {
-	JS         jetstream.JetStream
-	State      *alertstate.Store
-	Settings   *settings.Store
-	View       *view.View
+	JS       jetstream.JetStream
+	State    *alertstate.Store
+	Settings *settings.Store
+	View     *view.View
+	// Budget is the process's page budget, shared by its pipelines.
+	Budget     *Budget
 	Now        func() time.Time
 	Logger     *slog.Logger
 	Meter      metric.Meter
@@ -98,9 +109,11 @@ type Pipeline struct {
 	deps    Deps
 	running atomic.Bool
 	saved   map[string]uint64 // positions stored, by consumer; Run's own
+	clocks  *clocks           // set by Run before any change is applied
 
 	applied  metric.Int64Counter
 	failed   metric.Int64Counter
+	fenced   metric.Int64Counter
 	duration metric.Float64Histogram
 }
 
@@ -108,6 +121,7 @@ type Pipeline struct {
 func New(cfg Config, deps Deps) *Pipeline {
 	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{}}
 	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
+	p.fenced, _ = deps.Meter.Int64Counter("lodestar.alert.fenced_changes", metric.WithDescription("Score changes skipped because a later owner of their partition had published (a stale scoring replica)."))
 	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
 	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to apply one change: state read, rules, state write, events published."))
@@ -120,15 +134,34 @@ func (p *Pipeline) Ready() bool { return p.running.Load() }
 // env is the environment of a transition of an account now.
 func (p *Pipeline) env(tenant, account string, page bool, headers map[string]string) lifecycle.Env {
 	s := p.deps.Settings
-	return lifecycle.Env{
-		Rules:    s.Rules(tenant),
-		Channels: s.Channels(tenant),
-		OnCall:   func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
-		Now:      p.deps.Now(),
-		Page:     page,
-		Link:     strings.ReplaceAll(strings.ReplaceAll(p.cfg.AccountURL, "{tenant}", url.PathEscape(tenant)), "{account}", url.PathEscape(account)),
-		Headers:  headers,
+	wall := p.deps.Now()
+	now, live, since := wall, true, time.Time{}
+	if p.clocks != nil {
+		now, live, since = p.clocks.now(tenant, wall)
 	}
+	return lifecycle.Env{
+		Rules:     s.Rules(tenant),
+		Channels:  s.Channels(tenant),
+		OnCall:    func(id string, t time.Time) *alertv1.Person { return s.OnCall(tenant, id, t) },
+		Now:       now,
+		Live:      live,
+		LiveSince: since,
+		Wall:      wall,
+		Freshness: p.cfg.Freshness,
+		Page:      page,
+		Budget:    func(a *alertv1.Alert, now time.Time) (bool, string) { return p.deps.Budget.decide(tenant, a, now) },
+		Link:      Link(p.cfg.AccountURL, tenant, account),
+		Headers:   headers,
+	}
+}
+
+// Link fills an account-URL template: {tenant} and {account} are replaced,
+// path-escaped. An empty template links nowhere.
+func Link(template, tenant, account string) string {
+	if template == "" {
+		return ""
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(template, "{tenant}", url.PathEscape(tenant)), "{account}", url.PathEscape(account))
 }
 
 // Update applies fn to an account's state in a fresh environment (rebuilt on
@@ -181,22 +214,30 @@ func (t *tracker) position() uint64 {
 	return t.pos
 }
 
-// hash places an account (tenant.<account token>) in a shard and a worker.
-func (p *Pipeline) hash(key string) (shard, worker int) {
+// worker places an account in a worker.
+func (p *Pipeline) worker(tenant, account string) int {
 	h := fnv.New32a()
-	h.Write([]byte(key))
-	sum := int(h.Sum32() & 0x7fffffff)
-	return sum % p.cfg.Shards, sum / p.cfg.Shards % p.cfg.Workers
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(account))
+	return int(h.Sum32() % uint32(p.cfg.Workers))
 }
 
+// scope names the partition in the names of what the pipeline stores.
+func (p *Pipeline) scope() string { return fmt.Sprintf("%dof%d", p.cfg.Partition, p.cfg.Partitions) }
+
 func (p *Pipeline) mine(tenant, account string) bool {
-	shard, _ := p.hash(tenant + "." + natsx.Token(account))
-	return shard == p.cfg.Shard
+	return p.cfg.Partitions == 0 || natsx.Partition(tenant, account, p.cfg.Partitions) == p.cfg.Partition
 }
 
 // Run consumes and sweeps until ctx is done; then it stops reading, lets the
 // workers end, and stores the position.
 func (p *Pipeline) Run(ctx context.Context) error {
+	stored, err := p.deps.State.Clocks(ctx, p.scope())
+	if err != nil {
+		return err
+	}
+	p.clocks = newClocks(p.cfg.LiveLag, p.scope(), stored)
 	// Once ctx ends, workers and the consume callbacks stop taking changes;
 	// what is left in the queues lies after the stored position, so the next
 	// run applies it.
@@ -216,10 +257,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.checkpoint(context.WithoutCancel(ctx), trackers)
 	}
 	for _, c := range []struct{ stream, filter string }{
-		{natsx.StreamAccountChanges, natsx.AccountsSubjectPrefix + ".>"},
-		{natsx.StreamScores, natsx.ScoresSubjectPrefix + ".>"},
+		{natsx.StreamAccountChanges, natsx.PartitionFilter(natsx.AccountsSubjectPrefix, p.cfg.Partition)},
+		{natsx.StreamScores, natsx.PartitionFilter(natsx.ScoresSubjectPrefix, p.cfg.Partition)},
 	} {
-		t := &tracker{name: fmt.Sprintf("%s.%dof%d", c.stream, p.cfg.Shard, p.cfg.Shards), done: map[uint64]bool{}}
+		t := &tracker{name: c.stream + "." + p.scope(), done: map[uint64]bool{}}
 		cc, err := p.consume(ctx, c.stream, c.filter, t, queues)
 		if err != nil {
 			stop()
@@ -267,6 +308,7 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 	if err != nil {
 		return nil, fmt.Errorf("%s consumer: %w", stream, err)
 	}
+	var epoch uint64 // the highest Lodestar-Epoch seen; the callback's own
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -274,13 +316,22 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 			return
 		}
 		t.dispatched(meta.Sequence.Stream)
-		shard, worker := p.hash(accountOf(msg.Subject()))
-		if shard != p.cfg.Shard {
+		tenant, account, err := natsx.ParseAccountSubject(msg.Subject())
+		if err != nil || !p.mine(tenant, account) {
 			t.finished(meta.Sequence.Stream)
 			return
 		}
+		if e, err := strconv.ParseUint(msg.Headers().Get(natsx.EpochHeader), 10, 64); err == nil {
+			if e < epoch {
+				p.deps.Logger.Warn("skip a score change of a partition's former owner", "seq", meta.Sequence.Stream, "epoch", e, "current", epoch)
+				p.fenced.Add(ctx, 1)
+				t.finished(meta.Sequence.Stream)
+				return
+			}
+			epoch = e
+		}
 		select {
-		case queues[worker] <- job{msg: msg, meta: meta, pos: t}:
+		case queues[p.worker(tenant, account)] <- job{msg: msg, meta: meta, pos: t}:
 		case <-ctx.Done():
 		}
 	})
@@ -290,8 +341,14 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 	return cc, nil
 }
 
-// checkpoint stores the positions that moved.
+// checkpoint stores the tenants' clocks and the positions that moved. The
+// clocks go first: a position is never stored ahead of the clocks its
+// changes moved.
 func (p *Pipeline) checkpoint(ctx context.Context, ts []*tracker) {
+	if err := p.clocks.save(ctx, p.deps.State); err != nil {
+		p.deps.Logger.Warn("store clocks", "err", err)
+		return
+	}
 	for _, t := range ts {
 		pos := t.position()
 		if pos == 0 || pos == p.saved[t.name] {
@@ -303,15 +360,6 @@ func (p *Pipeline) checkpoint(ctx context.Context, ts []*tracker) {
 		}
 		p.saved[t.name] = pos
 	}
-}
-
-// accountOf is the tenant.<account token> part of a change's subject.
-func accountOf(subject string) string {
-	parts := strings.SplitN(subject, ".", 3)
-	if len(parts) < 3 {
-		return subject
-	}
-	return parts[2]
 }
 
 // maxBatch bounds the changes a worker applies together.
@@ -399,11 +447,14 @@ func (p *Pipeline) handle(ctx context.Context, batch []job) {
 func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	start := time.Now()
 	stream, seq := j.meta.Stream, j.meta.Sequence.Stream
-	tenant, account, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
+	tenant, account, at, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
 	if err != nil {
 		p.deps.Logger.Error("skip undecodable change", "stream", stream, "seq", seq, "err", err)
 		j.pos.finished(seq)
 		return nil
+	}
+	if !at.IsZero() {
+		p.clocks.observe(tenant, at, p.deps.Now())
 	}
 	ctx = natsx.ExtractTrace(ctx, p.deps.Propagator, j.msg.Headers())
 	ctx, span := p.deps.Tracer.Start(ctx, "churn-alert apply "+stream, trace.WithSpanKind(trace.SpanKindConsumer))
@@ -413,41 +464,37 @@ func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	}
 	return &change{
 		job: j, ctx: ctx, span: span, start: start, tenant: tenant, account: account, fn: fn,
-		page: p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.MaxPageAge, headers: headers,
+		page: p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.Freshness, headers: headers,
 	}
 }
 
 type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)
 
-// decode reads a change into the update that applies it.
-func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, fn applyFn, err error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 {
-		return "", "", nil, fmt.Errorf("subject %q: want prefix.<tenant>.<account>", subject)
-	}
-	tenant = parts[2]
-	if account, err = natsx.ParseToken(parts[3]); err != nil {
-		return "", "", nil, err
+// decode reads a change into the update that applies it; at is a score
+// change's event time, zero for an account change.
+func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, at time.Time, fn applyFn, err error) {
+	if tenant, account, err = natsx.ParseAccountSubject(subject); err != nil {
+		return "", "", at, nil, err
 	}
 	switch stream {
 	case natsx.StreamScores:
 		var ev scoringv1.ScoreChangeEvent
 		if err := proto.Unmarshal(data, &ev); err != nil || ev.GetScore() == nil {
-			return "", "", nil, errors.Join(errors.New("score change without a score"), err)
+			return "", "", at, nil, errors.Join(errors.New("score change without a score"), err)
 		}
-		return tenant, account, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
+		return tenant, account, ev.GetScore().GetScoreTime().AsTime(), func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
 			return lifecycle.ApplyScore(st, ev.GetScore(), seq, env)
 		}, nil
 	case natsx.StreamAccountChanges:
 		var ch accountv1.AccountChange
 		if err := proto.Unmarshal(data, &ch); err != nil || ch.GetAccount() == nil {
-			return "", "", nil, errors.Join(errors.New("account change without an account"), err)
+			return "", "", at, nil, errors.Join(errors.New("account change without an account"), err)
 		}
-		return tenant, account, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
+		return tenant, account, at, func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
 			return lifecycle.ApplyAccount(st, &ch, seq, env)
 		}, nil
 	}
-	return "", "", nil, fmt.Errorf("unexpected stream %s", stream)
+	return "", "", at, nil, fmt.Errorf("unexpected stream %s", stream)
 }
 
 // sweep escalates and wakes the shard's alerts that are due.

@@ -57,51 +57,58 @@ func (f Facts) measure(kind scoringv1.MeasureKind) *scoringv1.MeasureResult {
 	return nil
 }
 
-// Verdict is a rule's reading of an account. Neither Firing nor Recovered
-// (no data, or between the threshold and the recovery threshold) leaves an
-// alert as it is: that gap is what keeps a hovering account from flapping.
+// Verdict is a rule's reading of an account: an alert of the rule is open
+// exactly while its verdict fires, and resolves when it stops.
 type Verdict struct {
-	Firing    bool
-	Recovered bool
+	Firing bool
 	// Reason explains a firing verdict, with the numbers.
 	Reason string
 }
 
-func risk(k alertv1.RuleKind) bool {
-	return k != alertv1.RuleKind_RULE_KIND_WIN_BACK
+// Risk reports whether a kind warns of churn: expansion and win-back point
+// at opportunities instead.
+func Risk(k alertv1.RuleKind) bool {
+	return k != alertv1.RuleKind_RULE_KIND_WIN_BACK && k != alertv1.RuleKind_RULE_KIND_EXPANSION_OPPORTUNITY
+}
+
+// Judged reports whether a rule may read an account at all. No rule judges
+// an account the scorecard does not judge yet (too little history: band
+// INSUFFICIENT_DATA, or no score); no risk rule fires on a green account,
+// whose score says the account is healthy, nor on a churned one, where
+// there is nothing left to save (only win-back reads churned accounts),
+// and a red-only rule only on a red one.
+func Judged(r *alertv1.Rule, f Facts) bool {
+	k, band := r.GetKind(), f.Score.GetBand()
+	churned := f.Stage() == accountv1.LifecycleStage_LIFECYCLE_STAGE_CHURNED || band == scoringv1.Band_BAND_CHURNED
+	switch {
+	case k == alertv1.RuleKind_RULE_KIND_WIN_BACK:
+		return churned && f.Score != nil
+	case churned, band == scoringv1.Band_BAND_UNSPECIFIED, band == scoringv1.Band_BAND_INSUFFICIENT_DATA:
+		return false
+	case Risk(k) && r.GetRedOnly():
+		return band == scoringv1.Band_BAND_RED
+	case Risk(k):
+		return band != scoringv1.Band_BAND_GREEN
+	}
+	return true
 }
 
 // Evaluate reads an account against a rule. mem is the rule's memory for the
 // account; conditions that must last keep their start in it.
 func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 	t, window := r.GetThreshold(), time.Duration(r.GetWindowDays())*day
-	resolve := resolveThreshold(r)
-	if risk(r.GetKind()) && f.Stage() == accountv1.LifecycleStage_LIFECYCLE_STAGE_CHURNED {
-		// Nothing left to save; expansion is moot.
-		return Verdict{Recovered: true}
-	}
-	if f.Score.GetBand() == scoringv1.Band_BAND_INSUFFICIENT_DATA &&
-		r.GetKind() != alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED {
-		// Not judged yet: a day of events is no reason to page anyone. Onboarding
-		// is the exception, judged on milestones against contract days.
+	if !Judged(r, f) {
+		mem.ConditionTime = nil
 		return Verdict{}
 	}
 	switch r.GetKind() {
 	case alertv1.RuleKind_RULE_KIND_RED_BAND:
-		band := f.Score.GetBand()
-		if band == scoringv1.Band_BAND_UNSPECIFIED {
-			return Verdict{}
-		}
 		return Verdict{
-			Firing:    band == scoringv1.Band_BAND_RED,
-			Recovered: band != scoringv1.Band_BAND_RED && f.Score.GetScore() >= resolve,
-			Reason:    fmt.Sprintf("In the red band at %.0f (%+.0f)", f.Score.GetScore(), f.Score.GetDelta()),
+			Firing: f.Score.GetBand() == scoringv1.Band_BAND_RED,
+			Reason: fmt.Sprintf("In the red band at %.0f (%+.0f)", f.Score.GetScore(), f.Score.GetDelta()),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_SCORE_DROP:
-		if f.Score == nil {
-			return Verdict{}
-		}
 		score := f.Score.GetScore()
 		peak := score
 		for _, p := range f.History {
@@ -111,9 +118,8 @@ func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 		}
 		drop := peak - score
 		return Verdict{
-			Firing:    drop >= t,
-			Recovered: drop < resolve,
-			Reason:    fmt.Sprintf("Score fell %.0f points within %d days (%.0f → %.0f)", drop, r.GetWindowDays(), peak, score),
+			Firing: drop >= t,
+			Reason: fmt.Sprintf("Score fell %.0f points within %d days (%.0f → %.0f)", drop, r.GetWindowDays(), peak, score),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_USAGE_DROP:
@@ -123,9 +129,8 @@ func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 		}
 		pct := m.GetRawValue() * 100
 		return Verdict{
-			Firing:    pct < t,
-			Recovered: pct >= resolve,
-			Reason:    fmt.Sprintf("Usage at %.0f%% of its own baseline: %s", pct, m.GetDetail()),
+			Firing: pct < t,
+			Reason: fmt.Sprintf("Usage at %.0f%% of its own baseline: %s", pct, m.GetDetail()),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT:
@@ -134,47 +139,37 @@ func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 			return Verdict{}
 		}
 		return Verdict{
-			Firing:    m.GetRawValue() >= t,
-			Recovered: m.GetRawValue() <= resolve,
-			Reason:    fmt.Sprintf("Silent for %.0f days: %s", m.GetRawValue(), m.GetDetail()),
+			Firing: m.GetRawValue() >= t,
+			Reason: fmt.Sprintf("Silent for %.0f days: %s", m.GetRawValue(), m.GetDetail()),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_RENEWAL_AT_RISK:
 		renewal := f.Renewal()
 		until := renewal.Sub(f.At)
-		within := !renewal.IsZero() && until > 0 && until <= window
-		band := f.Score.GetBand()
 		return Verdict{
-			Firing:    within && band != scoringv1.Band_BAND_GREEN && band != scoringv1.Band_BAND_UNSPECIFIED,
-			Recovered: !within || band == scoringv1.Band_BAND_GREEN,
+			Firing: !renewal.IsZero() && until > 0 && until <= window,
 			Reason: fmt.Sprintf("Renews on %s (in %d days) while %s at %.0f", renewal.Format(time.DateOnly),
-				int(until/day), bandName(band), f.Score.GetScore()),
+				int(until/day), bandName(f.Score.GetBand()), f.Score.GetScore()),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_STAKEHOLDERS_DISENGAGED:
 		m := f.measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT)
-		if m == nil {
+		if m == nil || m.GetRawValue() > 0 {
+			mem.ConditionTime = nil
 			return Verdict{}
 		}
-		share := m.GetRawValue()
-		if share > 0 {
-			mem.ConditionTime = nil
-		} else if mem.ConditionTime == nil {
+		if mem.ConditionTime == nil {
 			mem.ConditionTime = timestamppb.New(f.At)
 		}
 		return Verdict{
-			Firing:    share == 0 && f.At.Sub(mem.GetConditionTime().AsTime()) >= time.Duration(t*float64(day)),
-			Recovered: share > 0 && share >= resolve,
-			Reason:    "No S/A stakeholder active: " + m.GetDetail(),
+			Firing: f.At.Sub(mem.GetConditionTime().AsTime()) >= time.Duration(t*float64(day)),
+			Reason: "No S/A stakeholder active: " + m.GetDetail(),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED:
 		start := asTime(f.Account.GetContractStartTime())
-		if start.IsZero() {
+		if start.IsZero() || f.Stage() != accountv1.LifecycleStage_LIFECYCLE_STAGE_ONBOARDING {
 			return Verdict{}
-		}
-		if f.Stage() != accountv1.LifecycleStage_LIFECYCLE_STAGE_ONBOARDING {
-			return Verdict{Recovered: true}
 		}
 		share, detail := 0.0, "no milestone measure"
 		if m := f.measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES); m != nil {
@@ -182,9 +177,8 @@ func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 		}
 		days := int(f.At.Sub(start) / day)
 		return Verdict{
-			Firing:    days >= int(r.GetWindowDays()) && share < t,
-			Recovered: share >= t,
-			Reason:    fmt.Sprintf("Day %d of onboarding without first value: %.0f%% of milestones reached (%s)", days, share*100, detail),
+			Firing: days >= int(r.GetWindowDays()) && share < t,
+			Reason: fmt.Sprintf("Day %d of onboarding without first value: %.0f%% of milestones reached (%s)", days, share*100, detail),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_EXPANSION_OPPORTUNITY:
@@ -193,16 +187,11 @@ func Evaluate(r *alertv1.Rule, f Facts, mem *alertv1.RuleState) Verdict {
 			return Verdict{}
 		}
 		return Verdict{
-			Firing:    m.GetRawValue() >= t,
-			Recovered: m.GetRawValue() < resolve,
-			Reason:    fmt.Sprintf("%.0f%% of purchased seats active: %s", m.GetRawValue()*100, m.GetDetail()),
+			Firing: m.GetRawValue() >= t,
+			Reason: fmt.Sprintf("%.0f%% of purchased seats active: %s", m.GetRawValue()*100, m.GetDetail()),
 		}
 
 	case alertv1.RuleKind_RULE_KIND_WIN_BACK:
-		if f.Stage() != accountv1.LifecycleStage_LIFECYCLE_STAGE_CHURNED {
-			// Won back (or never churned): the opportunity is taken.
-			return Verdict{Recovered: true}
-		}
 		m := f.measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY)
 		if m == nil {
 			return Verdict{}

@@ -24,7 +24,6 @@ const (
 	maxWindowDays     = 365
 	maxCooldown       = 90 * day
 	maxEscalateAfter  = 30 * day
-	maxSustain        = 30 * day
 	maxRecencyDays    = 90
 )
 
@@ -48,29 +47,26 @@ func Defaults() []*alertv1.Rule {
 	raise := func() *alertv1.SeverityRaise {
 		return &alertv1.SeverityRaise{Tiers: []accountv1.Tier{accountv1.Tier_TIER_BENCHMARK}, ArrUnitsAtLeast: 100_000}
 	}
-	resolve := func(threshold *float64) *alertv1.AutoResolve {
-		return &alertv1.AutoResolve{Threshold: threshold, Sustain: dur(3 * day)}
-	}
 	rs := []*alertv1.Rule{
 		{RuleId: "expansion-opportunity", DisplayName: "Expansion opportunity: seats nearly all used", Kind: alertv1.RuleKind_RULE_KIND_EXPANSION_OPPORTUNITY,
-			Threshold: 0.9, Severity: alertv1.Severity_SEVERITY_INFO, Cooldown: dur(30 * day), AutoResolve: resolve(nil)},
+			Threshold: 0.9, Severity: alertv1.Severity_SEVERITY_INFO, Cooldown: dur(30 * day)},
 		{RuleId: "onboarding-stalled", DisplayName: "Onboarding stalled: no first value by day 30", Kind: alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED,
 			Threshold: 1, WindowDays: 30, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(14 * day),
-			AutoResolve: &alertv1.AutoResolve{}, EscalateAfter: dur(24 * time.Hour)},
+			EscalateAfter: dur(24 * time.Hour)},
 		{RuleId: "red-band", DisplayName: "Entered the red band", Kind: alertv1.RuleKind_RULE_KIND_RED_BAND,
-			Severity: alertv1.Severity_SEVERITY_HIGH, SeverityRaise: raise(), Cooldown: dur(7 * day), AutoResolve: resolve(nil), EscalateAfter: dur(4 * time.Hour)},
+			Severity: alertv1.Severity_SEVERITY_HIGH, SeverityRaise: raise(), Cooldown: dur(7 * day), EscalateAfter: dur(4 * time.Hour)},
 		{RuleId: "renewal-at-risk", DisplayName: "Renewal within 90 days while not green", Kind: alertv1.RuleKind_RULE_KIND_RENEWAL_AT_RISK,
-			WindowDays: 90, Severity: alertv1.Severity_SEVERITY_HIGH, SeverityRaise: raise(), Cooldown: dur(14 * day), AutoResolve: resolve(nil), EscalateAfter: dur(8 * time.Hour)},
+			WindowDays: 90, Severity: alertv1.Severity_SEVERITY_HIGH, SeverityRaise: raise(), Cooldown: dur(14 * day), EscalateAfter: dur(8 * time.Hour)},
 		{RuleId: "score-drop", DisplayName: "Score dropped 20 points within 7 days", Kind: alertv1.RuleKind_RULE_KIND_SCORE_DROP,
-			Threshold: 20, WindowDays: 7, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(7 * day), AutoResolve: resolve(nil), EscalateAfter: dur(24 * time.Hour)},
+			Threshold: 20, WindowDays: 7, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(7 * day), EscalateAfter: dur(24 * time.Hour)},
 		{RuleId: "silent-account", DisplayName: "Silent: no core event for 14 days", Kind: alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT,
-			Threshold: 14, Severity: alertv1.Severity_SEVERITY_HIGH, SeverityRaise: raise(), Cooldown: dur(7 * day), AutoResolve: resolve(nil), EscalateAfter: dur(8 * time.Hour)},
+			Threshold: 14, Severity: alertv1.Severity_SEVERITY_HIGH, SeverityRaise: raise(), Cooldown: dur(7 * day), EscalateAfter: dur(8 * time.Hour)},
 		{RuleId: "stakeholders-disengaged", DisplayName: "Stakeholders disengaged: no S/A level activity", Kind: alertv1.RuleKind_RULE_KIND_STAKEHOLDERS_DISENGAGED,
-			Threshold: 0, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(14 * day), AutoResolve: resolve(nil), EscalateAfter: dur(24 * time.Hour)},
+			Threshold: 0, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(14 * day), EscalateAfter: dur(24 * time.Hour)},
 		{RuleId: "usage-drop", DisplayName: "Usage below 50% of the account's own baseline", Kind: alertv1.RuleKind_RULE_KIND_USAGE_DROP,
-			Threshold: 50, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(7 * day), AutoResolve: resolve(nil), EscalateAfter: dur(24 * time.Hour)},
+			Threshold: 50, Severity: alertv1.Severity_SEVERITY_MEDIUM, SeverityRaise: raise(), Cooldown: dur(7 * day), EscalateAfter: dur(24 * time.Hour)},
 		{RuleId: "win-back", DisplayName: "Win-back: churned account active again", Kind: alertv1.RuleKind_RULE_KIND_WIN_BACK,
-			Threshold: 14, Severity: alertv1.Severity_SEVERITY_LOW, Cooldown: dur(30 * day), AutoResolve: &alertv1.AutoResolve{}},
+			Threshold: 14, Severity: alertv1.Severity_SEVERITY_LOW, Cooldown: dur(30 * day)},
 	}
 	for _, r := range rs {
 		r.Shipped = true
@@ -80,30 +76,21 @@ func Defaults() []*alertv1.Rule {
 
 // kindSpec says what a kind's threshold and window mean and bound.
 type kindSpec struct {
-	threshold     string // "" when the kind takes none
-	tMin, tMax    float64
-	window        bool
-	resolveAbove  bool // recovery lies above the threshold (else below)
-	resolveNeeded bool // the kind takes an auto-resolve threshold
-	defResolve    func(threshold float64) float64
+	threshold  string // "" when the kind takes none
+	tMin, tMax float64
+	window     bool
 }
 
 var specs = map[alertv1.RuleKind]kindSpec{
-	alertv1.RuleKind_RULE_KIND_RED_BAND: {resolveNeeded: true, resolveAbove: true,
-		defResolve: func(float64) float64 { return 0 }},
-	alertv1.RuleKind_RULE_KIND_SCORE_DROP: {threshold: "points", tMin: 1, tMax: 100, window: true, resolveNeeded: true,
-		defResolve: func(t float64) float64 { return t / 2 }},
-	alertv1.RuleKind_RULE_KIND_USAGE_DROP: {threshold: "percent", tMin: 1, tMax: 99, resolveNeeded: true, resolveAbove: true,
-		defResolve: func(t float64) float64 { return math.Min(100, t+25) }},
-	alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT: {threshold: "days", tMin: 1, tMax: maxRecencyDays, resolveNeeded: true,
-		defResolve: func(float64) float64 { return 2 }},
-	alertv1.RuleKind_RULE_KIND_RENEWAL_AT_RISK: {window: true},
-	alertv1.RuleKind_RULE_KIND_STAKEHOLDERS_DISENGAGED: {threshold: "days", tMin: 0, tMax: maxWindowDays, resolveNeeded: true, resolveAbove: true,
-		defResolve: func(float64) float64 { return 0 }},
-	alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED: {threshold: "share", tMin: 0.01, tMax: 1, window: true},
-	alertv1.RuleKind_RULE_KIND_EXPANSION_OPPORTUNITY: {threshold: "ratio", tMin: 0.1, tMax: 2, resolveNeeded: true,
-		defResolve: func(t float64) float64 { return t - 0.1 }},
-	alertv1.RuleKind_RULE_KIND_WIN_BACK: {threshold: "days", tMin: 1, tMax: maxRecencyDays},
+	alertv1.RuleKind_RULE_KIND_RED_BAND:                {},
+	alertv1.RuleKind_RULE_KIND_SCORE_DROP:              {threshold: "points", tMin: 1, tMax: 100, window: true},
+	alertv1.RuleKind_RULE_KIND_USAGE_DROP:              {threshold: "percent", tMin: 1, tMax: 99},
+	alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT:          {threshold: "days", tMin: 1, tMax: maxRecencyDays},
+	alertv1.RuleKind_RULE_KIND_RENEWAL_AT_RISK:         {window: true},
+	alertv1.RuleKind_RULE_KIND_STAKEHOLDERS_DISENGAGED: {threshold: "days", tMin: 0, tMax: maxWindowDays},
+	alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED:      {threshold: "share", tMin: 0.01, tMax: 1, window: true},
+	alertv1.RuleKind_RULE_KIND_EXPANSION_OPPORTUNITY:   {threshold: "ratio", tMin: 0.1, tMax: 2},
+	alertv1.RuleKind_RULE_KIND_WIN_BACK:                {threshold: "days", tMin: 1, tMax: maxRecencyDays},
 }
 
 // Validate lists every problem of a rule. scheduleExists reports whether the
@@ -168,39 +155,13 @@ func Validate(r *alertv1.Rule, scheduleExists func(id string) bool) []*errdetail
 	}
 	checkDuration("cooldown", r.GetCooldown(), r.Cooldown != nil, maxCooldown)
 	checkDuration("escalate_after", r.GetEscalateAfter(), r.EscalateAfter != nil, maxEscalateAfter)
-	if ar := r.GetAutoResolve(); ar != nil {
-		checkDuration("auto_resolve.sustain", ar.GetSustain(), ar.Sustain != nil, maxSustain)
-		if ar.Threshold != nil && ok {
-			rt := ar.GetThreshold()
-			switch {
-			case !spec.resolveNeeded:
-				bad("auto_resolve.threshold", "%s resolves on its own condition and takes no threshold", r.GetKind())
-			case math.IsNaN(rt) || rt < 0:
-				bad("auto_resolve.threshold", "must not be negative")
-			case spec.threshold != "" && spec.resolveAbove && rt <= t:
-				bad("auto_resolve.threshold", "must lie above the threshold %g, on the healthy side", t)
-			case spec.threshold != "" && !spec.resolveAbove && rt >= t:
-				bad("auto_resolve.threshold", "must lie below the threshold %g, on the healthy side", t)
-			case r.GetKind() == alertv1.RuleKind_RULE_KIND_RED_BAND && rt > 100:
-				bad("auto_resolve.threshold", "a score: want 0 to 100")
-			}
-		}
+	if r.GetRedOnly() && !Risk(r.GetKind()) {
+		bad("red_only", "%s is not a risk rule", r.GetKind())
 	}
 	if id := r.GetEscalationScheduleId(); id != "" && !scheduleExists(id) {
 		bad("escalation_schedule_id", "no schedule %q", id)
 	}
 	return out
-}
-
-// resolveThreshold is a rule's auto-resolve threshold, defaulted by kind.
-func resolveThreshold(r *alertv1.Rule) float64 {
-	if ar := r.GetAutoResolve(); ar != nil && ar.Threshold != nil {
-		return ar.GetThreshold()
-	}
-	if spec := specs[r.GetKind()]; spec.defResolve != nil {
-		return spec.defResolve(r.GetThreshold())
-	}
-	return 0
 }
 
 // Severity is a rule's severity for an account: the base raised one level
@@ -218,4 +179,20 @@ func Severity(r *alertv1.Rule, tier accountv1.Tier, arr *accountv1.Money) alertv
 		s++
 	}
 	return min(s, alertv1.Severity_SEVERITY_CRITICAL)
+}
+
+// Value is what an alert's account puts at stake, to rank a recipient's
+// alerts: ARR x risk x renewal urgency. Risk is the share of health the
+// score lacks ((100 - score) / 100, at least 0.05); urgency is one over the
+// months left to the renewal (1 within a month or past, 1/12 unknown).
+// ARR counts at least 1, so accounts without one still rank by risk.
+func Value(a *alertv1.Alert, now time.Time) (value, risk, urgency float64) {
+	risk = max(0.05, min(1, (100-a.GetScore())/100))
+	urgency = 1.0 / 12
+	if r := a.GetRenewalTime(); r != nil {
+		months := math.Ceil(r.AsTime().Sub(now).Hours() / 24 / 30)
+		urgency = 1 / max(1, months)
+	}
+	arr := max(1, float64(a.GetArr().GetUnits()))
+	return arr * risk * urgency, risk, urgency
 }

@@ -47,7 +47,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 		got[p.GetField()] = true
 	}
 	for _, f := range []string{"rule.rule_id", "rule.threshold", "rule.window_days", "rule.severity", "rule.severity_raise.tiers[0]",
-		"rule.severity_raise.arr_units_at_least", "rule.cooldown", "rule.escalate_after", "rule.auto_resolve.threshold", "rule.escalation_schedule_id"} {
+		"rule.severity_raise.arr_units_at_least", "rule.cooldown", "rule.escalate_after", "rule.escalation_schedule_id"} {
 		if !got[f] {
 			t.Errorf("no problem reported for %s (got %v)", f, got)
 		}
@@ -108,44 +108,46 @@ func TestEvaluate(t *testing.T) {
 	renewing := &accountv1.Account{RenewalTime: timestamppb.New(now.Add(45 * day))}
 	history := []*alertv1.ScorePoint{{Time: timestamppb.New(now.Add(-20 * day)), Score: 95}, {Time: timestamppb.New(now.Add(-5 * day)), Score: 80}}
 	tests := []struct {
-		name      string
-		rule      string
-		account   *accountv1.Account
-		score     *scoringv1.HealthScore
-		mem       *alertv1.RuleState
-		firing    bool
-		recovered bool
-		reason    string
+		name    string
+		rule    string
+		account *accountv1.Account
+		score   *scoringv1.HealthScore
+		mem     *alertv1.RuleState
+		firing  bool
+		reason  string
 	}{
-		{"red", "red-band", nil, scored(35, scoringv1.Band_BAND_RED), nil, true, false, "red band at 35"},
-		{"yellow recovers", "red-band", nil, scored(45, scoringv1.Band_BAND_YELLOW), nil, false, true, ""},
-		{"unscored", "red-band", nil, nil, nil, false, false, ""},
-		{"drop within window", "score-drop", nil, scored(58, scoringv1.Band_BAND_YELLOW), nil, true, false, "fell 22 points within 7 days (80 → 58)"},
-		{"older peak ignored", "score-drop", nil, scored(70, scoringv1.Band_BAND_YELLOW), nil, false, false, ""},
-		{"small drop recovers", "score-drop", nil, scored(78, scoringv1.Band_BAND_GREEN), nil, false, true, ""},
-		{"usage down", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "7 vs 20/wk")), nil, true, false, "35% of its own baseline"},
-		{"usage between", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.6, "")), nil, false, false, ""},
-		{"usage back", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.9, "")), nil, false, true, ""},
-		{"silent", "silent-account", nil, scored(30, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 16, "last core event 16 days ago")), nil, true, false, "Silent for 16 days"},
-		{"active again", "silent-account", nil, scored(60, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 1, "")), nil, false, true, ""},
-		{"renewal near, yellow", "renewal-at-risk", renewing, scored(55, scoringv1.Band_BAND_YELLOW), nil, true, false, "Renews on 2026-04-24 (in 45 days) while yellow at 55"},
-		{"renewal near, green", "renewal-at-risk", renewing, scored(80, scoringv1.Band_BAND_GREEN), nil, false, true, ""},
-		{"renewal far", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(200 * day))}, scored(55, scoringv1.Band_BAND_YELLOW), nil, false, true, ""},
-		{"stakeholders gone", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "0 of 3 S/A stakeholders active in 30 days")), &alertv1.RuleState{}, true, false, "0 of 3"},
-		{"stakeholders back", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0.5, "")), &alertv1.RuleState{ConditionTime: timestamppb.New(now.Add(-day))}, false, true, ""},
-		{"onboarding overdue", "onboarding-stalled", onboarding(35 * day), scored(40, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "1 of 3")), nil, true, false, "Day 35 of onboarding"},
-		{"onboarding early", "onboarding-stalled", onboarding(10 * day), scored(40, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "")), nil, false, false, ""},
-		{"onboarding done", "onboarding-stalled", onboarding(35 * day), scored(70, scoringv1.Band_BAND_GREEN, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 1, "")), nil, false, true, ""},
-		{"seats full", "expansion-opportunity", nil, scored(90, scoringv1.Band_BAND_GREEN, measure(scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO, 0.95, "38 of 40 seats")), nil, true, false, "95% of purchased seats"},
-		{"seats half", "expansion-opportunity", nil, scored(60, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO, 0.5, "")), nil, false, true, ""},
-		{"churned and back", "win-back", churned, scored(20, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 2, "last core event 2 days ago")), nil, true, false, "Churned on 2026-01-09 and active again"},
-		{"churned and quiet", "win-back", churned, scored(5, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 30, "")), nil, false, false, ""},
-		{"churned: no risk alert", "red-band", churned, scored(5, scoringv1.Band_BAND_RED), nil, false, true, ""},
-		// Not judged yet (too little history): no risk rule fires on it.
-		{"watched: not red", "red-band", nil, scored(11, scoringv1.Band_BAND_INSUFFICIENT_DATA), nil, false, false, ""},
-		{"watched: not silent", "silent-account", nil, scored(11, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 30, "")), nil, false, false, ""},
-		{"watched: no drop", "score-drop", nil, scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA), nil, false, false, ""},
-		{"watched: onboarding still judged", "onboarding-stalled", onboarding(35 * day), scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "1 of 3")), nil, true, false, "Day 35 of onboarding"},
+		{"red", "red-band", nil, scored(35, scoringv1.Band_BAND_RED), nil, true, "red band at 35"},
+		{"yellow", "red-band", nil, scored(45, scoringv1.Band_BAND_YELLOW), nil, false, ""},
+		{"unscored", "red-band", nil, nil, nil, false, ""},
+		{"drop within window", "score-drop", nil, scored(58, scoringv1.Band_BAND_YELLOW), nil, true, "fell 22 points within 7 days (80 → 58)"},
+		{"older peak ignored", "score-drop", nil, scored(70, scoringv1.Band_BAND_YELLOW), nil, false, ""},
+		{"drop while green", "score-drop", nil, scored(58, scoringv1.Band_BAND_GREEN), nil, false, ""},
+		{"usage down", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "7 vs 20/wk")), nil, true, "35% of its own baseline"},
+		{"usage back", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.6, "")), nil, false, ""},
+		{"usage down while green", "usage-drop", nil, scored(80, scoringv1.Band_BAND_GREEN, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "")), nil, false, ""},
+		{"silent", "silent-account", nil, scored(30, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 16, "last core event 16 days ago")), nil, true, "Silent for 16 days"},
+		{"active again", "silent-account", nil, scored(60, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 1, "")), nil, false, ""},
+		{"renewal near, yellow", "renewal-at-risk", renewing, scored(55, scoringv1.Band_BAND_YELLOW), nil, true, "Renews on 2026-04-24 (in 45 days) while yellow at 55"},
+		{"renewal near, green", "renewal-at-risk", renewing, scored(80, scoringv1.Band_BAND_GREEN), nil, false, ""},
+		{"renewal far", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(200 * day))}, scored(55, scoringv1.Band_BAND_YELLOW), nil, false, ""},
+		{"renewal past", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(-day))}, scored(55, scoringv1.Band_BAND_YELLOW), nil, false, ""},
+		{"stakeholders gone", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "0 of 3 S/A stakeholders active in 30 days")), &alertv1.RuleState{}, true, "0 of 3"},
+		{"stakeholders back", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0.5, "")), &alertv1.RuleState{ConditionTime: timestamppb.New(now.Add(-day))}, false, ""},
+		{"onboarding overdue", "onboarding-stalled", onboarding(35 * day), scored(40, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "1 of 3")), nil, true, "Day 35 of onboarding"},
+		{"onboarding early", "onboarding-stalled", onboarding(10 * day), scored(40, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "")), nil, false, ""},
+		{"onboarding done", "onboarding-stalled", onboarding(35 * day), scored(70, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 1, "")), nil, false, ""},
+		{"seats full", "expansion-opportunity", nil, scored(90, scoringv1.Band_BAND_GREEN, measure(scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO, 0.95, "38 of 40 seats")), nil, true, "95% of purchased seats"},
+		{"seats half", "expansion-opportunity", nil, scored(60, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO, 0.5, "")), nil, false, ""},
+		{"churned and back", "win-back", churned, scored(20, scoringv1.Band_BAND_CHURNED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 2, "last core event 2 days ago")), nil, true, "Churned on 2026-01-09 and active again"},
+		{"churned and quiet", "win-back", churned, scored(5, scoringv1.Band_BAND_CHURNED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 30, "")), nil, false, ""},
+		{"not churned: no win-back", "win-back", nil, scored(20, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 2, "")), nil, false, ""},
+		{"churned: no risk alert", "red-band", churned, scored(5, scoringv1.Band_BAND_RED), nil, false, ""},
+		// Not judged yet (too little history): no rule fires on it.
+		{"watched: not red", "red-band", nil, scored(11, scoringv1.Band_BAND_INSUFFICIENT_DATA), nil, false, ""},
+		{"watched: not silent", "silent-account", nil, scored(11, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 30, "")), nil, false, ""},
+		{"watched: no drop", "score-drop", nil, scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA), nil, false, ""},
+		{"watched: no onboarding alert", "onboarding-stalled", onboarding(35 * day), scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "1 of 3")), nil, false, ""},
+		{"watched: no expansion", "expansion-opportunity", nil, scored(40, scoringv1.Band_BAND_INSUFFICIENT_DATA, measure(scoringv1.MeasureKind_MEASURE_KIND_ACTIVE_SEAT_RATIO, 0.95, "")), nil, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,8 +156,8 @@ func TestEvaluate(t *testing.T) {
 				mem = &alertv1.RuleState{}
 			}
 			v := Evaluate(rule(tc.rule), Facts{At: now, Account: tc.account, Score: tc.score, History: history}, mem)
-			if v.Firing != tc.firing || v.Recovered != tc.recovered {
-				t.Fatalf("firing %v recovered %v, want %v %v (reason %q)", v.Firing, v.Recovered, tc.firing, tc.recovered, v.Reason)
+			if v.Firing != tc.firing {
+				t.Fatalf("firing %v, want %v (reason %q)", v.Firing, tc.firing, v.Reason)
 			}
 			if tc.firing && !strings.Contains(v.Reason, tc.reason) {
 				t.Errorf("reason %q lacks %q", v.Reason, tc.reason)
@@ -170,7 +172,7 @@ func TestStakeholdersLast(t *testing.T) {
 	r := proto.CloneOf(rule("stakeholders-disengaged"))
 	r.Threshold = 7
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	zero := &scoringv1.HealthScore{Measures: []*scoringv1.MeasureResult{measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "")}}
+	zero := &scoringv1.HealthScore{Band: scoringv1.Band_BAND_YELLOW, Measures: []*scoringv1.MeasureResult{measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "")}}
 	mem := &alertv1.RuleState{}
 	var fired []int
 	for d := range 10 {
@@ -180,5 +182,22 @@ func TestStakeholdersLast(t *testing.T) {
 	}
 	if !slices.Equal(fired, []int{7, 8, 9}) {
 		t.Fatalf("fired on days %v, want 7 8 9", fired)
+	}
+}
+
+// TestRedOnly: a red-only risk rule fires on red accounts only.
+func TestRedOnly(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	r := proto.CloneOf(rule("renewal-at-risk"))
+	r.RedOnly = true
+	f := Facts{At: now, Account: &accountv1.Account{RenewalTime: timestamppb.New(now.Add(30 * 24 * time.Hour))}}
+	for band, want := range map[scoringv1.Band]bool{scoringv1.Band_BAND_YELLOW: false, scoringv1.Band_BAND_RED: true, scoringv1.Band_BAND_GREEN: false} {
+		f.Score = &scoringv1.HealthScore{Score: 35, Band: band}
+		if got := Evaluate(r, f, &alertv1.RuleState{}).Firing; got != want {
+			t.Errorf("%v: firing %v, want %v", band, got, want)
+		}
+	}
+	if ps := Validate(&alertv1.Rule{RuleId: "x", Kind: alertv1.RuleKind_RULE_KIND_WIN_BACK, Threshold: 14, Severity: alertv1.Severity_SEVERITY_LOW, RedOnly: true}, nil); len(ps) != 1 || ps[0].GetField() != "rule.red_only" {
+		t.Errorf("red-only win-back: %v", ps)
 	}
 }

@@ -57,6 +57,10 @@ const PositionPrefix = "_position."
 // PositionKey is where a consumer's position is kept in BucketState.
 func PositionKey(name string) string { return PositionPrefix + name }
 
+// ClockKey is where a tenant's clock in a partition (scope) is kept in
+// BucketState.
+func ClockKey(scope, tenant string) string { return "_clock." + scope + "." + tenant }
+
 // ParseStateKey reverses StateKey.
 func ParseStateKey(key string) (tenant, account string, err error) {
 	tenant, tok, _ := strings.Cut(key, ".")

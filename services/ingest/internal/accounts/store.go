@@ -26,14 +26,16 @@ var errNotFound = errors.New("account not found")
 
 // Store keeps accounts in the ACCOUNTS bucket and publishes their changes.
 type Store struct {
+	partitions uint32
 	kv         jetstream.KeyValue
 	js         jetstream.JetStream
 	propagator propagation.TextMapPropagator
 }
 
-// NewStore returns a store over the ACCOUNTS bucket kv.
-func NewStore(kv jetstream.KeyValue, js jetstream.JetStream, propagator propagation.TextMapPropagator) *Store {
-	return &Store{kv: kv, js: js, propagator: propagator}
+// NewStore returns a store over the ACCOUNTS bucket kv, publishing changes
+// on the subjects of partitions partitions.
+func NewStore(kv jetstream.KeyValue, js jetstream.JetStream, propagator propagation.TextMapPropagator, partitions int) *Store {
+	return &Store{kv: kv, js: js, propagator: propagator, partitions: uint32(partitions)}
 }
 
 // key is an account's key: tenant.<account token>.
@@ -154,7 +156,7 @@ func (s *Store) publish(ctx context.Context, changes []change) error {
 			return fmt.Errorf("marshal account change: %w", err)
 		}
 		msgs[i] = &nats.Msg{
-			Subject: natsx.AccountChangeSubject(c.msg.TenantId, c.msg.Account.AccountId),
+			Subject: natsx.AccountChangeSubject(c.msg.TenantId, c.msg.Account.AccountId, s.partitions),
 			Data:    data,
 			Header: nats.Header{
 				jetstream.MsgIDHeader: []string{c.msgID},

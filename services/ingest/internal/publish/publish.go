@@ -37,6 +37,7 @@ package publish
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,8 +56,11 @@ const TenantHeader = "Lodestar-Tenant"
 
 // Publisher publishes packed events. It is safe for concurrent use.
 type Publisher struct {
-	js            jetstream.JetStream
-	partitions    uint32
+	js         jetstream.JetStream
+	partitions uint32
+	// marked is the day of the last watermark markers sent per tenant.
+	markedMu      sync.Mutex
+	marked        map[string]int64
 	timeout       time.Duration
 	propagator    propagation.TextMapPropagator
 	latency       metric.Float64Histogram
@@ -80,7 +84,7 @@ func New(js jetstream.JetStream, partitions int, timeout time.Duration, propagat
 	if err != nil {
 		return nil, fmt.Errorf("message events histogram: %w", err)
 	}
-	return &Publisher{js: js, partitions: uint32(partitions), timeout: timeout, propagator: propagator, latency: latency, messageEvents: messageEvents}, nil
+	return &Publisher{js: js, partitions: uint32(partitions), marked: map[string]int64{}, timeout: timeout, propagator: propagator, latency: latency, messageEvents: messageEvents}, nil
 }
 
 // Publish sets each event's partition, packs the events of each partition,
@@ -97,7 +101,13 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, evs []*eventv1.E
 	}
 	var packs []*pack
 	byPartition := map[uint32]*pack{}
+	var latest int64
 	for _, ev := range evs {
+		at := ev.GetEventTime()
+		if at == nil {
+			at = ev.GetReceivedTime()
+		}
+		latest = max(latest, at.GetSeconds())
 		ev.Partition = natsx.Partition(tenant, ev.AccountId, p.partitions)
 		pk := byPartition[ev.Partition]
 		if pk == nil {
@@ -125,10 +135,29 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, evs []*eventv1.E
 		natsx.InjectTrace(ctx, p.propagator, msgs[i])
 		p.messageEvents.Record(ctx, int64(len(pk.ids)))
 	}
+	// After the events: a partition reads a marker after this request's
+	// events of it.
+	day := min(latest, time.Now().Unix()) / 86400
+	p.markedMu.Lock()
+	mark := day > p.marked[tenant]
+	if mark {
+		p.marked[tenant] = day
+	}
+	p.markedMu.Unlock()
+	if mark {
+		msgs = append(msgs, natsx.WatermarkMsgs(tenant, time.Unix(min(latest, time.Now().Unix()), 0), int(p.partitions))...)
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	start := time.Now()
 	err := natsx.PublishAll(ctx, p.js, msgs)
+	if err != nil && mark {
+		p.markedMu.Lock()
+		if p.marked[tenant] == day {
+			delete(p.marked, tenant) // the next request sends them again
+		}
+		p.markedMu.Unlock()
+	}
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"

@@ -56,6 +56,8 @@ type Server struct {
 	scoringv1.UnimplementedScoringServiceServer
 
 	cache Reader
+	// partitions is the deployment's count, for SCORES subjects.
+	partitions uint32
 	// encoded is cache when it is an EncodedReader, nil otherwise.
 	encoded EncodedReader
 	// scorecards is set once the service has opened its bucket.
@@ -69,8 +71,8 @@ type Server struct {
 
 // New returns the server. Scorecard calls answer Unavailable until
 // SetScorecards is called.
-func New(c Reader, defaultScorecard *scoringv1.Scorecard, js jetstream.JetStream, logger *slog.Logger) *Server {
-	s := &Server{cache: c, defaultScorecard: defaultScorecard, js: js, logger: logger, now: time.Now}
+func New(c Reader, defaultScorecard *scoringv1.Scorecard, js jetstream.JetStream, partitions int, logger *slog.Logger) *Server {
+	s := &Server{cache: c, defaultScorecard: defaultScorecard, js: js, partitions: uint32(partitions), logger: logger, now: time.Now}
 	s.encoded, _ = c.(EncodedReader)
 	return s
 }
@@ -310,7 +312,7 @@ func (s *Server) GetScoreHistory(ctx context.Context, req *scoringv1.GetScoreHis
 // streamHistory reads an account's changes with score time in [start,
 // before) from the SCORES stream and returns the newest n, newest first.
 func (s *Server) streamHistory(ctx context.Context, tenant, account string, start, before time.Time, n int) ([]*scoringv1.HealthScore, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{natsx.ScoreSubject(tenant, account)}}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{natsx.ScoreSubject(tenant, account, s.partitions)}}
 	if !start.IsZero() {
 		// Score changes are published after their score time.
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start

@@ -145,13 +145,13 @@ func TestGetHealthScore(t *testing.T) {
 			{context.DeadlineExceeded, codes.DeadlineExceeded},
 			{cache.ErrNotFound, codes.NotFound},
 		} {
-			s := New(encodedOnly{err: tc.err}, nil, nil, testLogger())
+			s := New(encodedOnly{err: tc.err}, nil, nil, 1, testLogger())
 			_, err := s.GetHealthScore(auth.WithTenant(ctx, tenant), &scoringv1.GetHealthScoreRequest{AccountId: "a"})
 			if status.Code(err) != tc.want {
 				t.Errorf("cache error %v: %v, want %v", tc.err, err, tc.want)
 			}
 		}
-		s := New(encodedOnly{}, nil, nil, testLogger())
+		s := New(encodedOnly{}, nil, nil, 1, testLogger())
 		if _, err := s.GetHealthScore(ctx, &scoringv1.GetHealthScoreRequest{AccountId: "a"}); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("no tenant: %v, want Unauthenticated", err)
 		}
@@ -168,7 +168,7 @@ func serve(t *testing.T, c Reader, tenant, other string) (scoringv1.ScoringServi
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(grpc.UnaryInterceptor(reg.UnaryServerInterceptor(nil)))
-	scoringv1.RegisterScoringServiceServer(srv, New(c, nil, nil, testLogger()))
+	scoringv1.RegisterScoringServiceServer(srv, New(c, nil, nil, 1, testLogger()))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

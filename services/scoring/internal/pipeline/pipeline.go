@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,11 +73,11 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 
 // Config tunes the pipeline.
 type Config struct {
-	// Name keys the snapshot; instances owning different partitions need
-	// different names.
+	// Name keys the snapshot and the cache marker: one per partition.
 	Name string
-	// Partitions this instance owns; all when empty.
-	Partitions []uint32
+	// Partition is the one this pipeline scores, of Partitions (0: the
+	// pipeline reads every partition, as unit tests do).
+	Partition, Partitions uint32
 	// FlushInterval bounds how long a score change waits before it is
 	// visible and published.
 	FlushInterval time.Duration
@@ -87,6 +88,11 @@ type Config struct {
 	TickInterval time.Duration
 	// SnapshotInterval is how often state is snapshotted.
 	SnapshotInterval time.Duration
+	// Epoch is the owner's epoch of the partition, carried by every SCORES
+	// message (EpochHeader); Held, when set, tells whether the partition is
+	// still owned: score changes are not published once it is not.
+	Epoch uint64
+	Held  func() bool
 }
 
 // Deps are what the pipeline works with.
@@ -143,6 +149,11 @@ type Pipeline struct {
 	// checkCache) or, if it can lose them, has not been checked yet.
 	cacheComplete atomic.Bool
 
+	// lag is the partition's EVENTS messages not yet delivered, as of the
+	// last one delivered.
+	lag      atomic.Uint64
+	lagGauge metric.Int64ObservableGauge
+
 	eventsApplied metric.Int64Counter
 	refills       metric.Int64Counter
 	duplicates    metric.Int64Counter
@@ -182,6 +193,8 @@ func New(cfg Config, deps Deps) *Pipeline {
 		metric.WithDescription("Events ignored because their message id was seen within the dedupe window (retries)."))
 	p.refills, _ = m.Int64Counter("lodestar.scoring.cache.refills",
 		metric.WithDescription("Times the cache was found without its scores (Redis restarted or flushed) and written again."))
+	p.lagGauge, _ = m.Int64ObservableGauge("lodestar.scoring.partition.lag", metric.WithUnit("{message}"),
+		metric.WithDescription("EVENTS messages of a partition this replica owns not yet read, as of the last one read."))
 	p.scoresOut, _ = m.Int64Counter("lodestar.scoring.scores", metric.WithDescription("Current scores written to the cache (changes also go to the SCORES stream)."))
 	p.flushTime, _ = m.Float64Histogram("lodestar.scoring.flush.duration", metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(durationBuckets...),
@@ -211,6 +224,16 @@ func (p *Pipeline) loaded() bool {
 func (p *Pipeline) Run(ctx context.Context) error {
 	if err := p.restore(ctx); err != nil {
 		return err
+	}
+	if p.cfg.Partitions > 0 {
+		part := metric.WithAttributes(attribute.Int("partition", int(p.cfg.Partition)))
+		reg, err := p.deps.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			o.ObserveInt64(p.lagGauge, int64(p.lag.Load()), part)
+			return nil
+		}, p.lagGauge)
+		if err == nil {
+			defer func() { _ = reg.Unregister() }()
+		}
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -246,7 +269,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
-		p.publishLoop(pctx)
+		p.publishLoop(pctx, ctx)
 	}()
 	stop := sync.OnceValue(func() error {
 		close(p.pubs)
@@ -291,7 +314,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.mu.Unlock()
 		case <-flush.C:
 			snap := time.Since(lastSnapshot) >= p.cfg.SnapshotInterval
-			if err := p.flush(ctx, snap); err != nil {
+			if err := p.flush(ctx, snap); errors.Is(err, cache.ErrFenced) {
+				return err // a later owner has the partition
+			} else if err != nil {
 				if ctx.Err() == nil { // else the last flush redoes it
 					p.deps.Logger.Warn("flush scores", "err", err)
 				}
@@ -318,7 +343,19 @@ func (p *Pipeline) restore(ctx context.Context) error {
 	}
 	p.lastSeq = seq
 	p.deps.Logger.Info("restored snapshot", "events_seq", seq, "bytes", len(state))
+	// A fenced cache refuses the previous owner's writes from now on, for
+	// every tenant it held (the others' first writes fence them).
+	if c, ok := p.deps.Store.(claimer); ok {
+		if err := c.Claim(ctx, p.deps.Engine.Tenants()); err != nil {
+			return fmt.Errorf("claim the partition's tenants in the cache: %w", err)
+		}
+	}
 	return nil
+}
+
+// claimer is a fenced cache (cache.Redis.Fenced).
+type claimer interface {
+	Claim(ctx context.Context, tenants []string) error
 }
 
 func (p *Pipeline) setScorecard(tenant string, sc *scoringv1.Scorecard) {
@@ -331,9 +368,11 @@ func (p *Pipeline) setScorecard(tenant string, sc *scoringv1.Scorecard) {
 }
 
 func (p *Pipeline) consumeAccounts(ctx context.Context) (jetstream.ConsumeContext, error) {
-	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamAccountChanges, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-	})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	if p.cfg.Partitions > 0 {
+		cfg.FilterSubjects = []string{natsx.PartitionFilter(natsx.AccountsSubjectPrefix, p.cfg.Partition)}
+	}
+	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamAccountChanges, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("account changes consumer: %w", err)
 	}
@@ -359,8 +398,8 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 	if p.lastSeq > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.lastSeq+1
 	}
-	for _, part := range p.cfg.Partitions {
-		cfg.FilterSubjects = append(cfg.FilterSubjects, natsx.EventsSubjectPrefix+".*."+strconv.FormatUint(uint64(part), 10))
+	if p.cfg.Partitions > 0 {
+		cfg.FilterSubjects = []string{natsx.PartitionFilter(natsx.EventsSubjectPrefix, p.cfg.Partition)}
 	}
 	cons, err := p.deps.JS.OrderedConsumer(ctx, natsx.StreamEvents, cfg)
 	if err != nil {
@@ -370,6 +409,11 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 	cc, err := natsx.ConsumeCaughtUp(ctx, cons, &p.eventsCaughtUp, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 		if meta == nil {
 			p.deps.Logger.Error("event message without metadata", "subject", msg.Subject())
+			return
+		}
+		p.lag.Store(meta.NumPending)
+		if wm := msg.Headers().Get(natsx.WatermarkHeader); wm != "" {
+			p.advance(msg.Subject(), wm, meta.Sequence.Stream)
 			return
 		}
 		events, bad, err := dec.decode(msg.Data())
@@ -407,6 +451,23 @@ func (p *Pipeline) consumeEvents(ctx context.Context) (jetstream.ConsumeContext,
 	return cc, nil
 }
 
+// advance applies a watermark marker (natsx.WatermarkHeader) of the tenant
+// of subject, lodestar.events.<tenant>.<partition>.
+func (p *Pipeline) advance(subject, wm string, seq uint64) {
+	sec, err := strconv.ParseInt(wm, 10, 64)
+	tokens := strings.Split(subject, ".")
+	if err != nil || len(tokens) != 4 {
+		p.deps.Logger.Error("skip a malformed watermark marker", "subject", subject, "watermark", wm, "seq", seq)
+		sec = 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sec > 0 {
+		p.deps.Engine.Advance(tokens[2], time.Unix(sec, 0), time.Now())
+	}
+	p.lastSeq = seq
+}
+
 // flush scores the accounts due and sets their scores, then hands their
 // changes to the publisher and the updates to the index step; with snap
 // set, a snapshot taken with them goes along, which the publisher passes
@@ -439,7 +500,7 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 		p.flushTime.Record(ctx, time.Since(start).Seconds())
 		p.scoresOut.Add(ctx, int64(n))
 		var err error
-		if job.msgs, err = changeMessages(p.pending.updates); err != nil {
+		if job.msgs, err = changeMessages(p.pending.updates, p.cfg.Epoch, p.cfg.Partitions); err != nil {
 			return err
 		}
 	}
@@ -476,9 +537,19 @@ func (p *Pipeline) flush(ctx context.Context, snap bool) error {
 
 // publishLoop publishes each flush's changes in order, retrying a failed
 // flush's changes (same Nats-Msg-Ids) until they are stored or ctx ends,
-// then passes the snapshot taken with them to the index step.
-func (p *Pipeline) publishLoop(ctx context.Context) {
+// then passes the snapshot taken with them to the index step. While the
+// lease is not known to be held (a renewal late) it waits; once run, the
+// pipeline's context, is done too the partition is lost, and its new owner
+// computes the changes again.
+func (p *Pipeline) publishLoop(ctx, run context.Context) {
 	for job := range p.pubs {
+		for p.cfg.Held != nil && !p.cfg.Held() && run.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if p.cfg.Held != nil && !p.cfg.Held() {
+			p.pubLost.Store(true)
+			continue
+		}
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 			err := natsx.PublishAll(ctx, p.deps.JS, job.msgs)
 			if err == nil {
@@ -581,7 +652,7 @@ func firstErr(bad []badEvent) error {
 
 // changeMessages returns the SCORES messages of the updates that record a
 // change.
-func changeMessages(updates []cache.Update) ([]*nats.Msg, error) {
+func changeMessages(updates []cache.Update, epoch uint64, partitions uint32) ([]*nats.Msg, error) {
 	var msgs []*nats.Msg
 	for _, u := range updates {
 		if !u.Record {
@@ -592,8 +663,11 @@ func changeMessages(updates []cache.Update) ([]*nats.Msg, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode score change: %w", err)
 		}
-		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId()))
+		m := nats.NewMsg(natsx.ScoreSubject(hs.GetTenantId(), hs.GetAccountId(), partitions))
 		m.Data = b
+		// Not in the message id: a new owner's identical recomputation of
+		// a change is then stored once.
+		m.Header.Set(natsx.EpochHeader, strconv.FormatUint(epoch, 10))
 		m.Header.Set(nats.MsgIdHdr, natsx.MsgID(hs.GetTenantId(), hs.GetAccountId(),
 			strconv.FormatInt(hs.GetScoreTime().AsTime().UnixNano(), 10),
 			strconv.Itoa(int(hs.GetScorecardVersion())),

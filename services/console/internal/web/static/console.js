@@ -60,7 +60,8 @@
     };
     es.onopen = mark;
     es.onerror = mark;
-    // After the settle: htmx restores the new content's attributes then.
+    // After the settle: htmx gives a swapped element with the same id its old
+    // attributes until then, and restores the new ones when it settles.
     document.addEventListener("htmx:afterSettle", mark);
     es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 1000); });
     window.addEventListener("pagehide", function () { es.close(); });

@@ -424,8 +424,20 @@ type Alert struct {
 	ReopenCount int32  `protobuf:"varint,31,opt,name=reopen_count,json=reopenCount,proto3" json:"reopen_count,omitempty"`
 	// Incremented by every event of the alert.
 	Version int64 `protobuf:"varint,32,opt,name=version,proto3" json:"version,omitempty"`
-	// Where to look at the account in Lodestar.
-	Link          string `protobuf:"bytes,33,opt,name=link,proto3" json:"link,omitempty"`
+	// Where to look at the account in Lodestar; empty when no account page
+	// is configured (-churn-alert.account-url).
+	Link string `protobuf:"bytes,33,opt,name=link,proto3" json:"link,omitempty"`
+	// The score change that resolved the alert: set on resolved alerts whose
+	// condition cleared (or that a person resolved), the score at that moment.
+	ResolvingScore *ScoreSnapshot `protobuf:"bytes,34,opt,name=resolving_score,json=resolvingScore,proto3" json:"resolving_score,omitempty"`
+	// The account's earlier alerts, newest first (at most 5): what was raised
+	// before, and how it ended.
+	PreviousAlerts []*PreviousAlert `protobuf:"bytes,35,rep,name=previous_alerts,json=previousAlerts,proto3" json:"previous_alerts,omitempty"`
+	// Why the alert's last page went out at once or to the digest: its rank
+	// among the recipient's open alerts of the account's tier by ARR x risk x
+	// renewal urgency, and the recipient's daily page budget
+	// (-churn-alert.daily-pages).
+	RankReason    string `protobuf:"bytes,36,opt,name=rank_reason,json=rankReason,proto3" json:"rank_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -691,6 +703,192 @@ func (x *Alert) GetLink() string {
 	return ""
 }
 
+func (x *Alert) GetResolvingScore() *ScoreSnapshot {
+	if x != nil {
+		return x.ResolvingScore
+	}
+	return nil
+}
+
+func (x *Alert) GetPreviousAlerts() []*PreviousAlert {
+	if x != nil {
+		return x.PreviousAlerts
+	}
+	return nil
+}
+
+func (x *Alert) GetRankReason() string {
+	if x != nil {
+		return x.RankReason
+	}
+	return ""
+}
+
+// ScoreSnapshot is an account's score at one moment.
+type ScoreSnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Score float64                `protobuf:"fixed64,1,opt,name=score,proto3" json:"score,omitempty"`
+	// The change that led to it.
+	Delta     float64                `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	Band      v1.Band                `protobuf:"varint,3,opt,name=band,proto3,enum=lodestar.scoring.v1.Band" json:"band,omitempty"`
+	ScoreTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=score_time,json=scoreTime,proto3" json:"score_time,omitempty"`
+	// The score's one-line explanation.
+	Summary       string `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoreSnapshot) Reset() {
+	*x = ScoreSnapshot{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoreSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoreSnapshot) ProtoMessage() {}
+
+func (x *ScoreSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoreSnapshot.ProtoReflect.Descriptor instead.
+func (*ScoreSnapshot) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ScoreSnapshot) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *ScoreSnapshot) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *ScoreSnapshot) GetBand() v1.Band {
+	if x != nil {
+		return x.Band
+	}
+	return v1.Band(0)
+}
+
+func (x *ScoreSnapshot) GetScoreTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScoreTime
+	}
+	return nil
+}
+
+func (x *ScoreSnapshot) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// PreviousAlert summarises an earlier alert of the same account.
+type PreviousAlert struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	AlertId    string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	RuleId     string                 `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleKind   RuleKind               `protobuf:"varint,3,opt,name=rule_kind,json=ruleKind,proto3,enum=lodestar.alert.v1.RuleKind" json:"rule_kind,omitempty"`
+	Reason     string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Unset while the alert is still active.
+	ResolveTime   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=resolve_time,json=resolveTime,proto3" json:"resolve_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviousAlert) Reset() {
+	*x = PreviousAlert{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviousAlert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviousAlert) ProtoMessage() {}
+
+func (x *PreviousAlert) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviousAlert.ProtoReflect.Descriptor instead.
+func (*PreviousAlert) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PreviousAlert) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *PreviousAlert) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *PreviousAlert) GetRuleKind() RuleKind {
+	if x != nil {
+		return x.RuleKind
+	}
+	return RuleKind_RULE_KIND_UNSPECIFIED
+}
+
+func (x *PreviousAlert) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PreviousAlert) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *PreviousAlert) GetResolveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolveTime
+	}
+	return nil
+}
+
 // AlertEvent is published on the ALERTS stream (subject
 // lodestar.alerts.<tenant>.<account token>) for every transition, with the
 // alert as it is after the transition. Nats-Msg-Id is tenant, alert id and
@@ -702,13 +900,17 @@ type AlertEvent struct {
 	EventTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
 	// Set on UPDATED events that changed the severity.
 	PreviousSeverity Severity `protobuf:"varint,4,opt,name=previous_severity,json=previousSeverity,proto3,enum=lodestar.alert.v1.Severity" json:"previous_severity,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// True for a transition older than the freshness window
+	// (-churn-alert.freshness) when it happened: a backfill, a replay or a
+	// catch-up builds alert history, but pages nobody.
+	Historical    bool `protobuf:"varint,5,opt,name=historical,proto3" json:"historical,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AlertEvent) Reset() {
 	*x = AlertEvent{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[2]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +922,7 @@ func (x *AlertEvent) String() string {
 func (*AlertEvent) ProtoMessage() {}
 
 func (x *AlertEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[2]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +935,7 @@ func (x *AlertEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertEvent.ProtoReflect.Descriptor instead.
 func (*AlertEvent) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{2}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AlertEvent) GetType() AlertEventType {
@@ -764,6 +966,13 @@ func (x *AlertEvent) GetPreviousSeverity() Severity {
 	return Severity_SEVERITY_UNSPECIFIED
 }
 
+func (x *AlertEvent) GetHistorical() bool {
+	if x != nil {
+		return x.Historical
+	}
+	return false
+}
+
 // SeverityRaise raises a rule's severity by one level for each condition the
 // account meets, up to CRITICAL.
 type SeverityRaise struct {
@@ -779,7 +988,7 @@ type SeverityRaise struct {
 
 func (x *SeverityRaise) Reset() {
 	*x = SeverityRaise{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[3]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +1000,7 @@ func (x *SeverityRaise) String() string {
 func (*SeverityRaise) ProtoMessage() {}
 
 func (x *SeverityRaise) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[3]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1013,7 @@ func (x *SeverityRaise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeverityRaise.ProtoReflect.Descriptor instead.
 func (*SeverityRaise) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{3}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SeverityRaise) GetTiers() []v11.Tier {
@@ -821,7 +1030,9 @@ func (x *SeverityRaise) GetArrUnitsAtLeast() int64 {
 	return 0
 }
 
-// AutoResolve resolves an alert once the account has recovered for a while.
+// AutoResolve is kept for compatibility and no longer used: an alert is open
+// exactly while its rule's condition holds, and resolves when it clears; the
+// rule's cooldown keeps an account hovering at a threshold from paging again.
 type AutoResolve struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The recovery threshold, in the rule threshold's unit; it lies on the
@@ -836,7 +1047,7 @@ type AutoResolve struct {
 
 func (x *AutoResolve) Reset() {
 	*x = AutoResolve{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[4]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1059,7 @@ func (x *AutoResolve) String() string {
 func (*AutoResolve) ProtoMessage() {}
 
 func (x *AutoResolve) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[4]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1072,7 @@ func (x *AutoResolve) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoResolve.ProtoReflect.Descriptor instead.
 func (*AutoResolve) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{4}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AutoResolve) GetThreshold() float64 {
@@ -897,7 +1108,8 @@ type Rule struct {
 	// After an alert resolves, the rule firing again within cooldown reopens it
 	// quietly instead of paging again.
 	Cooldown *durationpb.Duration `protobuf:"bytes,9,opt,name=cooldown,proto3" json:"cooldown,omitempty"`
-	// Unset: alerts of the rule resolve only by hand.
+	// Ignored (see AutoResolve): every alert resolves when its condition
+	// clears.
 	AutoResolve *AutoResolve `protobuf:"bytes,10,opt,name=auto_resolve,json=autoResolve,proto3" json:"auto_resolve,omitempty"`
 	// An alert not acknowledged within this time escalates to on-call; 0 never.
 	EscalateAfter *durationpb.Duration `protobuf:"bytes,11,opt,name=escalate_after,json=escalateAfter,proto3" json:"escalate_after,omitempty"`
@@ -905,14 +1117,20 @@ type Rule struct {
 	// empty.
 	EscalationScheduleId string `protobuf:"bytes,12,opt,name=escalation_schedule_id,json=escalationScheduleId,proto3" json:"escalation_schedule_id,omitempty"`
 	// Output only: true for rules shipped with Lodestar.
-	Shipped       bool `protobuf:"varint,13,opt,name=shipped,proto3" json:"shipped,omitempty"`
+	Shipped bool `protobuf:"varint,13,opt,name=shipped,proto3" json:"shipped,omitempty"`
+	// Risk rules only: fire only while the account is in the red band. A
+	// yellow account is, by its scorecard's own verdict, not at risk; a
+	// gradual or calendar condition (usage below its baseline, a renewal
+	// near) is then no news, while a sudden change (a score drop, silence)
+	// is.
+	RedOnly       bool `protobuf:"varint,14,opt,name=red_only,json=redOnly,proto3" json:"red_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Rule) Reset() {
 	*x = Rule{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[5]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1142,7 @@ func (x *Rule) String() string {
 func (*Rule) ProtoMessage() {}
 
 func (x *Rule) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[5]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1155,7 @@ func (x *Rule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rule.ProtoReflect.Descriptor instead.
 func (*Rule) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{5}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Rule) GetRuleId() string {
@@ -1031,6 +1249,13 @@ func (x *Rule) GetShipped() bool {
 	return false
 }
 
+func (x *Rule) GetRedOnly() bool {
+	if x != nil {
+		return x.RedOnly
+	}
+	return false
+}
+
 // ScheduleOverride puts someone on call for a time, instead of the rotation.
 type ScheduleOverride struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1043,7 +1268,7 @@ type ScheduleOverride struct {
 
 func (x *ScheduleOverride) Reset() {
 	*x = ScheduleOverride{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[6]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1280,7 @@ func (x *ScheduleOverride) String() string {
 func (*ScheduleOverride) ProtoMessage() {}
 
 func (x *ScheduleOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[6]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1293,7 @@ func (x *ScheduleOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleOverride.ProtoReflect.Descriptor instead.
 func (*ScheduleOverride) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{6}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ScheduleOverride) GetPerson() *Person {
@@ -1112,7 +1337,7 @@ type OnCallSchedule struct {
 
 func (x *OnCallSchedule) Reset() {
 	*x = OnCallSchedule{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[7]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1349,7 @@ func (x *OnCallSchedule) String() string {
 func (*OnCallSchedule) ProtoMessage() {}
 
 func (x *OnCallSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[7]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1362,7 @@ func (x *OnCallSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnCallSchedule.ProtoReflect.Descriptor instead.
 func (*OnCallSchedule) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{7}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OnCallSchedule) GetScheduleId() string {
@@ -1190,9 +1415,11 @@ type RateLimit struct {
 	MaxPerHour int32 `protobuf:"varint,1,opt,name=max_per_hour,json=maxPerHour,proto3" json:"max_per_hour,omitempty"`
 	// Pages allowed at once; max_per_hour when 0.
 	Burst int32 `protobuf:"varint,2,opt,name=burst,proto3" json:"burst,omitempty"`
-	// Slack and e-mail: pages over the limit are collected and sent as one
-	// digest per recipient at this interval. 0: they are dropped (the alerts
-	// stay visible in ListAlerts and WatchAlerts).
+	// Slack and e-mail: pages over the limit, and pages over the recipient's
+	// daily page budget, are collected and sent as one digest per recipient
+	// at this interval. 0: pages over the limit are dropped (the alerts stay
+	// visible in ListAlerts and WatchAlerts), those over the budget go to a
+	// daily digest.
 	DigestInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=digest_interval,json=digestInterval,proto3" json:"digest_interval,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -1200,7 +1427,7 @@ type RateLimit struct {
 
 func (x *RateLimit) Reset() {
 	*x = RateLimit{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[8]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1439,7 @@ func (x *RateLimit) String() string {
 func (*RateLimit) ProtoMessage() {}
 
 func (x *RateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[8]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1452,7 @@ func (x *RateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
 func (*RateLimit) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{8}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RateLimit) GetMaxPerHour() int32 {
@@ -1260,7 +1487,7 @@ type SlackChannel struct {
 
 func (x *SlackChannel) Reset() {
 	*x = SlackChannel{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[9]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1499,7 @@ func (x *SlackChannel) String() string {
 func (*SlackChannel) ProtoMessage() {}
 
 func (x *SlackChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[9]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1512,7 @@ func (x *SlackChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlackChannel.ProtoReflect.Descriptor instead.
 func (*SlackChannel) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{9}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SlackChannel) GetWebhookUrl() string {
@@ -1307,7 +1534,7 @@ type PagerDutyChannel struct {
 
 func (x *PagerDutyChannel) Reset() {
 	*x = PagerDutyChannel{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[10]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1546,7 @@ func (x *PagerDutyChannel) String() string {
 func (*PagerDutyChannel) ProtoMessage() {}
 
 func (x *PagerDutyChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[10]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1559,7 @@ func (x *PagerDutyChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PagerDutyChannel.ProtoReflect.Descriptor instead.
 func (*PagerDutyChannel) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{10}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PagerDutyChannel) GetRoutingKey() string {
@@ -1358,7 +1585,7 @@ type WebhookChannel struct {
 
 func (x *WebhookChannel) Reset() {
 	*x = WebhookChannel{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[11]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1597,7 @@ func (x *WebhookChannel) String() string {
 func (*WebhookChannel) ProtoMessage() {}
 
 func (x *WebhookChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[11]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1610,7 @@ func (x *WebhookChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookChannel.ProtoReflect.Descriptor instead.
 func (*WebhookChannel) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{11}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WebhookChannel) GetUrl() string {
@@ -1412,7 +1639,7 @@ type EmailChannel struct {
 
 func (x *EmailChannel) Reset() {
 	*x = EmailChannel{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[12]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1651,7 @@ func (x *EmailChannel) String() string {
 func (*EmailChannel) ProtoMessage() {}
 
 func (x *EmailChannel) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[12]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1664,7 @@ func (x *EmailChannel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmailChannel.ProtoReflect.Descriptor instead.
 func (*EmailChannel) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{12}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EmailChannel) GetExtraTo() []string {
@@ -1469,7 +1696,7 @@ type Channel struct {
 
 func (x *Channel) Reset() {
 	*x = Channel{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[13]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1708,7 @@ func (x *Channel) String() string {
 func (*Channel) ProtoMessage() {}
 
 func (x *Channel) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[13]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1721,7 @@ func (x *Channel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Channel.ProtoReflect.Descriptor instead.
 func (*Channel) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{13}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Channel) GetChannelId() string {
@@ -1602,18 +1829,22 @@ func (*Channel_Email) isChannel_Config() {}
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique and stable: the Nats-Msg-Id and the Lodestar-Delivery-Id header.
-	DeliveryId    string      `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
-	TenantId      string      `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	ChannelId     string      `protobuf:"bytes,3,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
-	Recipient     *Person     `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	Event         *AlertEvent `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	DeliveryId string      `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	TenantId   string      `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ChannelId  string      `protobuf:"bytes,3,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Recipient  *Person     `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Event      *AlertEvent `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	// Over the recipient's daily page budget, or outranked by more valuable
+	// open alerts: Slack and e-mail gather it into the recipient's digest
+	// (the channel's digest interval, else daily); other channels send it.
+	OverBudget    bool `protobuf:"varint,6,opt,name=over_budget,json=overBudget,proto3" json:"over_budget,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[14]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1856,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[14]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1869,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{14}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -1676,6 +1907,13 @@ func (x *Delivery) GetEvent() *AlertEvent {
 	return nil
 }
 
+func (x *Delivery) GetOverBudget() bool {
+	if x != nil {
+		return x.OverBudget
+	}
+	return false
+}
+
 // DeliveryDigest collects the pages of one recipient and channel that went
 // over the rate limit, for one digest interval (KV bucket ALERT_DELIVERIES).
 type DeliveryDigest struct {
@@ -1693,7 +1931,7 @@ type DeliveryDigest struct {
 
 func (x *DeliveryDigest) Reset() {
 	*x = DeliveryDigest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[15]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1943,7 @@ func (x *DeliveryDigest) String() string {
 func (*DeliveryDigest) ProtoMessage() {}
 
 func (x *DeliveryDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[15]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1956,7 @@ func (x *DeliveryDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryDigest.ProtoReflect.Descriptor instead.
 func (*DeliveryDigest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{15}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeliveryDigest) GetTenantId() string {
@@ -1774,7 +2012,7 @@ type ScorePoint struct {
 
 func (x *ScorePoint) Reset() {
 	*x = ScorePoint{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[16]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +2024,7 @@ func (x *ScorePoint) String() string {
 func (*ScorePoint) ProtoMessage() {}
 
 func (x *ScorePoint) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[16]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +2037,7 @@ func (x *ScorePoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScorePoint.ProtoReflect.Descriptor instead.
 func (*ScorePoint) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{16}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ScorePoint) GetTime() *timestamppb.Timestamp {
@@ -1823,7 +2061,7 @@ type RuleState struct {
 	Alert *Alert `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
 	// When the rule's condition began to hold, for conditions that must last.
 	ConditionTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=condition_time,json=conditionTime,proto3" json:"condition_time,omitempty"`
-	// When the account began to meet the auto-resolve threshold.
+	// Unused since alerts resolve when their condition clears.
 	RecoveryTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=recovery_time,json=recoveryTime,proto3" json:"recovery_time,omitempty"`
 	// The event time of the last resolution, for the cooldown.
 	ResolveEventTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resolve_event_time,json=resolveEventTime,proto3" json:"resolve_event_time,omitempty"`
@@ -1835,7 +2073,7 @@ type RuleState struct {
 
 func (x *RuleState) Reset() {
 	*x = RuleState{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[17]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2085,7 @@ func (x *RuleState) String() string {
 func (*RuleState) ProtoMessage() {}
 
 func (x *RuleState) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[17]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2098,7 @@ func (x *RuleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleState.ProtoReflect.Descriptor instead.
 func (*RuleState) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{17}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RuleState) GetAlert() *Alert {
@@ -1911,7 +2149,7 @@ type OutboxMessage struct {
 
 func (x *OutboxMessage) Reset() {
 	*x = OutboxMessage{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[18]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2161,7 @@ func (x *OutboxMessage) String() string {
 func (*OutboxMessage) ProtoMessage() {}
 
 func (x *OutboxMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[18]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2174,7 @@ func (x *OutboxMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxMessage.ProtoReflect.Descriptor instead.
 func (*OutboxMessage) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{18}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OutboxMessage) GetSubject() string {
@@ -1996,7 +2234,7 @@ type AccountAlertState struct {
 
 func (x *AccountAlertState) Reset() {
 	*x = AccountAlertState{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[19]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2246,7 @@ func (x *AccountAlertState) String() string {
 func (*AccountAlertState) ProtoMessage() {}
 
 func (x *AccountAlertState) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[19]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2259,7 @@ func (x *AccountAlertState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountAlertState.ProtoReflect.Descriptor instead.
 func (*AccountAlertState) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{19}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AccountAlertState) GetTenantId() string {
@@ -2112,7 +2350,7 @@ type ListAlertsRequest struct {
 
 func (x *ListAlertsRequest) Reset() {
 	*x = ListAlertsRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[20]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2362,7 @@ func (x *ListAlertsRequest) String() string {
 func (*ListAlertsRequest) ProtoMessage() {}
 
 func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[20]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2375,7 @@ func (x *ListAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{20}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListAlertsRequest) GetPageSize() int32 {
@@ -2206,7 +2444,7 @@ type ListAlertsResponse struct {
 
 func (x *ListAlertsResponse) Reset() {
 	*x = ListAlertsResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[21]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2456,7 @@ func (x *ListAlertsResponse) String() string {
 func (*ListAlertsResponse) ProtoMessage() {}
 
 func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[21]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2469,7 @@ func (x *ListAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{21}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAlertsResponse) GetAlerts() []*Alert {
@@ -2257,7 +2495,7 @@ type GetAlertRequest struct {
 
 func (x *GetAlertRequest) Reset() {
 	*x = GetAlertRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[22]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2507,7 @@ func (x *GetAlertRequest) String() string {
 func (*GetAlertRequest) ProtoMessage() {}
 
 func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[22]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2520,7 @@ func (x *GetAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertRequest.ProtoReflect.Descriptor instead.
 func (*GetAlertRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{22}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetAlertRequest) GetAlertId() string {
@@ -2301,7 +2539,7 @@ type GetAlertResponse struct {
 
 func (x *GetAlertResponse) Reset() {
 	*x = GetAlertResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[23]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2551,7 @@ func (x *GetAlertResponse) String() string {
 func (*GetAlertResponse) ProtoMessage() {}
 
 func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[23]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2564,7 @@ func (x *GetAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAlertResponse.ProtoReflect.Descriptor instead.
 func (*GetAlertResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{23}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetAlertResponse) GetAlert() *Alert {
@@ -2348,7 +2586,7 @@ type AcknowledgeAlertRequest struct {
 
 func (x *AcknowledgeAlertRequest) Reset() {
 	*x = AcknowledgeAlertRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[24]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2598,7 @@ func (x *AcknowledgeAlertRequest) String() string {
 func (*AcknowledgeAlertRequest) ProtoMessage() {}
 
 func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[24]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2611,7 @@ func (x *AcknowledgeAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{24}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AcknowledgeAlertRequest) GetAlertId() string {
@@ -2406,7 +2644,7 @@ type AcknowledgeAlertResponse struct {
 
 func (x *AcknowledgeAlertResponse) Reset() {
 	*x = AcknowledgeAlertResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[25]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2656,7 @@ func (x *AcknowledgeAlertResponse) String() string {
 func (*AcknowledgeAlertResponse) ProtoMessage() {}
 
 func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[25]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2669,7 @@ func (x *AcknowledgeAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeAlertResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeAlertResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{25}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AcknowledgeAlertResponse) GetAlert() *Alert {
@@ -2455,7 +2693,7 @@ type SnoozeAlertRequest struct {
 
 func (x *SnoozeAlertRequest) Reset() {
 	*x = SnoozeAlertRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[26]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2705,7 @@ func (x *SnoozeAlertRequest) String() string {
 func (*SnoozeAlertRequest) ProtoMessage() {}
 
 func (x *SnoozeAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[26]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2718,7 @@ func (x *SnoozeAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnoozeAlertRequest.ProtoReflect.Descriptor instead.
 func (*SnoozeAlertRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{26}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnoozeAlertRequest) GetAlertId() string {
@@ -2520,7 +2758,7 @@ type SnoozeAlertResponse struct {
 
 func (x *SnoozeAlertResponse) Reset() {
 	*x = SnoozeAlertResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[27]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2770,7 @@ func (x *SnoozeAlertResponse) String() string {
 func (*SnoozeAlertResponse) ProtoMessage() {}
 
 func (x *SnoozeAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[27]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2783,7 @@ func (x *SnoozeAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnoozeAlertResponse.ProtoReflect.Descriptor instead.
 func (*SnoozeAlertResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{27}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnoozeAlertResponse) GetAlert() *Alert {
@@ -2566,7 +2804,7 @@ type ResolveAlertRequest struct {
 
 func (x *ResolveAlertRequest) Reset() {
 	*x = ResolveAlertRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[28]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2816,7 @@ func (x *ResolveAlertRequest) String() string {
 func (*ResolveAlertRequest) ProtoMessage() {}
 
 func (x *ResolveAlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[28]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2829,7 @@ func (x *ResolveAlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveAlertRequest.ProtoReflect.Descriptor instead.
 func (*ResolveAlertRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{28}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResolveAlertRequest) GetAlertId() string {
@@ -2624,7 +2862,7 @@ type ResolveAlertResponse struct {
 
 func (x *ResolveAlertResponse) Reset() {
 	*x = ResolveAlertResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[29]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2874,7 @@ func (x *ResolveAlertResponse) String() string {
 func (*ResolveAlertResponse) ProtoMessage() {}
 
 func (x *ResolveAlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[29]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2887,7 @@ func (x *ResolveAlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveAlertResponse.ProtoReflect.Descriptor instead.
 func (*ResolveAlertResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{29}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResolveAlertResponse) GetAlert() *Alert {
@@ -2673,7 +2911,7 @@ type WatchAlertsRequest struct {
 
 func (x *WatchAlertsRequest) Reset() {
 	*x = WatchAlertsRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[30]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2923,7 @@ func (x *WatchAlertsRequest) String() string {
 func (*WatchAlertsRequest) ProtoMessage() {}
 
 func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[30]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +2936,7 @@ func (x *WatchAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsRequest.ProtoReflect.Descriptor instead.
 func (*WatchAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{30}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WatchAlertsRequest) GetOwnerCsmId() string {
@@ -2733,7 +2971,7 @@ type WatchAlertsResponse struct {
 
 func (x *WatchAlertsResponse) Reset() {
 	*x = WatchAlertsResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[31]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2983,7 @@ func (x *WatchAlertsResponse) String() string {
 func (*WatchAlertsResponse) ProtoMessage() {}
 
 func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[31]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2996,7 @@ func (x *WatchAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAlertsResponse.ProtoReflect.Descriptor instead.
 func (*WatchAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{31}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WatchAlertsResponse) GetEvent() *AlertEvent {
@@ -2783,7 +3021,7 @@ type ListRulesRequest struct {
 
 func (x *ListRulesRequest) Reset() {
 	*x = ListRulesRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[32]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3033,7 @@ func (x *ListRulesRequest) String() string {
 func (*ListRulesRequest) ProtoMessage() {}
 
 func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[32]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3046,7 @@ func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListRulesRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{32}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{34}
 }
 
 type ListRulesResponse struct {
@@ -2821,7 +3059,7 @@ type ListRulesResponse struct {
 
 func (x *ListRulesResponse) Reset() {
 	*x = ListRulesResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[33]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3071,7 @@ func (x *ListRulesResponse) String() string {
 func (*ListRulesResponse) ProtoMessage() {}
 
 func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[33]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3084,7 @@ func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListRulesResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{33}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRulesResponse) GetRules() []*Rule {
@@ -2865,7 +3103,7 @@ type GetRuleRequest struct {
 
 func (x *GetRuleRequest) Reset() {
 	*x = GetRuleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[34]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +3115,7 @@ func (x *GetRuleRequest) String() string {
 func (*GetRuleRequest) ProtoMessage() {}
 
 func (x *GetRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[34]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +3128,7 @@ func (x *GetRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuleRequest.ProtoReflect.Descriptor instead.
 func (*GetRuleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{34}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetRuleRequest) GetRuleId() string {
@@ -2909,7 +3147,7 @@ type GetRuleResponse struct {
 
 func (x *GetRuleResponse) Reset() {
 	*x = GetRuleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[35]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3159,7 @@ func (x *GetRuleResponse) String() string {
 func (*GetRuleResponse) ProtoMessage() {}
 
 func (x *GetRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[35]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3172,7 @@ func (x *GetRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuleResponse.ProtoReflect.Descriptor instead.
 func (*GetRuleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{35}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetRuleResponse) GetRule() *Rule {
@@ -2953,7 +3191,7 @@ type CreateRuleRequest struct {
 
 func (x *CreateRuleRequest) Reset() {
 	*x = CreateRuleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[36]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3203,7 @@ func (x *CreateRuleRequest) String() string {
 func (*CreateRuleRequest) ProtoMessage() {}
 
 func (x *CreateRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[36]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3216,7 @@ func (x *CreateRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateRuleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{36}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateRuleRequest) GetRule() *Rule {
@@ -2997,7 +3235,7 @@ type CreateRuleResponse struct {
 
 func (x *CreateRuleResponse) Reset() {
 	*x = CreateRuleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[37]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3247,7 @@ func (x *CreateRuleResponse) String() string {
 func (*CreateRuleResponse) ProtoMessage() {}
 
 func (x *CreateRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[37]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3260,7 @@ func (x *CreateRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateRuleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{37}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateRuleResponse) GetRule() *Rule {
@@ -3041,7 +3279,7 @@ type UpdateRuleRequest struct {
 
 func (x *UpdateRuleRequest) Reset() {
 	*x = UpdateRuleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[38]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3291,7 @@ func (x *UpdateRuleRequest) String() string {
 func (*UpdateRuleRequest) ProtoMessage() {}
 
 func (x *UpdateRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[38]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3304,7 @@ func (x *UpdateRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRuleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRuleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{38}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateRuleRequest) GetRule() *Rule {
@@ -3085,7 +3323,7 @@ type UpdateRuleResponse struct {
 
 func (x *UpdateRuleResponse) Reset() {
 	*x = UpdateRuleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[39]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +3335,7 @@ func (x *UpdateRuleResponse) String() string {
 func (*UpdateRuleResponse) ProtoMessage() {}
 
 func (x *UpdateRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[39]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +3348,7 @@ func (x *UpdateRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRuleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRuleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{39}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateRuleResponse) GetRule() *Rule {
@@ -3129,7 +3367,7 @@ type DeleteRuleRequest struct {
 
 func (x *DeleteRuleRequest) Reset() {
 	*x = DeleteRuleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[40]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3379,7 @@ func (x *DeleteRuleRequest) String() string {
 func (*DeleteRuleRequest) ProtoMessage() {}
 
 func (x *DeleteRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[40]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3392,7 @@ func (x *DeleteRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRuleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{40}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteRuleRequest) GetRuleId() string {
@@ -3172,7 +3410,7 @@ type DeleteRuleResponse struct {
 
 func (x *DeleteRuleResponse) Reset() {
 	*x = DeleteRuleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[41]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3422,7 @@ func (x *DeleteRuleResponse) String() string {
 func (*DeleteRuleResponse) ProtoMessage() {}
 
 func (x *DeleteRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[41]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3435,7 @@ func (x *DeleteRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRuleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{41}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{43}
 }
 
 type ListOnCallSchedulesRequest struct {
@@ -3208,7 +3446,7 @@ type ListOnCallSchedulesRequest struct {
 
 func (x *ListOnCallSchedulesRequest) Reset() {
 	*x = ListOnCallSchedulesRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[42]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3458,7 @@ func (x *ListOnCallSchedulesRequest) String() string {
 func (*ListOnCallSchedulesRequest) ProtoMessage() {}
 
 func (x *ListOnCallSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[42]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3471,7 @@ func (x *ListOnCallSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOnCallSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListOnCallSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{42}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{44}
 }
 
 type ListOnCallSchedulesResponse struct {
@@ -3246,7 +3484,7 @@ type ListOnCallSchedulesResponse struct {
 
 func (x *ListOnCallSchedulesResponse) Reset() {
 	*x = ListOnCallSchedulesResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[43]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3496,7 @@ func (x *ListOnCallSchedulesResponse) String() string {
 func (*ListOnCallSchedulesResponse) ProtoMessage() {}
 
 func (x *ListOnCallSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[43]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3509,7 @@ func (x *ListOnCallSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOnCallSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListOnCallSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{43}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListOnCallSchedulesResponse) GetSchedules() []*OnCallSchedule {
@@ -3290,7 +3528,7 @@ type GetOnCallScheduleRequest struct {
 
 func (x *GetOnCallScheduleRequest) Reset() {
 	*x = GetOnCallScheduleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[44]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3540,7 @@ func (x *GetOnCallScheduleRequest) String() string {
 func (*GetOnCallScheduleRequest) ProtoMessage() {}
 
 func (x *GetOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[44]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3553,7 @@ func (x *GetOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOnCallScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetOnCallScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{44}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetOnCallScheduleRequest) GetScheduleId() string {
@@ -3336,7 +3574,7 @@ type GetOnCallScheduleResponse struct {
 
 func (x *GetOnCallScheduleResponse) Reset() {
 	*x = GetOnCallScheduleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[45]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3348,7 +3586,7 @@ func (x *GetOnCallScheduleResponse) String() string {
 func (*GetOnCallScheduleResponse) ProtoMessage() {}
 
 func (x *GetOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[45]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3361,7 +3599,7 @@ func (x *GetOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOnCallScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetOnCallScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{45}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetOnCallScheduleResponse) GetSchedule() *OnCallSchedule {
@@ -3387,7 +3625,7 @@ type CreateOnCallScheduleRequest struct {
 
 func (x *CreateOnCallScheduleRequest) Reset() {
 	*x = CreateOnCallScheduleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[46]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3637,7 @@ func (x *CreateOnCallScheduleRequest) String() string {
 func (*CreateOnCallScheduleRequest) ProtoMessage() {}
 
 func (x *CreateOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[46]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3650,7 @@ func (x *CreateOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOnCallScheduleRequest.ProtoReflect.Descriptor instead.
 func (*CreateOnCallScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{46}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CreateOnCallScheduleRequest) GetSchedule() *OnCallSchedule {
@@ -3431,7 +3669,7 @@ type CreateOnCallScheduleResponse struct {
 
 func (x *CreateOnCallScheduleResponse) Reset() {
 	*x = CreateOnCallScheduleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[47]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3681,7 @@ func (x *CreateOnCallScheduleResponse) String() string {
 func (*CreateOnCallScheduleResponse) ProtoMessage() {}
 
 func (x *CreateOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[47]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3694,7 @@ func (x *CreateOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOnCallScheduleResponse.ProtoReflect.Descriptor instead.
 func (*CreateOnCallScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{47}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateOnCallScheduleResponse) GetSchedule() *OnCallSchedule {
@@ -3475,7 +3713,7 @@ type UpdateOnCallScheduleRequest struct {
 
 func (x *UpdateOnCallScheduleRequest) Reset() {
 	*x = UpdateOnCallScheduleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[48]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3725,7 @@ func (x *UpdateOnCallScheduleRequest) String() string {
 func (*UpdateOnCallScheduleRequest) ProtoMessage() {}
 
 func (x *UpdateOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[48]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3738,7 @@ func (x *UpdateOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOnCallScheduleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateOnCallScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{48}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UpdateOnCallScheduleRequest) GetSchedule() *OnCallSchedule {
@@ -3519,7 +3757,7 @@ type UpdateOnCallScheduleResponse struct {
 
 func (x *UpdateOnCallScheduleResponse) Reset() {
 	*x = UpdateOnCallScheduleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[49]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3769,7 @@ func (x *UpdateOnCallScheduleResponse) String() string {
 func (*UpdateOnCallScheduleResponse) ProtoMessage() {}
 
 func (x *UpdateOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[49]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3782,7 @@ func (x *UpdateOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateOnCallScheduleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateOnCallScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{49}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UpdateOnCallScheduleResponse) GetSchedule() *OnCallSchedule {
@@ -3563,7 +3801,7 @@ type DeleteOnCallScheduleRequest struct {
 
 func (x *DeleteOnCallScheduleRequest) Reset() {
 	*x = DeleteOnCallScheduleRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[50]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3575,7 +3813,7 @@ func (x *DeleteOnCallScheduleRequest) String() string {
 func (*DeleteOnCallScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[50]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3588,7 +3826,7 @@ func (x *DeleteOnCallScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOnCallScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOnCallScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{50}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DeleteOnCallScheduleRequest) GetScheduleId() string {
@@ -3606,7 +3844,7 @@ type DeleteOnCallScheduleResponse struct {
 
 func (x *DeleteOnCallScheduleResponse) Reset() {
 	*x = DeleteOnCallScheduleResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[51]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3856,7 @@ func (x *DeleteOnCallScheduleResponse) String() string {
 func (*DeleteOnCallScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[51]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3869,7 @@ func (x *DeleteOnCallScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOnCallScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOnCallScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{51}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{53}
 }
 
 type ListChannelsRequest struct {
@@ -3642,7 +3880,7 @@ type ListChannelsRequest struct {
 
 func (x *ListChannelsRequest) Reset() {
 	*x = ListChannelsRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[52]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3892,7 @@ func (x *ListChannelsRequest) String() string {
 func (*ListChannelsRequest) ProtoMessage() {}
 
 func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[52]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3905,7 @@ func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ListChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{52}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{54}
 }
 
 type ListChannelsResponse struct {
@@ -3680,7 +3918,7 @@ type ListChannelsResponse struct {
 
 func (x *ListChannelsResponse) Reset() {
 	*x = ListChannelsResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[53]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +3930,7 @@ func (x *ListChannelsResponse) String() string {
 func (*ListChannelsResponse) ProtoMessage() {}
 
 func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[53]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +3943,7 @@ func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChannelsResponse.ProtoReflect.Descriptor instead.
 func (*ListChannelsResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{53}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListChannelsResponse) GetChannels() []*Channel {
@@ -3724,7 +3962,7 @@ type GetChannelRequest struct {
 
 func (x *GetChannelRequest) Reset() {
 	*x = GetChannelRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[54]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +3974,7 @@ func (x *GetChannelRequest) String() string {
 func (*GetChannelRequest) ProtoMessage() {}
 
 func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[54]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +3987,7 @@ func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChannelRequest.ProtoReflect.Descriptor instead.
 func (*GetChannelRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{54}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetChannelRequest) GetChannelId() string {
@@ -3768,7 +4006,7 @@ type GetChannelResponse struct {
 
 func (x *GetChannelResponse) Reset() {
 	*x = GetChannelResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[55]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +4018,7 @@ func (x *GetChannelResponse) String() string {
 func (*GetChannelResponse) ProtoMessage() {}
 
 func (x *GetChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[55]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +4031,7 @@ func (x *GetChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChannelResponse.ProtoReflect.Descriptor instead.
 func (*GetChannelResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{55}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetChannelResponse) GetChannel() *Channel {
@@ -3812,7 +4050,7 @@ type CreateChannelRequest struct {
 
 func (x *CreateChannelRequest) Reset() {
 	*x = CreateChannelRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[56]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3824,7 +4062,7 @@ func (x *CreateChannelRequest) String() string {
 func (*CreateChannelRequest) ProtoMessage() {}
 
 func (x *CreateChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[56]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3837,7 +4075,7 @@ func (x *CreateChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChannelRequest.ProtoReflect.Descriptor instead.
 func (*CreateChannelRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{56}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateChannelRequest) GetChannel() *Channel {
@@ -3856,7 +4094,7 @@ type CreateChannelResponse struct {
 
 func (x *CreateChannelResponse) Reset() {
 	*x = CreateChannelResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[57]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +4106,7 @@ func (x *CreateChannelResponse) String() string {
 func (*CreateChannelResponse) ProtoMessage() {}
 
 func (x *CreateChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[57]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +4119,7 @@ func (x *CreateChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChannelResponse.ProtoReflect.Descriptor instead.
 func (*CreateChannelResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{57}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateChannelResponse) GetChannel() *Channel {
@@ -3900,7 +4138,7 @@ type UpdateChannelRequest struct {
 
 func (x *UpdateChannelRequest) Reset() {
 	*x = UpdateChannelRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[58]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3912,7 +4150,7 @@ func (x *UpdateChannelRequest) String() string {
 func (*UpdateChannelRequest) ProtoMessage() {}
 
 func (x *UpdateChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[58]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3925,7 +4163,7 @@ func (x *UpdateChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChannelRequest.ProtoReflect.Descriptor instead.
 func (*UpdateChannelRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{58}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UpdateChannelRequest) GetChannel() *Channel {
@@ -3944,7 +4182,7 @@ type UpdateChannelResponse struct {
 
 func (x *UpdateChannelResponse) Reset() {
 	*x = UpdateChannelResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[59]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4194,7 @@ func (x *UpdateChannelResponse) String() string {
 func (*UpdateChannelResponse) ProtoMessage() {}
 
 func (x *UpdateChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[59]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4207,7 @@ func (x *UpdateChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChannelResponse.ProtoReflect.Descriptor instead.
 func (*UpdateChannelResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{59}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UpdateChannelResponse) GetChannel() *Channel {
@@ -3988,7 +4226,7 @@ type DeleteChannelRequest struct {
 
 func (x *DeleteChannelRequest) Reset() {
 	*x = DeleteChannelRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[60]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4000,7 +4238,7 @@ func (x *DeleteChannelRequest) String() string {
 func (*DeleteChannelRequest) ProtoMessage() {}
 
 func (x *DeleteChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[60]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4013,7 +4251,7 @@ func (x *DeleteChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteChannelRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{60}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DeleteChannelRequest) GetChannelId() string {
@@ -4031,7 +4269,7 @@ type DeleteChannelResponse struct {
 
 func (x *DeleteChannelResponse) Reset() {
 	*x = DeleteChannelResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[61]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4281,7 @@ func (x *DeleteChannelResponse) String() string {
 func (*DeleteChannelResponse) ProtoMessage() {}
 
 func (x *DeleteChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[61]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4294,7 @@ func (x *DeleteChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteChannelResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{61}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{63}
 }
 
 type TestChannelRequest struct {
@@ -4071,7 +4309,7 @@ type TestChannelRequest struct {
 
 func (x *TestChannelRequest) Reset() {
 	*x = TestChannelRequest{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[62]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4083,7 +4321,7 @@ func (x *TestChannelRequest) String() string {
 func (*TestChannelRequest) ProtoMessage() {}
 
 func (x *TestChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[62]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4096,7 +4334,7 @@ func (x *TestChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestChannelRequest.ProtoReflect.Descriptor instead.
 func (*TestChannelRequest) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{62}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *TestChannelRequest) GetChannelId() string {
@@ -4125,7 +4363,7 @@ type TestChannelResponse struct {
 
 func (x *TestChannelResponse) Reset() {
 	*x = TestChannelResponse{}
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[63]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4375,7 @@ func (x *TestChannelResponse) String() string {
 func (*TestChannelResponse) ProtoMessage() {}
 
 func (x *TestChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[63]
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4388,7 @@ func (x *TestChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestChannelResponse.ProtoReflect.Descriptor instead.
 func (*TestChannelResponse) Descriptor() ([]byte, []int) {
-	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{63}
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TestChannelResponse) GetOk() bool {
@@ -4167,6 +4405,400 @@ func (x *TestChannelResponse) GetDetail() string {
 	return ""
 }
 
+type EvaluateRulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The candidate rule set, validated as CreateRule validates; empty
+	// evaluates the tenant's current rules.
+	Rules []*Rule `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// An alert warns of a renewal when it opens within lead_days days before
+	// it. 90 when zero; at most 365.
+	LeadDays      int32 `protobuf:"varint,2,opt,name=lead_days,json=leadDays,proto3" json:"lead_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateRulesRequest) Reset() {
+	*x = EvaluateRulesRequest{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateRulesRequest) ProtoMessage() {}
+
+func (x *EvaluateRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateRulesRequest.ProtoReflect.Descriptor instead.
+func (*EvaluateRulesRequest) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *EvaluateRulesRequest) GetRules() []*Rule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *EvaluateRulesRequest) GetLeadDays() int32 {
+	if x != nil {
+		return x.LeadDays
+	}
+	return 0
+}
+
+// AlertQuality measures alerts (or the red band) against renewal outcomes.
+// A renewal is flagged when an alert opened on its account within the lead
+// window before it (for the red band: when the account scored red in it).
+type AlertQuality struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Alerts opened over the history.
+	Alerts int32 `protobuf:"varint,1,opt,name=alerts,proto3" json:"alerts,omitempty"`
+	// Renewals flagged, and of those the ones lost (churned or contracted)
+	// and churned.
+	FlaggedRenewals int32 `protobuf:"varint,2,opt,name=flagged_renewals,json=flaggedRenewals,proto3" json:"flagged_renewals,omitempty"`
+	FlaggedLost     int32 `protobuf:"varint,3,opt,name=flagged_lost,json=flaggedLost,proto3" json:"flagged_lost,omitempty"`
+	FlaggedChurned  int32 `protobuf:"varint,4,opt,name=flagged_churned,json=flaggedChurned,proto3" json:"flagged_churned,omitempty"`
+	// Share of flagged renewals that were lost (churned or contracted).
+	Precision float64 `protobuf:"fixed64,5,opt,name=precision,proto3" json:"precision,omitempty"`
+	// Share of churned renewals that were flagged in time.
+	Recall float64 `protobuf:"fixed64,6,opt,name=recall,proto3" json:"recall,omitempty"`
+	// Churn rate among flagged renewals over the base churn rate; 1 is
+	// chance.
+	Lift float64 `protobuf:"fixed64,7,opt,name=lift,proto3" json:"lift,omitempty"`
+	// Median time from the first alert in the window to the renewal, over
+	// the churned renewals flagged.
+	MedianLeadTime      *durationpb.Duration `protobuf:"bytes,8,opt,name=median_lead_time,json=medianLeadTime,proto3" json:"median_lead_time,omitempty"`
+	AlertsPerCsmPerWeek float64              `protobuf:"fixed64,9,opt,name=alerts_per_csm_per_week,json=alertsPerCsmPerWeek,proto3" json:"alerts_per_csm_per_week,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *AlertQuality) Reset() {
+	*x = AlertQuality{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertQuality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertQuality) ProtoMessage() {}
+
+func (x *AlertQuality) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertQuality.ProtoReflect.Descriptor instead.
+func (*AlertQuality) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *AlertQuality) GetAlerts() int32 {
+	if x != nil {
+		return x.Alerts
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetFlaggedRenewals() int32 {
+	if x != nil {
+		return x.FlaggedRenewals
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetFlaggedLost() int32 {
+	if x != nil {
+		return x.FlaggedLost
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetFlaggedChurned() int32 {
+	if x != nil {
+		return x.FlaggedChurned
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetPrecision() float64 {
+	if x != nil {
+		return x.Precision
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetRecall() float64 {
+	if x != nil {
+		return x.Recall
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetLift() float64 {
+	if x != nil {
+		return x.Lift
+	}
+	return 0
+}
+
+func (x *AlertQuality) GetMedianLeadTime() *durationpb.Duration {
+	if x != nil {
+		return x.MedianLeadTime
+	}
+	return nil
+}
+
+func (x *AlertQuality) GetAlertsPerCsmPerWeek() float64 {
+	if x != nil {
+		return x.AlertsPerCsmPerWeek
+	}
+	return 0
+}
+
+// RuleQuality is one rule's AlertQuality.
+type RuleQuality struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Kind          RuleKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=lodestar.alert.v1.RuleKind" json:"kind,omitempty"`
+	Quality       *AlertQuality          `protobuf:"bytes,3,opt,name=quality,proto3" json:"quality,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleQuality) Reset() {
+	*x = RuleQuality{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleQuality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleQuality) ProtoMessage() {}
+
+func (x *RuleQuality) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleQuality.ProtoReflect.Descriptor instead.
+func (*RuleQuality) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *RuleQuality) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *RuleQuality) GetKind() RuleKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RuleKind_RULE_KIND_UNSPECIFIED
+}
+
+func (x *RuleQuality) GetQuality() *AlertQuality {
+	if x != nil {
+		return x.Quality
+	}
+	return nil
+}
+
+type EvaluateRulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Per rule, in the rule set's order.
+	Rules []*RuleQuality `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The risk rules together (expansion and win-back left out).
+	Overall *AlertQuality `protobuf:"bytes,2,opt,name=overall,proto3" json:"overall,omitempty"`
+	// The baseline: the score's red band over the same windows.
+	RedBand *AlertQuality `protobuf:"bytes,3,opt,name=red_band,json=redBand,proto3" json:"red_band,omitempty"`
+	// The renewals recorded within the history, and how they ended.
+	Renewals   int32 `protobuf:"varint,4,opt,name=renewals,proto3" json:"renewals,omitempty"`
+	Churned    int32 `protobuf:"varint,5,opt,name=churned,proto3" json:"churned,omitempty"`
+	Contracted int32 `protobuf:"varint,6,opt,name=contracted,proto3" json:"contracted,omitempty"`
+	// Account owners, and the weeks of history the alert rates are over.
+	Csms      int32                  `protobuf:"varint,7,opt,name=csms,proto3" json:"csms,omitempty"`
+	Weeks     float64                `protobuf:"fixed64,8,opt,name=weeks,proto3" json:"weeks,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Alerts opened within an account's first 14 days of scores (0 wanted).
+	EarlyAlerts int32 `protobuf:"varint,11,opt,name=early_alerts,json=earlyAlerts,proto3" json:"early_alerts,omitempty"`
+	// At the end of the history: alerts open, those whose condition does not
+	// hold at the account's latest score (0 wanted), and risk alerts open on
+	// green accounts (0 wanted).
+	OpenAlerts      int32 `protobuf:"varint,12,opt,name=open_alerts,json=openAlerts,proto3" json:"open_alerts,omitempty"`
+	StaleOpenAlerts int32 `protobuf:"varint,13,opt,name=stale_open_alerts,json=staleOpenAlerts,proto3" json:"stale_open_alerts,omitempty"`
+	OpenOnGreen     int32 `protobuf:"varint,14,opt,name=open_on_green,json=openOnGreen,proto3" json:"open_on_green,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *EvaluateRulesResponse) Reset() {
+	*x = EvaluateRulesResponse{}
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateRulesResponse) ProtoMessage() {}
+
+func (x *EvaluateRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_alert_v1_alert_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateRulesResponse.ProtoReflect.Descriptor instead.
+func (*EvaluateRulesResponse) Descriptor() ([]byte, []int) {
+	return file_lodestar_alert_v1_alert_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *EvaluateRulesResponse) GetRules() []*RuleQuality {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetOverall() *AlertQuality {
+	if x != nil {
+		return x.Overall
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetRedBand() *AlertQuality {
+	if x != nil {
+		return x.RedBand
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetRenewals() int32 {
+	if x != nil {
+		return x.Renewals
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetChurned() int32 {
+	if x != nil {
+		return x.Churned
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetContracted() int32 {
+	if x != nil {
+		return x.Contracted
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetCsms() int32 {
+	if x != nil {
+		return x.Csms
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetWeeks() float64 {
+	if x != nil {
+		return x.Weeks
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *EvaluateRulesResponse) GetEarlyAlerts() int32 {
+	if x != nil {
+		return x.EarlyAlerts
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetOpenAlerts() int32 {
+	if x != nil {
+		return x.OpenAlerts
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetStaleOpenAlerts() int32 {
+	if x != nil {
+		return x.StaleOpenAlerts
+	}
+	return 0
+}
+
+func (x *EvaluateRulesResponse) GetOpenOnGreen() int32 {
+	if x != nil {
+		return x.OpenOnGreen
+	}
+	return 0
+}
+
 var File_lodestar_alert_v1_alert_proto protoreflect.FileDescriptor
 
 const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
@@ -4177,7 +4809,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\tR\x05email\x12\x1f\n" +
 	"\vchat_handle\x18\x04 \x01(\tR\n" +
-	"chatHandle\"\xb7\v\n" +
+	"chatHandle\"\xee\f\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -4216,14 +4848,36 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\x04note\x18\x1e \x01(\tR\x04note\x12!\n" +
 	"\freopen_count\x18\x1f \x01(\x05R\vreopenCount\x12\x18\n" +
 	"\aversion\x18  \x01(\x03R\aversion\x12\x12\n" +
-	"\x04link\x18! \x01(\tR\x04link\"\xf8\x01\n" +
+	"\x04link\x18! \x01(\tR\x04link\x12I\n" +
+	"\x0fresolving_score\x18\" \x01(\v2 .lodestar.alert.v1.ScoreSnapshotR\x0eresolvingScore\x12I\n" +
+	"\x0fprevious_alerts\x18# \x03(\v2 .lodestar.alert.v1.PreviousAlertR\x0epreviousAlerts\x12\x1f\n" +
+	"\vrank_reason\x18$ \x01(\tR\n" +
+	"rankReason\"\xbf\x01\n" +
+	"\rScoreSnapshot\x12\x14\n" +
+	"\x05score\x18\x01 \x01(\x01R\x05score\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12-\n" +
+	"\x04band\x18\x03 \x01(\x0e2\x19.lodestar.scoring.v1.BandR\x04band\x129\n" +
+	"\n" +
+	"score_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tscoreTime\x12\x18\n" +
+	"\asummary\x18\x05 \x01(\tR\asummary\"\x91\x02\n" +
+	"\rPreviousAlert\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x128\n" +
+	"\trule_kind\x18\x03 \x01(\x0e2\x1b.lodestar.alert.v1.RuleKindR\bruleKind\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12=\n" +
+	"\fresolve_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTime\"\x98\x02\n" +
 	"\n" +
 	"AlertEvent\x125\n" +
 	"\x04type\x18\x01 \x01(\x0e2!.lodestar.alert.v1.AlertEventTypeR\x04type\x12.\n" +
 	"\x05alert\x18\x02 \x01(\v2\x18.lodestar.alert.v1.AlertR\x05alert\x129\n" +
 	"\n" +
 	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12H\n" +
-	"\x11previous_severity\x18\x04 \x01(\x0e2\x1b.lodestar.alert.v1.SeverityR\x10previousSeverity\"m\n" +
+	"\x11previous_severity\x18\x04 \x01(\x0e2\x1b.lodestar.alert.v1.SeverityR\x10previousSeverity\x12\x1e\n" +
+	"\n" +
+	"historical\x18\x05 \x01(\bR\n" +
+	"historical\"m\n" +
 	"\rSeverityRaise\x12/\n" +
 	"\x05tiers\x18\x01 \x03(\x0e2\x19.lodestar.account.v1.TierR\x05tiers\x12+\n" +
 	"\x12arr_units_at_least\x18\x02 \x01(\x03R\x0farrUnitsAtLeast\"s\n" +
@@ -4231,7 +4885,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\tthreshold\x18\x01 \x01(\x01H\x00R\tthreshold\x88\x01\x01\x123\n" +
 	"\asustain\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\asustainB\f\n" +
 	"\n" +
-	"_threshold\"\xdc\x04\n" +
+	"_threshold\"\xf7\x04\n" +
 	"\x04Rule\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12/\n" +
@@ -4247,7 +4901,8 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	" \x01(\v2\x1e.lodestar.alert.v1.AutoResolveR\vautoResolve\x12@\n" +
 	"\x0eescalate_after\x18\v \x01(\v2\x19.google.protobuf.DurationR\rescalateAfter\x124\n" +
 	"\x16escalation_schedule_id\x18\f \x01(\tR\x14escalationScheduleId\x12\x18\n" +
-	"\ashipped\x18\r \x01(\bR\ashipped\"\xb7\x01\n" +
+	"\ashipped\x18\r \x01(\bR\ashipped\x12\x19\n" +
+	"\bred_only\x18\x0e \x01(\bR\aredOnly\"\xb7\x01\n" +
 	"\x10ScheduleOverride\x121\n" +
 	"\x06person\x18\x01 \x01(\v2\x19.lodestar.alert.v1.PersonR\x06person\x129\n" +
 	"\n" +
@@ -4288,7 +4943,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\tpagerduty\x18\x06 \x01(\v2#.lodestar.alert.v1.PagerDutyChannelH\x00R\tpagerduty\x12=\n" +
 	"\awebhook\x18\a \x01(\v2!.lodestar.alert.v1.WebhookChannelH\x00R\awebhook\x127\n" +
 	"\x05email\x18\b \x01(\v2\x1f.lodestar.alert.v1.EmailChannelH\x00R\x05emailB\b\n" +
-	"\x06config\"\xd5\x01\n" +
+	"\x06config\"\xf6\x01\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x1b\n" +
@@ -4296,7 +4951,9 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\n" +
 	"channel_id\x18\x03 \x01(\tR\tchannelId\x127\n" +
 	"\trecipient\x18\x04 \x01(\v2\x19.lodestar.alert.v1.PersonR\trecipient\x123\n" +
-	"\x05event\x18\x05 \x01(\v2\x1d.lodestar.alert.v1.AlertEventR\x05event\"\xc1\x02\n" +
+	"\x05event\x18\x05 \x01(\v2\x1d.lodestar.alert.v1.AlertEventR\x05event\x12\x1f\n" +
+	"\vover_budget\x18\x06 \x01(\bR\n" +
+	"overBudget\"\xc1\x02\n" +
 	"\x0eDeliveryDigest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -4457,7 +5114,44 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\trecipient\x18\x02 \x01(\v2\x19.lodestar.alert.v1.PersonR\trecipient\"=\n" +
 	"\x13TestChannelResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail*\x88\x01\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"b\n" +
+	"\x14EvaluateRulesRequest\x12-\n" +
+	"\x05rules\x18\x01 \x03(\v2\x17.lodestar.alert.v1.RuleR\x05rules\x12\x1b\n" +
+	"\tlead_days\x18\x02 \x01(\x05R\bleadDays\"\xe2\x02\n" +
+	"\fAlertQuality\x12\x16\n" +
+	"\x06alerts\x18\x01 \x01(\x05R\x06alerts\x12)\n" +
+	"\x10flagged_renewals\x18\x02 \x01(\x05R\x0fflaggedRenewals\x12!\n" +
+	"\fflagged_lost\x18\x03 \x01(\x05R\vflaggedLost\x12'\n" +
+	"\x0fflagged_churned\x18\x04 \x01(\x05R\x0eflaggedChurned\x12\x1c\n" +
+	"\tprecision\x18\x05 \x01(\x01R\tprecision\x12\x16\n" +
+	"\x06recall\x18\x06 \x01(\x01R\x06recall\x12\x12\n" +
+	"\x04lift\x18\a \x01(\x01R\x04lift\x12C\n" +
+	"\x10median_lead_time\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0emedianLeadTime\x124\n" +
+	"\x17alerts_per_csm_per_week\x18\t \x01(\x01R\x13alertsPerCsmPerWeek\"\x92\x01\n" +
+	"\vRuleQuality\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12/\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1b.lodestar.alert.v1.RuleKindR\x04kind\x129\n" +
+	"\aquality\x18\x03 \x01(\v2\x1f.lodestar.alert.v1.AlertQualityR\aquality\"\xca\x04\n" +
+	"\x15EvaluateRulesResponse\x124\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1e.lodestar.alert.v1.RuleQualityR\x05rules\x129\n" +
+	"\aoverall\x18\x02 \x01(\v2\x1f.lodestar.alert.v1.AlertQualityR\aoverall\x12:\n" +
+	"\bred_band\x18\x03 \x01(\v2\x1f.lodestar.alert.v1.AlertQualityR\aredBand\x12\x1a\n" +
+	"\brenewals\x18\x04 \x01(\x05R\brenewals\x12\x18\n" +
+	"\achurned\x18\x05 \x01(\x05R\achurned\x12\x1e\n" +
+	"\n" +
+	"contracted\x18\x06 \x01(\x05R\n" +
+	"contracted\x12\x12\n" +
+	"\x04csms\x18\a \x01(\x05R\x04csms\x12\x14\n" +
+	"\x05weeks\x18\b \x01(\x01R\x05weeks\x129\n" +
+	"\n" +
+	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12!\n" +
+	"\fearly_alerts\x18\v \x01(\x05R\vearlyAlerts\x12\x1f\n" +
+	"\vopen_alerts\x18\f \x01(\x05R\n" +
+	"openAlerts\x12*\n" +
+	"\x11stale_open_alerts\x18\r \x01(\x05R\x0fstaleOpenAlerts\x12\"\n" +
+	"\ropen_on_green\x18\x0e \x01(\x05R\vopenOnGreen*\x88\x01\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x10\n" +
@@ -4492,7 +5186,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\x18ALERT_EVENT_TYPE_SNOOZED\x10\x05\x12\x1e\n" +
 	"\x1aALERT_EVENT_TYPE_UNSNOOZED\x10\x06\x12\x1d\n" +
 	"\x19ALERT_EVENT_TYPE_RESOLVED\x10\a\x12\x1d\n" +
-	"\x19ALERT_EVENT_TYPE_REOPENED\x10\b2\x9c\x11\n" +
+	"\x19ALERT_EVENT_TYPE_REOPENED\x10\b2\x80\x12\n" +
 	"\fAlertService\x12Y\n" +
 	"\n" +
 	"ListAlerts\x12$.lodestar.alert.v1.ListAlertsRequest\x1a%.lodestar.alert.v1.ListAlertsResponse\x12S\n" +
@@ -4520,7 +5214,8 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\rCreateChannel\x12'.lodestar.alert.v1.CreateChannelRequest\x1a(.lodestar.alert.v1.CreateChannelResponse\x12b\n" +
 	"\rUpdateChannel\x12'.lodestar.alert.v1.UpdateChannelRequest\x1a(.lodestar.alert.v1.UpdateChannelResponse\x12b\n" +
 	"\rDeleteChannel\x12'.lodestar.alert.v1.DeleteChannelRequest\x1a(.lodestar.alert.v1.DeleteChannelResponse\x12\\\n" +
-	"\vTestChannel\x12%.lodestar.alert.v1.TestChannelRequest\x1a&.lodestar.alert.v1.TestChannelResponseBHZFgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1;alertv1b\x06proto3"
+	"\vTestChannel\x12%.lodestar.alert.v1.TestChannelRequest\x1a&.lodestar.alert.v1.TestChannelResponse\x12b\n" +
+	"\rEvaluateRules\x12'.lodestar.alert.v1.EvaluateRulesRequest\x1a(.lodestar.alert.v1.EvaluateRulesResponseBHZFgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1;alertv1b\x06proto3"
 
 var (
 	file_lodestar_alert_v1_alert_proto_rawDescOnce sync.Once
@@ -4535,7 +5230,7 @@ func file_lodestar_alert_v1_alert_proto_rawDescGZIP() []byte {
 }
 
 var file_lodestar_alert_v1_alert_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lodestar_alert_v1_alert_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_lodestar_alert_v1_alert_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_lodestar_alert_v1_alert_proto_goTypes = []any{
 	(Severity)(0),                        // 0: lodestar.alert.v1.Severity
 	(AlertState)(0),                      // 1: lodestar.alert.v1.AlertState
@@ -4543,220 +5238,244 @@ var file_lodestar_alert_v1_alert_proto_goTypes = []any{
 	(AlertEventType)(0),                  // 3: lodestar.alert.v1.AlertEventType
 	(*Person)(nil),                       // 4: lodestar.alert.v1.Person
 	(*Alert)(nil),                        // 5: lodestar.alert.v1.Alert
-	(*AlertEvent)(nil),                   // 6: lodestar.alert.v1.AlertEvent
-	(*SeverityRaise)(nil),                // 7: lodestar.alert.v1.SeverityRaise
-	(*AutoResolve)(nil),                  // 8: lodestar.alert.v1.AutoResolve
-	(*Rule)(nil),                         // 9: lodestar.alert.v1.Rule
-	(*ScheduleOverride)(nil),             // 10: lodestar.alert.v1.ScheduleOverride
-	(*OnCallSchedule)(nil),               // 11: lodestar.alert.v1.OnCallSchedule
-	(*RateLimit)(nil),                    // 12: lodestar.alert.v1.RateLimit
-	(*SlackChannel)(nil),                 // 13: lodestar.alert.v1.SlackChannel
-	(*PagerDutyChannel)(nil),             // 14: lodestar.alert.v1.PagerDutyChannel
-	(*WebhookChannel)(nil),               // 15: lodestar.alert.v1.WebhookChannel
-	(*EmailChannel)(nil),                 // 16: lodestar.alert.v1.EmailChannel
-	(*Channel)(nil),                      // 17: lodestar.alert.v1.Channel
-	(*Delivery)(nil),                     // 18: lodestar.alert.v1.Delivery
-	(*DeliveryDigest)(nil),               // 19: lodestar.alert.v1.DeliveryDigest
-	(*ScorePoint)(nil),                   // 20: lodestar.alert.v1.ScorePoint
-	(*RuleState)(nil),                    // 21: lodestar.alert.v1.RuleState
-	(*OutboxMessage)(nil),                // 22: lodestar.alert.v1.OutboxMessage
-	(*AccountAlertState)(nil),            // 23: lodestar.alert.v1.AccountAlertState
-	(*ListAlertsRequest)(nil),            // 24: lodestar.alert.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),           // 25: lodestar.alert.v1.ListAlertsResponse
-	(*GetAlertRequest)(nil),              // 26: lodestar.alert.v1.GetAlertRequest
-	(*GetAlertResponse)(nil),             // 27: lodestar.alert.v1.GetAlertResponse
-	(*AcknowledgeAlertRequest)(nil),      // 28: lodestar.alert.v1.AcknowledgeAlertRequest
-	(*AcknowledgeAlertResponse)(nil),     // 29: lodestar.alert.v1.AcknowledgeAlertResponse
-	(*SnoozeAlertRequest)(nil),           // 30: lodestar.alert.v1.SnoozeAlertRequest
-	(*SnoozeAlertResponse)(nil),          // 31: lodestar.alert.v1.SnoozeAlertResponse
-	(*ResolveAlertRequest)(nil),          // 32: lodestar.alert.v1.ResolveAlertRequest
-	(*ResolveAlertResponse)(nil),         // 33: lodestar.alert.v1.ResolveAlertResponse
-	(*WatchAlertsRequest)(nil),           // 34: lodestar.alert.v1.WatchAlertsRequest
-	(*WatchAlertsResponse)(nil),          // 35: lodestar.alert.v1.WatchAlertsResponse
-	(*ListRulesRequest)(nil),             // 36: lodestar.alert.v1.ListRulesRequest
-	(*ListRulesResponse)(nil),            // 37: lodestar.alert.v1.ListRulesResponse
-	(*GetRuleRequest)(nil),               // 38: lodestar.alert.v1.GetRuleRequest
-	(*GetRuleResponse)(nil),              // 39: lodestar.alert.v1.GetRuleResponse
-	(*CreateRuleRequest)(nil),            // 40: lodestar.alert.v1.CreateRuleRequest
-	(*CreateRuleResponse)(nil),           // 41: lodestar.alert.v1.CreateRuleResponse
-	(*UpdateRuleRequest)(nil),            // 42: lodestar.alert.v1.UpdateRuleRequest
-	(*UpdateRuleResponse)(nil),           // 43: lodestar.alert.v1.UpdateRuleResponse
-	(*DeleteRuleRequest)(nil),            // 44: lodestar.alert.v1.DeleteRuleRequest
-	(*DeleteRuleResponse)(nil),           // 45: lodestar.alert.v1.DeleteRuleResponse
-	(*ListOnCallSchedulesRequest)(nil),   // 46: lodestar.alert.v1.ListOnCallSchedulesRequest
-	(*ListOnCallSchedulesResponse)(nil),  // 47: lodestar.alert.v1.ListOnCallSchedulesResponse
-	(*GetOnCallScheduleRequest)(nil),     // 48: lodestar.alert.v1.GetOnCallScheduleRequest
-	(*GetOnCallScheduleResponse)(nil),    // 49: lodestar.alert.v1.GetOnCallScheduleResponse
-	(*CreateOnCallScheduleRequest)(nil),  // 50: lodestar.alert.v1.CreateOnCallScheduleRequest
-	(*CreateOnCallScheduleResponse)(nil), // 51: lodestar.alert.v1.CreateOnCallScheduleResponse
-	(*UpdateOnCallScheduleRequest)(nil),  // 52: lodestar.alert.v1.UpdateOnCallScheduleRequest
-	(*UpdateOnCallScheduleResponse)(nil), // 53: lodestar.alert.v1.UpdateOnCallScheduleResponse
-	(*DeleteOnCallScheduleRequest)(nil),  // 54: lodestar.alert.v1.DeleteOnCallScheduleRequest
-	(*DeleteOnCallScheduleResponse)(nil), // 55: lodestar.alert.v1.DeleteOnCallScheduleResponse
-	(*ListChannelsRequest)(nil),          // 56: lodestar.alert.v1.ListChannelsRequest
-	(*ListChannelsResponse)(nil),         // 57: lodestar.alert.v1.ListChannelsResponse
-	(*GetChannelRequest)(nil),            // 58: lodestar.alert.v1.GetChannelRequest
-	(*GetChannelResponse)(nil),           // 59: lodestar.alert.v1.GetChannelResponse
-	(*CreateChannelRequest)(nil),         // 60: lodestar.alert.v1.CreateChannelRequest
-	(*CreateChannelResponse)(nil),        // 61: lodestar.alert.v1.CreateChannelResponse
-	(*UpdateChannelRequest)(nil),         // 62: lodestar.alert.v1.UpdateChannelRequest
-	(*UpdateChannelResponse)(nil),        // 63: lodestar.alert.v1.UpdateChannelResponse
-	(*DeleteChannelRequest)(nil),         // 64: lodestar.alert.v1.DeleteChannelRequest
-	(*DeleteChannelResponse)(nil),        // 65: lodestar.alert.v1.DeleteChannelResponse
-	(*TestChannelRequest)(nil),           // 66: lodestar.alert.v1.TestChannelRequest
-	(*TestChannelResponse)(nil),          // 67: lodestar.alert.v1.TestChannelResponse
-	nil,                                  // 68: lodestar.alert.v1.OutboxMessage.HeadersEntry
-	nil,                                  // 69: lodestar.alert.v1.AccountAlertState.RulesEntry
-	(v1.Band)(0),                         // 70: lodestar.scoring.v1.Band
-	(*timestamppb.Timestamp)(nil),        // 71: google.protobuf.Timestamp
-	(v11.Tier)(0),                        // 72: lodestar.account.v1.Tier
-	(*v11.Money)(nil),                    // 73: lodestar.account.v1.Money
-	(v11.LifecycleStage)(0),              // 74: lodestar.account.v1.LifecycleStage
-	(*durationpb.Duration)(nil),          // 75: google.protobuf.Duration
-	(*v11.Account)(nil),                  // 76: lodestar.account.v1.Account
-	(*v1.HealthScore)(nil),               // 77: lodestar.scoring.v1.HealthScore
+	(*ScoreSnapshot)(nil),                // 6: lodestar.alert.v1.ScoreSnapshot
+	(*PreviousAlert)(nil),                // 7: lodestar.alert.v1.PreviousAlert
+	(*AlertEvent)(nil),                   // 8: lodestar.alert.v1.AlertEvent
+	(*SeverityRaise)(nil),                // 9: lodestar.alert.v1.SeverityRaise
+	(*AutoResolve)(nil),                  // 10: lodestar.alert.v1.AutoResolve
+	(*Rule)(nil),                         // 11: lodestar.alert.v1.Rule
+	(*ScheduleOverride)(nil),             // 12: lodestar.alert.v1.ScheduleOverride
+	(*OnCallSchedule)(nil),               // 13: lodestar.alert.v1.OnCallSchedule
+	(*RateLimit)(nil),                    // 14: lodestar.alert.v1.RateLimit
+	(*SlackChannel)(nil),                 // 15: lodestar.alert.v1.SlackChannel
+	(*PagerDutyChannel)(nil),             // 16: lodestar.alert.v1.PagerDutyChannel
+	(*WebhookChannel)(nil),               // 17: lodestar.alert.v1.WebhookChannel
+	(*EmailChannel)(nil),                 // 18: lodestar.alert.v1.EmailChannel
+	(*Channel)(nil),                      // 19: lodestar.alert.v1.Channel
+	(*Delivery)(nil),                     // 20: lodestar.alert.v1.Delivery
+	(*DeliveryDigest)(nil),               // 21: lodestar.alert.v1.DeliveryDigest
+	(*ScorePoint)(nil),                   // 22: lodestar.alert.v1.ScorePoint
+	(*RuleState)(nil),                    // 23: lodestar.alert.v1.RuleState
+	(*OutboxMessage)(nil),                // 24: lodestar.alert.v1.OutboxMessage
+	(*AccountAlertState)(nil),            // 25: lodestar.alert.v1.AccountAlertState
+	(*ListAlertsRequest)(nil),            // 26: lodestar.alert.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),           // 27: lodestar.alert.v1.ListAlertsResponse
+	(*GetAlertRequest)(nil),              // 28: lodestar.alert.v1.GetAlertRequest
+	(*GetAlertResponse)(nil),             // 29: lodestar.alert.v1.GetAlertResponse
+	(*AcknowledgeAlertRequest)(nil),      // 30: lodestar.alert.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil),     // 31: lodestar.alert.v1.AcknowledgeAlertResponse
+	(*SnoozeAlertRequest)(nil),           // 32: lodestar.alert.v1.SnoozeAlertRequest
+	(*SnoozeAlertResponse)(nil),          // 33: lodestar.alert.v1.SnoozeAlertResponse
+	(*ResolveAlertRequest)(nil),          // 34: lodestar.alert.v1.ResolveAlertRequest
+	(*ResolveAlertResponse)(nil),         // 35: lodestar.alert.v1.ResolveAlertResponse
+	(*WatchAlertsRequest)(nil),           // 36: lodestar.alert.v1.WatchAlertsRequest
+	(*WatchAlertsResponse)(nil),          // 37: lodestar.alert.v1.WatchAlertsResponse
+	(*ListRulesRequest)(nil),             // 38: lodestar.alert.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),            // 39: lodestar.alert.v1.ListRulesResponse
+	(*GetRuleRequest)(nil),               // 40: lodestar.alert.v1.GetRuleRequest
+	(*GetRuleResponse)(nil),              // 41: lodestar.alert.v1.GetRuleResponse
+	(*CreateRuleRequest)(nil),            // 42: lodestar.alert.v1.CreateRuleRequest
+	(*CreateRuleResponse)(nil),           // 43: lodestar.alert.v1.CreateRuleResponse
+	(*UpdateRuleRequest)(nil),            // 44: lodestar.alert.v1.UpdateRuleRequest
+	(*UpdateRuleResponse)(nil),           // 45: lodestar.alert.v1.UpdateRuleResponse
+	(*DeleteRuleRequest)(nil),            // 46: lodestar.alert.v1.DeleteRuleRequest
+	(*DeleteRuleResponse)(nil),           // 47: lodestar.alert.v1.DeleteRuleResponse
+	(*ListOnCallSchedulesRequest)(nil),   // 48: lodestar.alert.v1.ListOnCallSchedulesRequest
+	(*ListOnCallSchedulesResponse)(nil),  // 49: lodestar.alert.v1.ListOnCallSchedulesResponse
+	(*GetOnCallScheduleRequest)(nil),     // 50: lodestar.alert.v1.GetOnCallScheduleRequest
+	(*GetOnCallScheduleResponse)(nil),    // 51: lodestar.alert.v1.GetOnCallScheduleResponse
+	(*CreateOnCallScheduleRequest)(nil),  // 52: lodestar.alert.v1.CreateOnCallScheduleRequest
+	(*CreateOnCallScheduleResponse)(nil), // 53: lodestar.alert.v1.CreateOnCallScheduleResponse
+	(*UpdateOnCallScheduleRequest)(nil),  // 54: lodestar.alert.v1.UpdateOnCallScheduleRequest
+	(*UpdateOnCallScheduleResponse)(nil), // 55: lodestar.alert.v1.UpdateOnCallScheduleResponse
+	(*DeleteOnCallScheduleRequest)(nil),  // 56: lodestar.alert.v1.DeleteOnCallScheduleRequest
+	(*DeleteOnCallScheduleResponse)(nil), // 57: lodestar.alert.v1.DeleteOnCallScheduleResponse
+	(*ListChannelsRequest)(nil),          // 58: lodestar.alert.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),         // 59: lodestar.alert.v1.ListChannelsResponse
+	(*GetChannelRequest)(nil),            // 60: lodestar.alert.v1.GetChannelRequest
+	(*GetChannelResponse)(nil),           // 61: lodestar.alert.v1.GetChannelResponse
+	(*CreateChannelRequest)(nil),         // 62: lodestar.alert.v1.CreateChannelRequest
+	(*CreateChannelResponse)(nil),        // 63: lodestar.alert.v1.CreateChannelResponse
+	(*UpdateChannelRequest)(nil),         // 64: lodestar.alert.v1.UpdateChannelRequest
+	(*UpdateChannelResponse)(nil),        // 65: lodestar.alert.v1.UpdateChannelResponse
+	(*DeleteChannelRequest)(nil),         // 66: lodestar.alert.v1.DeleteChannelRequest
+	(*DeleteChannelResponse)(nil),        // 67: lodestar.alert.v1.DeleteChannelResponse
+	(*TestChannelRequest)(nil),           // 68: lodestar.alert.v1.TestChannelRequest
+	(*TestChannelResponse)(nil),          // 69: lodestar.alert.v1.TestChannelResponse
+	(*EvaluateRulesRequest)(nil),         // 70: lodestar.alert.v1.EvaluateRulesRequest
+	(*AlertQuality)(nil),                 // 71: lodestar.alert.v1.AlertQuality
+	(*RuleQuality)(nil),                  // 72: lodestar.alert.v1.RuleQuality
+	(*EvaluateRulesResponse)(nil),        // 73: lodestar.alert.v1.EvaluateRulesResponse
+	nil,                                  // 74: lodestar.alert.v1.OutboxMessage.HeadersEntry
+	nil,                                  // 75: lodestar.alert.v1.AccountAlertState.RulesEntry
+	(v1.Band)(0),                         // 76: lodestar.scoring.v1.Band
+	(*timestamppb.Timestamp)(nil),        // 77: google.protobuf.Timestamp
+	(v11.Tier)(0),                        // 78: lodestar.account.v1.Tier
+	(*v11.Money)(nil),                    // 79: lodestar.account.v1.Money
+	(v11.LifecycleStage)(0),              // 80: lodestar.account.v1.LifecycleStage
+	(*durationpb.Duration)(nil),          // 81: google.protobuf.Duration
+	(*v11.Account)(nil),                  // 82: lodestar.account.v1.Account
+	(*v1.HealthScore)(nil),               // 83: lodestar.scoring.v1.HealthScore
 }
 var file_lodestar_alert_v1_alert_proto_depIdxs = []int32{
 	2,   // 0: lodestar.alert.v1.Alert.rule_kind:type_name -> lodestar.alert.v1.RuleKind
 	1,   // 1: lodestar.alert.v1.Alert.state:type_name -> lodestar.alert.v1.AlertState
 	0,   // 2: lodestar.alert.v1.Alert.severity:type_name -> lodestar.alert.v1.Severity
-	70,  // 3: lodestar.alert.v1.Alert.band:type_name -> lodestar.scoring.v1.Band
-	71,  // 4: lodestar.alert.v1.Alert.score_time:type_name -> google.protobuf.Timestamp
-	72,  // 5: lodestar.alert.v1.Alert.tier:type_name -> lodestar.account.v1.Tier
-	73,  // 6: lodestar.alert.v1.Alert.arr:type_name -> lodestar.account.v1.Money
-	71,  // 7: lodestar.alert.v1.Alert.renewal_time:type_name -> google.protobuf.Timestamp
-	74,  // 8: lodestar.alert.v1.Alert.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	76,  // 3: lodestar.alert.v1.Alert.band:type_name -> lodestar.scoring.v1.Band
+	77,  // 4: lodestar.alert.v1.Alert.score_time:type_name -> google.protobuf.Timestamp
+	78,  // 5: lodestar.alert.v1.Alert.tier:type_name -> lodestar.account.v1.Tier
+	79,  // 6: lodestar.alert.v1.Alert.arr:type_name -> lodestar.account.v1.Money
+	77,  // 7: lodestar.alert.v1.Alert.renewal_time:type_name -> google.protobuf.Timestamp
+	80,  // 8: lodestar.alert.v1.Alert.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
 	4,   // 9: lodestar.alert.v1.Alert.owner:type_name -> lodestar.alert.v1.Person
 	4,   // 10: lodestar.alert.v1.Alert.assignee:type_name -> lodestar.alert.v1.Person
-	71,  // 11: lodestar.alert.v1.Alert.escalate_time:type_name -> google.protobuf.Timestamp
-	71,  // 12: lodestar.alert.v1.Alert.snooze_end_time:type_name -> google.protobuf.Timestamp
-	71,  // 13: lodestar.alert.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
-	71,  // 14: lodestar.alert.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
-	71,  // 15: lodestar.alert.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
-	71,  // 16: lodestar.alert.v1.Alert.resolve_time:type_name -> google.protobuf.Timestamp
-	3,   // 17: lodestar.alert.v1.AlertEvent.type:type_name -> lodestar.alert.v1.AlertEventType
-	5,   // 18: lodestar.alert.v1.AlertEvent.alert:type_name -> lodestar.alert.v1.Alert
-	71,  // 19: lodestar.alert.v1.AlertEvent.event_time:type_name -> google.protobuf.Timestamp
-	0,   // 20: lodestar.alert.v1.AlertEvent.previous_severity:type_name -> lodestar.alert.v1.Severity
-	72,  // 21: lodestar.alert.v1.SeverityRaise.tiers:type_name -> lodestar.account.v1.Tier
-	75,  // 22: lodestar.alert.v1.AutoResolve.sustain:type_name -> google.protobuf.Duration
-	2,   // 23: lodestar.alert.v1.Rule.kind:type_name -> lodestar.alert.v1.RuleKind
-	0,   // 24: lodestar.alert.v1.Rule.severity:type_name -> lodestar.alert.v1.Severity
-	7,   // 25: lodestar.alert.v1.Rule.severity_raise:type_name -> lodestar.alert.v1.SeverityRaise
-	75,  // 26: lodestar.alert.v1.Rule.cooldown:type_name -> google.protobuf.Duration
-	8,   // 27: lodestar.alert.v1.Rule.auto_resolve:type_name -> lodestar.alert.v1.AutoResolve
-	75,  // 28: lodestar.alert.v1.Rule.escalate_after:type_name -> google.protobuf.Duration
-	4,   // 29: lodestar.alert.v1.ScheduleOverride.person:type_name -> lodestar.alert.v1.Person
-	71,  // 30: lodestar.alert.v1.ScheduleOverride.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 31: lodestar.alert.v1.ScheduleOverride.end_time:type_name -> google.protobuf.Timestamp
-	71,  // 32: lodestar.alert.v1.OnCallSchedule.rotation_start_time:type_name -> google.protobuf.Timestamp
-	4,   // 33: lodestar.alert.v1.OnCallSchedule.participants:type_name -> lodestar.alert.v1.Person
-	10,  // 34: lodestar.alert.v1.OnCallSchedule.overrides:type_name -> lodestar.alert.v1.ScheduleOverride
-	75,  // 35: lodestar.alert.v1.RateLimit.digest_interval:type_name -> google.protobuf.Duration
-	0,   // 36: lodestar.alert.v1.Channel.min_severity:type_name -> lodestar.alert.v1.Severity
-	12,  // 37: lodestar.alert.v1.Channel.rate_limit:type_name -> lodestar.alert.v1.RateLimit
-	13,  // 38: lodestar.alert.v1.Channel.slack:type_name -> lodestar.alert.v1.SlackChannel
-	14,  // 39: lodestar.alert.v1.Channel.pagerduty:type_name -> lodestar.alert.v1.PagerDutyChannel
-	15,  // 40: lodestar.alert.v1.Channel.webhook:type_name -> lodestar.alert.v1.WebhookChannel
-	16,  // 41: lodestar.alert.v1.Channel.email:type_name -> lodestar.alert.v1.EmailChannel
-	4,   // 42: lodestar.alert.v1.Delivery.recipient:type_name -> lodestar.alert.v1.Person
-	6,   // 43: lodestar.alert.v1.Delivery.event:type_name -> lodestar.alert.v1.AlertEvent
-	4,   // 44: lodestar.alert.v1.DeliveryDigest.recipient:type_name -> lodestar.alert.v1.Person
-	18,  // 45: lodestar.alert.v1.DeliveryDigest.deliveries:type_name -> lodestar.alert.v1.Delivery
-	71,  // 46: lodestar.alert.v1.DeliveryDigest.window_end_time:type_name -> google.protobuf.Timestamp
-	71,  // 47: lodestar.alert.v1.DeliveryDigest.claim_time:type_name -> google.protobuf.Timestamp
-	71,  // 48: lodestar.alert.v1.ScorePoint.time:type_name -> google.protobuf.Timestamp
-	5,   // 49: lodestar.alert.v1.RuleState.alert:type_name -> lodestar.alert.v1.Alert
-	71,  // 50: lodestar.alert.v1.RuleState.condition_time:type_name -> google.protobuf.Timestamp
-	71,  // 51: lodestar.alert.v1.RuleState.recovery_time:type_name -> google.protobuf.Timestamp
-	71,  // 52: lodestar.alert.v1.RuleState.resolve_event_time:type_name -> google.protobuf.Timestamp
-	68,  // 53: lodestar.alert.v1.OutboxMessage.headers:type_name -> lodestar.alert.v1.OutboxMessage.HeadersEntry
-	76,  // 54: lodestar.alert.v1.AccountAlertState.account:type_name -> lodestar.account.v1.Account
-	77,  // 55: lodestar.alert.v1.AccountAlertState.score:type_name -> lodestar.scoring.v1.HealthScore
-	71,  // 56: lodestar.alert.v1.AccountAlertState.event_time:type_name -> google.protobuf.Timestamp
-	20,  // 57: lodestar.alert.v1.AccountAlertState.history:type_name -> lodestar.alert.v1.ScorePoint
-	69,  // 58: lodestar.alert.v1.AccountAlertState.rules:type_name -> lodestar.alert.v1.AccountAlertState.RulesEntry
-	22,  // 59: lodestar.alert.v1.AccountAlertState.outbox:type_name -> lodestar.alert.v1.OutboxMessage
-	1,   // 60: lodestar.alert.v1.ListAlertsRequest.states:type_name -> lodestar.alert.v1.AlertState
-	0,   // 61: lodestar.alert.v1.ListAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
-	5,   // 62: lodestar.alert.v1.ListAlertsResponse.alerts:type_name -> lodestar.alert.v1.Alert
-	5,   // 63: lodestar.alert.v1.GetAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	5,   // 64: lodestar.alert.v1.AcknowledgeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	71,  // 65: lodestar.alert.v1.SnoozeAlertRequest.snooze_end_time:type_name -> google.protobuf.Timestamp
-	5,   // 66: lodestar.alert.v1.SnoozeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	5,   // 67: lodestar.alert.v1.ResolveAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	0,   // 68: lodestar.alert.v1.WatchAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
-	6,   // 69: lodestar.alert.v1.WatchAlertsResponse.event:type_name -> lodestar.alert.v1.AlertEvent
-	9,   // 70: lodestar.alert.v1.ListRulesResponse.rules:type_name -> lodestar.alert.v1.Rule
-	9,   // 71: lodestar.alert.v1.GetRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
-	9,   // 72: lodestar.alert.v1.CreateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
-	9,   // 73: lodestar.alert.v1.CreateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
-	9,   // 74: lodestar.alert.v1.UpdateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
-	9,   // 75: lodestar.alert.v1.UpdateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
-	11,  // 76: lodestar.alert.v1.ListOnCallSchedulesResponse.schedules:type_name -> lodestar.alert.v1.OnCallSchedule
-	11,  // 77: lodestar.alert.v1.GetOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	4,   // 78: lodestar.alert.v1.GetOnCallScheduleResponse.on_call:type_name -> lodestar.alert.v1.Person
-	11,  // 79: lodestar.alert.v1.CreateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	11,  // 80: lodestar.alert.v1.CreateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	11,  // 81: lodestar.alert.v1.UpdateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	11,  // 82: lodestar.alert.v1.UpdateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	17,  // 83: lodestar.alert.v1.ListChannelsResponse.channels:type_name -> lodestar.alert.v1.Channel
-	17,  // 84: lodestar.alert.v1.GetChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
-	17,  // 85: lodestar.alert.v1.CreateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
-	17,  // 86: lodestar.alert.v1.CreateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
-	17,  // 87: lodestar.alert.v1.UpdateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
-	17,  // 88: lodestar.alert.v1.UpdateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
-	4,   // 89: lodestar.alert.v1.TestChannelRequest.recipient:type_name -> lodestar.alert.v1.Person
-	21,  // 90: lodestar.alert.v1.AccountAlertState.RulesEntry.value:type_name -> lodestar.alert.v1.RuleState
-	24,  // 91: lodestar.alert.v1.AlertService.ListAlerts:input_type -> lodestar.alert.v1.ListAlertsRequest
-	26,  // 92: lodestar.alert.v1.AlertService.GetAlert:input_type -> lodestar.alert.v1.GetAlertRequest
-	28,  // 93: lodestar.alert.v1.AlertService.AcknowledgeAlert:input_type -> lodestar.alert.v1.AcknowledgeAlertRequest
-	30,  // 94: lodestar.alert.v1.AlertService.SnoozeAlert:input_type -> lodestar.alert.v1.SnoozeAlertRequest
-	32,  // 95: lodestar.alert.v1.AlertService.ResolveAlert:input_type -> lodestar.alert.v1.ResolveAlertRequest
-	34,  // 96: lodestar.alert.v1.AlertService.WatchAlerts:input_type -> lodestar.alert.v1.WatchAlertsRequest
-	36,  // 97: lodestar.alert.v1.AlertService.ListRules:input_type -> lodestar.alert.v1.ListRulesRequest
-	38,  // 98: lodestar.alert.v1.AlertService.GetRule:input_type -> lodestar.alert.v1.GetRuleRequest
-	40,  // 99: lodestar.alert.v1.AlertService.CreateRule:input_type -> lodestar.alert.v1.CreateRuleRequest
-	42,  // 100: lodestar.alert.v1.AlertService.UpdateRule:input_type -> lodestar.alert.v1.UpdateRuleRequest
-	44,  // 101: lodestar.alert.v1.AlertService.DeleteRule:input_type -> lodestar.alert.v1.DeleteRuleRequest
-	46,  // 102: lodestar.alert.v1.AlertService.ListOnCallSchedules:input_type -> lodestar.alert.v1.ListOnCallSchedulesRequest
-	48,  // 103: lodestar.alert.v1.AlertService.GetOnCallSchedule:input_type -> lodestar.alert.v1.GetOnCallScheduleRequest
-	50,  // 104: lodestar.alert.v1.AlertService.CreateOnCallSchedule:input_type -> lodestar.alert.v1.CreateOnCallScheduleRequest
-	52,  // 105: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:input_type -> lodestar.alert.v1.UpdateOnCallScheduleRequest
-	54,  // 106: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:input_type -> lodestar.alert.v1.DeleteOnCallScheduleRequest
-	56,  // 107: lodestar.alert.v1.AlertService.ListChannels:input_type -> lodestar.alert.v1.ListChannelsRequest
-	58,  // 108: lodestar.alert.v1.AlertService.GetChannel:input_type -> lodestar.alert.v1.GetChannelRequest
-	60,  // 109: lodestar.alert.v1.AlertService.CreateChannel:input_type -> lodestar.alert.v1.CreateChannelRequest
-	62,  // 110: lodestar.alert.v1.AlertService.UpdateChannel:input_type -> lodestar.alert.v1.UpdateChannelRequest
-	64,  // 111: lodestar.alert.v1.AlertService.DeleteChannel:input_type -> lodestar.alert.v1.DeleteChannelRequest
-	66,  // 112: lodestar.alert.v1.AlertService.TestChannel:input_type -> lodestar.alert.v1.TestChannelRequest
-	25,  // 113: lodestar.alert.v1.AlertService.ListAlerts:output_type -> lodestar.alert.v1.ListAlertsResponse
-	27,  // 114: lodestar.alert.v1.AlertService.GetAlert:output_type -> lodestar.alert.v1.GetAlertResponse
-	29,  // 115: lodestar.alert.v1.AlertService.AcknowledgeAlert:output_type -> lodestar.alert.v1.AcknowledgeAlertResponse
-	31,  // 116: lodestar.alert.v1.AlertService.SnoozeAlert:output_type -> lodestar.alert.v1.SnoozeAlertResponse
-	33,  // 117: lodestar.alert.v1.AlertService.ResolveAlert:output_type -> lodestar.alert.v1.ResolveAlertResponse
-	35,  // 118: lodestar.alert.v1.AlertService.WatchAlerts:output_type -> lodestar.alert.v1.WatchAlertsResponse
-	37,  // 119: lodestar.alert.v1.AlertService.ListRules:output_type -> lodestar.alert.v1.ListRulesResponse
-	39,  // 120: lodestar.alert.v1.AlertService.GetRule:output_type -> lodestar.alert.v1.GetRuleResponse
-	41,  // 121: lodestar.alert.v1.AlertService.CreateRule:output_type -> lodestar.alert.v1.CreateRuleResponse
-	43,  // 122: lodestar.alert.v1.AlertService.UpdateRule:output_type -> lodestar.alert.v1.UpdateRuleResponse
-	45,  // 123: lodestar.alert.v1.AlertService.DeleteRule:output_type -> lodestar.alert.v1.DeleteRuleResponse
-	47,  // 124: lodestar.alert.v1.AlertService.ListOnCallSchedules:output_type -> lodestar.alert.v1.ListOnCallSchedulesResponse
-	49,  // 125: lodestar.alert.v1.AlertService.GetOnCallSchedule:output_type -> lodestar.alert.v1.GetOnCallScheduleResponse
-	51,  // 126: lodestar.alert.v1.AlertService.CreateOnCallSchedule:output_type -> lodestar.alert.v1.CreateOnCallScheduleResponse
-	53,  // 127: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:output_type -> lodestar.alert.v1.UpdateOnCallScheduleResponse
-	55,  // 128: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:output_type -> lodestar.alert.v1.DeleteOnCallScheduleResponse
-	57,  // 129: lodestar.alert.v1.AlertService.ListChannels:output_type -> lodestar.alert.v1.ListChannelsResponse
-	59,  // 130: lodestar.alert.v1.AlertService.GetChannel:output_type -> lodestar.alert.v1.GetChannelResponse
-	61,  // 131: lodestar.alert.v1.AlertService.CreateChannel:output_type -> lodestar.alert.v1.CreateChannelResponse
-	63,  // 132: lodestar.alert.v1.AlertService.UpdateChannel:output_type -> lodestar.alert.v1.UpdateChannelResponse
-	65,  // 133: lodestar.alert.v1.AlertService.DeleteChannel:output_type -> lodestar.alert.v1.DeleteChannelResponse
-	67,  // 134: lodestar.alert.v1.AlertService.TestChannel:output_type -> lodestar.alert.v1.TestChannelResponse
-	113, // [113:135] is the sub-list for method output_type
-	91,  // [91:113] is the sub-list for method input_type
-	91,  // [91:91] is the sub-list for extension type_name
-	91,  // [91:91] is the sub-list for extension extendee
-	0,   // [0:91] is the sub-list for field type_name
+	77,  // 11: lodestar.alert.v1.Alert.escalate_time:type_name -> google.protobuf.Timestamp
+	77,  // 12: lodestar.alert.v1.Alert.snooze_end_time:type_name -> google.protobuf.Timestamp
+	77,  // 13: lodestar.alert.v1.Alert.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 14: lodestar.alert.v1.Alert.update_time:type_name -> google.protobuf.Timestamp
+	77,  // 15: lodestar.alert.v1.Alert.acknowledge_time:type_name -> google.protobuf.Timestamp
+	77,  // 16: lodestar.alert.v1.Alert.resolve_time:type_name -> google.protobuf.Timestamp
+	6,   // 17: lodestar.alert.v1.Alert.resolving_score:type_name -> lodestar.alert.v1.ScoreSnapshot
+	7,   // 18: lodestar.alert.v1.Alert.previous_alerts:type_name -> lodestar.alert.v1.PreviousAlert
+	76,  // 19: lodestar.alert.v1.ScoreSnapshot.band:type_name -> lodestar.scoring.v1.Band
+	77,  // 20: lodestar.alert.v1.ScoreSnapshot.score_time:type_name -> google.protobuf.Timestamp
+	2,   // 21: lodestar.alert.v1.PreviousAlert.rule_kind:type_name -> lodestar.alert.v1.RuleKind
+	77,  // 22: lodestar.alert.v1.PreviousAlert.create_time:type_name -> google.protobuf.Timestamp
+	77,  // 23: lodestar.alert.v1.PreviousAlert.resolve_time:type_name -> google.protobuf.Timestamp
+	3,   // 24: lodestar.alert.v1.AlertEvent.type:type_name -> lodestar.alert.v1.AlertEventType
+	5,   // 25: lodestar.alert.v1.AlertEvent.alert:type_name -> lodestar.alert.v1.Alert
+	77,  // 26: lodestar.alert.v1.AlertEvent.event_time:type_name -> google.protobuf.Timestamp
+	0,   // 27: lodestar.alert.v1.AlertEvent.previous_severity:type_name -> lodestar.alert.v1.Severity
+	78,  // 28: lodestar.alert.v1.SeverityRaise.tiers:type_name -> lodestar.account.v1.Tier
+	81,  // 29: lodestar.alert.v1.AutoResolve.sustain:type_name -> google.protobuf.Duration
+	2,   // 30: lodestar.alert.v1.Rule.kind:type_name -> lodestar.alert.v1.RuleKind
+	0,   // 31: lodestar.alert.v1.Rule.severity:type_name -> lodestar.alert.v1.Severity
+	9,   // 32: lodestar.alert.v1.Rule.severity_raise:type_name -> lodestar.alert.v1.SeverityRaise
+	81,  // 33: lodestar.alert.v1.Rule.cooldown:type_name -> google.protobuf.Duration
+	10,  // 34: lodestar.alert.v1.Rule.auto_resolve:type_name -> lodestar.alert.v1.AutoResolve
+	81,  // 35: lodestar.alert.v1.Rule.escalate_after:type_name -> google.protobuf.Duration
+	4,   // 36: lodestar.alert.v1.ScheduleOverride.person:type_name -> lodestar.alert.v1.Person
+	77,  // 37: lodestar.alert.v1.ScheduleOverride.start_time:type_name -> google.protobuf.Timestamp
+	77,  // 38: lodestar.alert.v1.ScheduleOverride.end_time:type_name -> google.protobuf.Timestamp
+	77,  // 39: lodestar.alert.v1.OnCallSchedule.rotation_start_time:type_name -> google.protobuf.Timestamp
+	4,   // 40: lodestar.alert.v1.OnCallSchedule.participants:type_name -> lodestar.alert.v1.Person
+	12,  // 41: lodestar.alert.v1.OnCallSchedule.overrides:type_name -> lodestar.alert.v1.ScheduleOverride
+	81,  // 42: lodestar.alert.v1.RateLimit.digest_interval:type_name -> google.protobuf.Duration
+	0,   // 43: lodestar.alert.v1.Channel.min_severity:type_name -> lodestar.alert.v1.Severity
+	14,  // 44: lodestar.alert.v1.Channel.rate_limit:type_name -> lodestar.alert.v1.RateLimit
+	15,  // 45: lodestar.alert.v1.Channel.slack:type_name -> lodestar.alert.v1.SlackChannel
+	16,  // 46: lodestar.alert.v1.Channel.pagerduty:type_name -> lodestar.alert.v1.PagerDutyChannel
+	17,  // 47: lodestar.alert.v1.Channel.webhook:type_name -> lodestar.alert.v1.WebhookChannel
+	18,  // 48: lodestar.alert.v1.Channel.email:type_name -> lodestar.alert.v1.EmailChannel
+	4,   // 49: lodestar.alert.v1.Delivery.recipient:type_name -> lodestar.alert.v1.Person
+	8,   // 50: lodestar.alert.v1.Delivery.event:type_name -> lodestar.alert.v1.AlertEvent
+	4,   // 51: lodestar.alert.v1.DeliveryDigest.recipient:type_name -> lodestar.alert.v1.Person
+	20,  // 52: lodestar.alert.v1.DeliveryDigest.deliveries:type_name -> lodestar.alert.v1.Delivery
+	77,  // 53: lodestar.alert.v1.DeliveryDigest.window_end_time:type_name -> google.protobuf.Timestamp
+	77,  // 54: lodestar.alert.v1.DeliveryDigest.claim_time:type_name -> google.protobuf.Timestamp
+	77,  // 55: lodestar.alert.v1.ScorePoint.time:type_name -> google.protobuf.Timestamp
+	5,   // 56: lodestar.alert.v1.RuleState.alert:type_name -> lodestar.alert.v1.Alert
+	77,  // 57: lodestar.alert.v1.RuleState.condition_time:type_name -> google.protobuf.Timestamp
+	77,  // 58: lodestar.alert.v1.RuleState.recovery_time:type_name -> google.protobuf.Timestamp
+	77,  // 59: lodestar.alert.v1.RuleState.resolve_event_time:type_name -> google.protobuf.Timestamp
+	74,  // 60: lodestar.alert.v1.OutboxMessage.headers:type_name -> lodestar.alert.v1.OutboxMessage.HeadersEntry
+	82,  // 61: lodestar.alert.v1.AccountAlertState.account:type_name -> lodestar.account.v1.Account
+	83,  // 62: lodestar.alert.v1.AccountAlertState.score:type_name -> lodestar.scoring.v1.HealthScore
+	77,  // 63: lodestar.alert.v1.AccountAlertState.event_time:type_name -> google.protobuf.Timestamp
+	22,  // 64: lodestar.alert.v1.AccountAlertState.history:type_name -> lodestar.alert.v1.ScorePoint
+	75,  // 65: lodestar.alert.v1.AccountAlertState.rules:type_name -> lodestar.alert.v1.AccountAlertState.RulesEntry
+	24,  // 66: lodestar.alert.v1.AccountAlertState.outbox:type_name -> lodestar.alert.v1.OutboxMessage
+	1,   // 67: lodestar.alert.v1.ListAlertsRequest.states:type_name -> lodestar.alert.v1.AlertState
+	0,   // 68: lodestar.alert.v1.ListAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
+	5,   // 69: lodestar.alert.v1.ListAlertsResponse.alerts:type_name -> lodestar.alert.v1.Alert
+	5,   // 70: lodestar.alert.v1.GetAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	5,   // 71: lodestar.alert.v1.AcknowledgeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	77,  // 72: lodestar.alert.v1.SnoozeAlertRequest.snooze_end_time:type_name -> google.protobuf.Timestamp
+	5,   // 73: lodestar.alert.v1.SnoozeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	5,   // 74: lodestar.alert.v1.ResolveAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	0,   // 75: lodestar.alert.v1.WatchAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
+	8,   // 76: lodestar.alert.v1.WatchAlertsResponse.event:type_name -> lodestar.alert.v1.AlertEvent
+	11,  // 77: lodestar.alert.v1.ListRulesResponse.rules:type_name -> lodestar.alert.v1.Rule
+	11,  // 78: lodestar.alert.v1.GetRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 79: lodestar.alert.v1.CreateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 80: lodestar.alert.v1.CreateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 81: lodestar.alert.v1.UpdateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 82: lodestar.alert.v1.UpdateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
+	13,  // 83: lodestar.alert.v1.ListOnCallSchedulesResponse.schedules:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 84: lodestar.alert.v1.GetOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	4,   // 85: lodestar.alert.v1.GetOnCallScheduleResponse.on_call:type_name -> lodestar.alert.v1.Person
+	13,  // 86: lodestar.alert.v1.CreateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 87: lodestar.alert.v1.CreateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 88: lodestar.alert.v1.UpdateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 89: lodestar.alert.v1.UpdateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	19,  // 90: lodestar.alert.v1.ListChannelsResponse.channels:type_name -> lodestar.alert.v1.Channel
+	19,  // 91: lodestar.alert.v1.GetChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 92: lodestar.alert.v1.CreateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 93: lodestar.alert.v1.CreateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 94: lodestar.alert.v1.UpdateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 95: lodestar.alert.v1.UpdateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
+	4,   // 96: lodestar.alert.v1.TestChannelRequest.recipient:type_name -> lodestar.alert.v1.Person
+	11,  // 97: lodestar.alert.v1.EvaluateRulesRequest.rules:type_name -> lodestar.alert.v1.Rule
+	81,  // 98: lodestar.alert.v1.AlertQuality.median_lead_time:type_name -> google.protobuf.Duration
+	2,   // 99: lodestar.alert.v1.RuleQuality.kind:type_name -> lodestar.alert.v1.RuleKind
+	71,  // 100: lodestar.alert.v1.RuleQuality.quality:type_name -> lodestar.alert.v1.AlertQuality
+	72,  // 101: lodestar.alert.v1.EvaluateRulesResponse.rules:type_name -> lodestar.alert.v1.RuleQuality
+	71,  // 102: lodestar.alert.v1.EvaluateRulesResponse.overall:type_name -> lodestar.alert.v1.AlertQuality
+	71,  // 103: lodestar.alert.v1.EvaluateRulesResponse.red_band:type_name -> lodestar.alert.v1.AlertQuality
+	77,  // 104: lodestar.alert.v1.EvaluateRulesResponse.start_time:type_name -> google.protobuf.Timestamp
+	77,  // 105: lodestar.alert.v1.EvaluateRulesResponse.end_time:type_name -> google.protobuf.Timestamp
+	23,  // 106: lodestar.alert.v1.AccountAlertState.RulesEntry.value:type_name -> lodestar.alert.v1.RuleState
+	26,  // 107: lodestar.alert.v1.AlertService.ListAlerts:input_type -> lodestar.alert.v1.ListAlertsRequest
+	28,  // 108: lodestar.alert.v1.AlertService.GetAlert:input_type -> lodestar.alert.v1.GetAlertRequest
+	30,  // 109: lodestar.alert.v1.AlertService.AcknowledgeAlert:input_type -> lodestar.alert.v1.AcknowledgeAlertRequest
+	32,  // 110: lodestar.alert.v1.AlertService.SnoozeAlert:input_type -> lodestar.alert.v1.SnoozeAlertRequest
+	34,  // 111: lodestar.alert.v1.AlertService.ResolveAlert:input_type -> lodestar.alert.v1.ResolveAlertRequest
+	36,  // 112: lodestar.alert.v1.AlertService.WatchAlerts:input_type -> lodestar.alert.v1.WatchAlertsRequest
+	38,  // 113: lodestar.alert.v1.AlertService.ListRules:input_type -> lodestar.alert.v1.ListRulesRequest
+	40,  // 114: lodestar.alert.v1.AlertService.GetRule:input_type -> lodestar.alert.v1.GetRuleRequest
+	42,  // 115: lodestar.alert.v1.AlertService.CreateRule:input_type -> lodestar.alert.v1.CreateRuleRequest
+	44,  // 116: lodestar.alert.v1.AlertService.UpdateRule:input_type -> lodestar.alert.v1.UpdateRuleRequest
+	46,  // 117: lodestar.alert.v1.AlertService.DeleteRule:input_type -> lodestar.alert.v1.DeleteRuleRequest
+	48,  // 118: lodestar.alert.v1.AlertService.ListOnCallSchedules:input_type -> lodestar.alert.v1.ListOnCallSchedulesRequest
+	50,  // 119: lodestar.alert.v1.AlertService.GetOnCallSchedule:input_type -> lodestar.alert.v1.GetOnCallScheduleRequest
+	52,  // 120: lodestar.alert.v1.AlertService.CreateOnCallSchedule:input_type -> lodestar.alert.v1.CreateOnCallScheduleRequest
+	54,  // 121: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:input_type -> lodestar.alert.v1.UpdateOnCallScheduleRequest
+	56,  // 122: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:input_type -> lodestar.alert.v1.DeleteOnCallScheduleRequest
+	58,  // 123: lodestar.alert.v1.AlertService.ListChannels:input_type -> lodestar.alert.v1.ListChannelsRequest
+	60,  // 124: lodestar.alert.v1.AlertService.GetChannel:input_type -> lodestar.alert.v1.GetChannelRequest
+	62,  // 125: lodestar.alert.v1.AlertService.CreateChannel:input_type -> lodestar.alert.v1.CreateChannelRequest
+	64,  // 126: lodestar.alert.v1.AlertService.UpdateChannel:input_type -> lodestar.alert.v1.UpdateChannelRequest
+	66,  // 127: lodestar.alert.v1.AlertService.DeleteChannel:input_type -> lodestar.alert.v1.DeleteChannelRequest
+	68,  // 128: lodestar.alert.v1.AlertService.TestChannel:input_type -> lodestar.alert.v1.TestChannelRequest
+	70,  // 129: lodestar.alert.v1.AlertService.EvaluateRules:input_type -> lodestar.alert.v1.EvaluateRulesRequest
+	27,  // 130: lodestar.alert.v1.AlertService.ListAlerts:output_type -> lodestar.alert.v1.ListAlertsResponse
+	29,  // 131: lodestar.alert.v1.AlertService.GetAlert:output_type -> lodestar.alert.v1.GetAlertResponse
+	31,  // 132: lodestar.alert.v1.AlertService.AcknowledgeAlert:output_type -> lodestar.alert.v1.AcknowledgeAlertResponse
+	33,  // 133: lodestar.alert.v1.AlertService.SnoozeAlert:output_type -> lodestar.alert.v1.SnoozeAlertResponse
+	35,  // 134: lodestar.alert.v1.AlertService.ResolveAlert:output_type -> lodestar.alert.v1.ResolveAlertResponse
+	37,  // 135: lodestar.alert.v1.AlertService.WatchAlerts:output_type -> lodestar.alert.v1.WatchAlertsResponse
+	39,  // 136: lodestar.alert.v1.AlertService.ListRules:output_type -> lodestar.alert.v1.ListRulesResponse
+	41,  // 137: lodestar.alert.v1.AlertService.GetRule:output_type -> lodestar.alert.v1.GetRuleResponse
+	43,  // 138: lodestar.alert.v1.AlertService.CreateRule:output_type -> lodestar.alert.v1.CreateRuleResponse
+	45,  // 139: lodestar.alert.v1.AlertService.UpdateRule:output_type -> lodestar.alert.v1.UpdateRuleResponse
+	47,  // 140: lodestar.alert.v1.AlertService.DeleteRule:output_type -> lodestar.alert.v1.DeleteRuleResponse
+	49,  // 141: lodestar.alert.v1.AlertService.ListOnCallSchedules:output_type -> lodestar.alert.v1.ListOnCallSchedulesResponse
+	51,  // 142: lodestar.alert.v1.AlertService.GetOnCallSchedule:output_type -> lodestar.alert.v1.GetOnCallScheduleResponse
+	53,  // 143: lodestar.alert.v1.AlertService.CreateOnCallSchedule:output_type -> lodestar.alert.v1.CreateOnCallScheduleResponse
+	55,  // 144: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:output_type -> lodestar.alert.v1.UpdateOnCallScheduleResponse
+	57,  // 145: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:output_type -> lodestar.alert.v1.DeleteOnCallScheduleResponse
+	59,  // 146: lodestar.alert.v1.AlertService.ListChannels:output_type -> lodestar.alert.v1.ListChannelsResponse
+	61,  // 147: lodestar.alert.v1.AlertService.GetChannel:output_type -> lodestar.alert.v1.GetChannelResponse
+	63,  // 148: lodestar.alert.v1.AlertService.CreateChannel:output_type -> lodestar.alert.v1.CreateChannelResponse
+	65,  // 149: lodestar.alert.v1.AlertService.UpdateChannel:output_type -> lodestar.alert.v1.UpdateChannelResponse
+	67,  // 150: lodestar.alert.v1.AlertService.DeleteChannel:output_type -> lodestar.alert.v1.DeleteChannelResponse
+	69,  // 151: lodestar.alert.v1.AlertService.TestChannel:output_type -> lodestar.alert.v1.TestChannelResponse
+	73,  // 152: lodestar.alert.v1.AlertService.EvaluateRules:output_type -> lodestar.alert.v1.EvaluateRulesResponse
+	130, // [130:153] is the sub-list for method output_type
+	107, // [107:130] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_lodestar_alert_v1_alert_proto_init() }
@@ -4764,8 +5483,8 @@ func file_lodestar_alert_v1_alert_proto_init() {
 	if File_lodestar_alert_v1_alert_proto != nil {
 		return
 	}
-	file_lodestar_alert_v1_alert_proto_msgTypes[4].OneofWrappers = []any{}
-	file_lodestar_alert_v1_alert_proto_msgTypes[13].OneofWrappers = []any{
+	file_lodestar_alert_v1_alert_proto_msgTypes[6].OneofWrappers = []any{}
+	file_lodestar_alert_v1_alert_proto_msgTypes[15].OneofWrappers = []any{
 		(*Channel_Slack)(nil),
 		(*Channel_Pagerduty)(nil),
 		(*Channel_Webhook)(nil),
@@ -4777,7 +5496,7 @@ func file_lodestar_alert_v1_alert_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lodestar_alert_v1_alert_proto_rawDesc), len(file_lodestar_alert_v1_alert_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   66,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

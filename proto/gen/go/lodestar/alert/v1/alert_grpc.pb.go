@@ -41,6 +41,7 @@ const (
 	AlertService_UpdateChannel_FullMethodName        = "/lodestar.alert.v1.AlertService/UpdateChannel"
 	AlertService_DeleteChannel_FullMethodName        = "/lodestar.alert.v1.AlertService/DeleteChannel"
 	AlertService_TestChannel_FullMethodName          = "/lodestar.alert.v1.AlertService/TestChannel"
+	AlertService_EvaluateRules_FullMethodName        = "/lodestar.alert.v1.AlertService/EvaluateRules"
 )
 
 // AlertServiceClient is the client API for AlertService service.
@@ -64,7 +65,8 @@ type AlertServiceClient interface {
 	// unless it resolved meanwhile.
 	SnoozeAlert(ctx context.Context, in *SnoozeAlertRequest, opts ...grpc.CallOption) (*SnoozeAlertResponse, error)
 	// ResolveAlert closes an alert. If its rule fires again within the rule's
-	// cooldown the alert reopens quietly; after it, a new alert opens.
+	// cooldown the alert reopens quietly; after it, a new alert opens. Alerts
+	// also resolve by themselves when their condition clears.
 	ResolveAlert(ctx context.Context, in *ResolveAlertRequest, opts ...grpc.CallOption) (*ResolveAlertResponse, error)
 	// WatchAlerts streams alert events as they happen, from a cursor when one
 	// is given. It ends when the server shuts down; resume with the last
@@ -97,6 +99,14 @@ type AlertServiceClient interface {
 	// TestChannel sends a test message through a channel at once, bypassing
 	// the delivery queue, and reports what the endpoint answered.
 	TestChannel(ctx context.Context, in *TestChannelRequest, opts ...grpc.CallOption) (*TestChannelResponse, error)
+	// EvaluateRules replays the tenant's history (its score changes and
+	// account changes, in event time) through a rule set and measures the
+	// alerts against the recorded renewal outcomes: per rule and overall,
+	// precision, recall, median lead time and alerts per CSM per week, beside
+	// the score's red band over the same windows. A candidate rule set is
+	// evaluated without being activated; none given evaluates the current
+	// one. Nothing is stored or delivered.
+	EvaluateRules(ctx context.Context, in *EvaluateRulesRequest, opts ...grpc.CallOption) (*EvaluateRulesResponse, error)
 }
 
 type alertServiceClient struct {
@@ -336,6 +346,16 @@ func (c *alertServiceClient) TestChannel(ctx context.Context, in *TestChannelReq
 	return out, nil
 }
 
+func (c *alertServiceClient) EvaluateRules(ctx context.Context, in *EvaluateRulesRequest, opts ...grpc.CallOption) (*EvaluateRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvaluateRulesResponse)
+	err := c.cc.Invoke(ctx, AlertService_EvaluateRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AlertServiceServer is the server API for AlertService service.
 // All implementations must embed UnimplementedAlertServiceServer
 // for forward compatibility.
@@ -357,7 +377,8 @@ type AlertServiceServer interface {
 	// unless it resolved meanwhile.
 	SnoozeAlert(context.Context, *SnoozeAlertRequest) (*SnoozeAlertResponse, error)
 	// ResolveAlert closes an alert. If its rule fires again within the rule's
-	// cooldown the alert reopens quietly; after it, a new alert opens.
+	// cooldown the alert reopens quietly; after it, a new alert opens. Alerts
+	// also resolve by themselves when their condition clears.
 	ResolveAlert(context.Context, *ResolveAlertRequest) (*ResolveAlertResponse, error)
 	// WatchAlerts streams alert events as they happen, from a cursor when one
 	// is given. It ends when the server shuts down; resume with the last
@@ -390,6 +411,14 @@ type AlertServiceServer interface {
 	// TestChannel sends a test message through a channel at once, bypassing
 	// the delivery queue, and reports what the endpoint answered.
 	TestChannel(context.Context, *TestChannelRequest) (*TestChannelResponse, error)
+	// EvaluateRules replays the tenant's history (its score changes and
+	// account changes, in event time) through a rule set and measures the
+	// alerts against the recorded renewal outcomes: per rule and overall,
+	// precision, recall, median lead time and alerts per CSM per week, beside
+	// the score's red band over the same windows. A candidate rule set is
+	// evaluated without being activated; none given evaluates the current
+	// one. Nothing is stored or delivered.
+	EvaluateRules(context.Context, *EvaluateRulesRequest) (*EvaluateRulesResponse, error)
 	mustEmbedUnimplementedAlertServiceServer()
 }
 
@@ -465,6 +494,9 @@ func (UnimplementedAlertServiceServer) DeleteChannel(context.Context, *DeleteCha
 }
 func (UnimplementedAlertServiceServer) TestChannel(context.Context, *TestChannelRequest) (*TestChannelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestChannel not implemented")
+}
+func (UnimplementedAlertServiceServer) EvaluateRules(context.Context, *EvaluateRulesRequest) (*EvaluateRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EvaluateRules not implemented")
 }
 func (UnimplementedAlertServiceServer) mustEmbedUnimplementedAlertServiceServer() {}
 func (UnimplementedAlertServiceServer) testEmbeddedByValue()                      {}
@@ -876,6 +908,24 @@ func _AlertService_TestChannel_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AlertService_EvaluateRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvaluateRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).EvaluateRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_EvaluateRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).EvaluateRules(ctx, req.(*EvaluateRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AlertService_ServiceDesc is the grpc.ServiceDesc for AlertService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -966,6 +1016,10 @@ var AlertService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TestChannel",
 			Handler:    _AlertService_TestChannel_Handler,
+		},
+		{
+			MethodName: "EvaluateRules",
+			Handler:    _AlertService_EvaluateRules_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

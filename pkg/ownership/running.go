@@ -1,0 +1,132 @@
+package ownership
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
+)
+
+// Start ensures the leases bucket and returns the manager of group's
+// partitions with the deployment's settings; Run starts it.
+func Start(ctx context.Context, js jetstream.JetStream, l natsx.Limits, group string, logger *slog.Logger) (*Manager, error) {
+	if err := natsx.EnsurePartitions(ctx, js, l.Partitions, l.Replicas); err != nil {
+		return nil, err
+	}
+	kv, err := natsx.EnsureKeyValue(ctx, js, BucketConfig(l.LeaseTTL, l.Replicas))
+	if err != nil {
+		return nil, err
+	}
+	return New(Config{Group: group, Member: l.Member, Partitions: l.Partitions, TTL: l.LeaseTTL}, kv, logger), nil
+}
+
+// Running holds the workers of the partitions a replica owns.
+type Running[T any] struct {
+	mu sync.Mutex
+	m  map[uint32]*T
+}
+
+// NewRunning returns an empty set.
+func NewRunning[T any]() *Running[T] { return &Running[T]{m: map[uint32]*T{}} }
+
+// Run holds w as partition's worker while run(w, ctx) runs. A worker of a
+// lost partition may still be stopping when the partition's next worker
+// starts: it then leaves the newer one in place.
+func (r *Running[T]) Run(ctx context.Context, partition uint32, w *T, run func(*T, context.Context) error) error {
+	r.mu.Lock()
+	r.m[partition] = w
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.m[partition] == w {
+			delete(r.m, partition)
+		}
+		r.mu.Unlock()
+	}()
+	return run(w, ctx)
+}
+
+// Ready reports whether m holds the partitions assigned to this replica and
+// each has a worker that is ready.
+func (r *Running[T]) Ready(m *Manager, ready func(*T) bool) bool {
+	if m == nil || !m.Settled() {
+		return false
+	}
+	for _, l := range m.Owned() {
+		r.mu.Lock()
+		w, ok := r.m[l.Partition]
+		r.mu.Unlock()
+		if !ok || !ready(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteStatus writes every group's live members and who owns each
+// partition since when, read from the bucket: what `lodestar status` shows.
+func WriteStatus(ctx context.Context, js jetstream.JetStream, out io.Writer) error {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = fmt.Fprintln(out, "no partitioned service has started yet")
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	type row struct {
+		group, kind, name string
+		rec               record
+	}
+	var rows []row
+	err = natsx.ReadKV(ctx, w, func(e jetstream.KeyValueEntry) error {
+		parts := strings.SplitN(e.Key(), ".", 3)
+		var rec record
+		if len(parts) == 3 && json.Unmarshal(e.Value(), &rec) == nil {
+			rows = append(rows, row{parts[0], parts[1], parts[2], rec})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := cmp.Compare(a.group+a.kind, b.group+b.kind); c != 0 {
+			return c
+		}
+		x, _ := strconv.Atoi(a.name)
+		y, _ := strconv.Atoi(b.name)
+		return cmp.Or(cmp.Compare(x, y), cmp.Compare(a.name, b.name))
+	})
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tPARTITION\tOWNER\tEPOCH\tSINCE")
+	for _, r := range rows {
+		if r.kind == "lease" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.group, r.name, r.rec.Member, r.rec.Epoch, time.UnixMilli(r.rec.Since).UTC().Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintln(tw, "\nGROUP\tMEMBER\t\t\tLAST RENEWED")
+	for _, r := range rows {
+		if r.kind == "member" {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t%s\n", r.group, r.name, time.UnixMilli(r.rec.Since).UTC().Format(time.RFC3339))
+		}
+	}
+	return tw.Flush()
+}
