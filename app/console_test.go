@@ -77,6 +77,10 @@ func startConsole(t *testing.T) *consoleEnv {
 	cfg.DataDir, cfg.TenantsFile = t.TempDir(), tenants
 	cfg.Targets = config.StringList{app.TargetAll}
 	cfg.Scoring.ScorecardFile = demoScorecard
+	// Small streams: the embedded server reserves their bounds from the free
+	// disk, which parallel test runs share (the 20 GiB default of EVENTS once
+	// failed "insufficient storage resources" on this machine).
+	cfg.Limits.EventsMaxBytes, cfg.Limits.ScoresMaxBytes = 256<<20, 256<<20
 	// Empty: the runner links alerts to the console it serves.
 	cfg.ChurnAlert.AccountURL = ""
 	ctx, cancel := context.WithCancel(context.Background())
@@ -390,8 +394,9 @@ func testConsoleSignIn(t *testing.T, env *consoleEnv) {
 // testConsoleIsolation signs in as each tenant and proves it sees nothing
 // of the other on every page, and can act on nothing of the other's.
 func testConsoleIsolation(t *testing.T, env *consoleEnv) {
-	pages := []string{"/", "/?owner=csm-acme", "/?owner=csm-borealis", "/?tier=growth&segment=mid-market", "/alerts",
-		"/renewals", "/renewals?owner=csm-borealis", "/scorecard", "/accounts/dead", "/accounts/healthy", "/accounts/declining"}
+	pages := []string{"/", "/?mine=1", "/?owner=csm-acme", "/?owner=csm-borealis", "/?tier=growth&segment=mid-market&stage=adoption",
+		"/alerts", "/alerts?mine=1", "/alerts?n=5000", "/renewals", "/renewals?owner=csm-borealis", "/scorecard",
+		"/accounts/dead", "/accounts/healthy", "/accounts/declining"}
 	for _, pair := range [][2]consoleTenant{{env.a, env.b}, {env.b, env.a}} {
 		me, other := pair[0], pair[1]
 		s := signIn(t, env.url, me.apiKey)
@@ -436,9 +441,18 @@ func testConsoleIsolation(t *testing.T, env *consoleEnv) {
 				t.Errorf("%s changed the other tenant's alert %s", me.name, a.GetAlertId())
 			}
 		}
-		// Validating a scorecard reads nothing of the other tenant either.
+		// Validating and backtesting a scorecard read nothing of the other
+		// tenant either.
 		if code, body := s.post("/scorecard", url.Values{"action": {"validate"}, "yaml": {"name: probe\n"}}); code == http.StatusOK || strings.Contains(body, other.name) {
 			t.Errorf("%s validate an empty scorecard: HTTP %d, want its problems", me.name, code)
+		}
+		_, page := s.get("/scorecard")
+		if m := regexp.MustCompile(`(?s)<textarea name="yaml" id="yaml"[^>]*>(.*?)</textarea>`).FindStringSubmatch(page); m != nil {
+			if _, body := s.post("/scorecard", url.Values{"action": {"backtest"}, "yaml": {html.UnescapeString(m[1])}}); strings.Contains(body, other.name) || strings.Contains(body, other.id) {
+				t.Errorf("%s backtest shows the other tenant", me.name)
+			}
+		} else {
+			t.Errorf("%s: no scorecard editor", me.name)
 		}
 	}
 	testConsoleStreamIsolation(t, env)

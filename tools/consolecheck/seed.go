@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -26,7 +28,7 @@ const seedDays = 21
 // CRM records (50 owners, three tiers, four segments, renewals spread over
 // a year) and one event a day for seedDays days; a quarter of the accounts
 // fall silent 12 days ago and a quarter thin out, so the bands spread.
-func seed(ctx context.Context, base, grpcAddr, writeKey, apiKey string, n int) error {
+func seed(ctx context.Context, base, grpcAddr, writeKey, apiKey string, n int, crm bool) error {
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.BearerCredentials{Key: apiKey, Insecure: true}))
 	if err != nil {
@@ -38,7 +40,7 @@ func seed(ctx context.Context, base, grpcAddr, writeKey, apiKey string, n int) e
 	tiers := []accountv1.Tier{accountv1.Tier_TIER_STANDARD, accountv1.Tier_TIER_STANDARD, accountv1.Tier_TIER_GROWTH, accountv1.Tier_TIER_BENCHMARK}
 	segments := []string{"smb", "mid-market", "enterprise", "public"}
 	id := func(i int) string { return fmt.Sprintf("acct-%06d", i) }
-	for lo := 0; lo < n; lo += 500 {
+	for lo := 0; crm && lo < n; lo += 500 {
 		var accs []*accountv1.Account
 		for i := lo; i < min(lo+500, n); i++ {
 			accs = append(accs, &accountv1.Account{
@@ -55,7 +57,9 @@ func seed(ctx context.Context, base, grpcAddr, writeKey, apiKey string, n int) e
 			return fmt.Errorf("upsert accounts: %w", err)
 		}
 	}
-	fmt.Printf("seed: %d accounts upserted\n", n)
+	if crm {
+		fmt.Printf("seed: %d accounts upserted\n", n)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	sent := 0
@@ -97,11 +101,13 @@ func post(ctx context.Context, base, writeKey string, body []byte) error {
 		if err != nil {
 			return err
 		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
 		switch resp.StatusCode {
 		case http.StatusOK:
 			return nil
 		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+			fmt.Fprintf(os.Stderr, "seed: HTTP %d, retrying: %s\n", resp.StatusCode, bytes.TrimSpace(msg))
 			wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
 			if err != nil || wait < 1 {
 				wait = 1
@@ -112,7 +118,7 @@ func post(ctx context.Context, base, writeKey string, body []byte) error {
 			case <-time.After(time.Duration(wait) * time.Second):
 			}
 		default:
-			return fmt.Errorf("batch: HTTP %d", resp.StatusCode)
+			return fmt.Errorf("batch: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 		}
 	}
 }

@@ -240,7 +240,7 @@ func (srv *Server) account(w http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(history, func(a, b *scoringv1.HealthScore) int {
 		return a.GetScoreTime().AsTime().Compare(b.GetScoreTime().AsTime())
 	})
-	alerts, err := srv.listAlerts(r, &alertv1.ListAlertsRequest{AccountId: id})
+	alerts, _, err := srv.listAlerts(r, &alertv1.ListAlertsRequest{AccountId: id}, maxInbox)
 	if err != nil {
 		srv.failRPC(w, r, "list alerts", err)
 		return
@@ -291,22 +291,30 @@ func (srv *Server) account(w http.ResponseWriter, r *http.Request) {
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
 
-// listAlerts reads every page of a ListAlerts answer.
-func (srv *Server) listAlerts(r *http.Request, req *alertv1.ListAlertsRequest) ([]*alertv1.Alert, error) {
+// listAlerts reads the pages of a ListAlerts answer (newest first), at
+// most max alerts; more reports whether there were more.
+func (srv *Server) listAlerts(r *http.Request, req *alertv1.ListAlertsRequest, max int) (out []*alertv1.Alert, more bool, err error) {
 	ctx := rpc(r)
 	req.PageSize = maxPage
-	var out []*alertv1.Alert
 	for {
 		resp, err := srv.alerts.ListAlerts(ctx, req)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out = append(out, resp.GetAlerts()...)
 		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			return out, nil
+			return out, false, nil
+		}
+		if len(out) >= max {
+			return out, true, nil
 		}
 	}
 }
+
+// maxInbox bounds the alerts the inbox reads and ranks: ListAlerts pages
+// newest first and scans the tenant's alerts at every page, so a tenant
+// with 100,000 accounts in the red cannot be read whole for every view.
+const maxInbox = maxPage
 
 // rankAlerts puts the alerts to act on first: open before acknowledged
 // before snoozed, then by severity, ARR and age.
@@ -330,9 +338,10 @@ func rankAlerts(alerts []*alertv1.Alert) {
 }
 
 type alertsData struct {
-	Alerts     []*alertv1.Alert // the first Shown of them
+	Alerts     []*alertv1.Alert // the most pressing, as many as shown
 	Total      int
-	More       int // the page size that shows more, 0 when all show
+	Capped     bool // Total is the newest maxInbox: there are more
+	More       int  // the page size that shows more, 0 when all show
 	Mine       bool
 	Error      string
 	SnoozeDef  string // the snooze form's default end, in the tenant's zone
@@ -352,10 +361,11 @@ func (srv *Server) alertsData(r *http.Request) (alertsData, error) {
 	if d.Mine {
 		req.AssigneeId = sess.csm
 	}
-	alerts, err := srv.listAlerts(r, req)
+	alerts, more, err := srv.listAlerts(r, req, maxInbox)
 	if err != nil {
 		return d, err
 	}
+	d.Capped = more
 	rankAlerts(alerts)
 	d.Total = len(alerts)
 	n := inboxPage

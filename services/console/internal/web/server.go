@@ -246,6 +246,5 @@ func (srv *Server) funcs() template.FuncMap {
 		"outcome":     func(t accountv1.OutcomeType) string { return enumName(t.String(), "OUTCOME_TYPE_") },
 		"model":       func(k forecastv1.ModelKind) string { return enumName(k.String(), "MODEL_KIND_") },
 		"acct":        func(id string) string { return "/accounts/" + url.PathEscape(id) },
-		"neg":         func(v float64) float64 { return -v },
 	}
 }

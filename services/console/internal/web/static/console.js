@@ -63,7 +63,7 @@
     // After the settle: htmx gives a swapped element with the same id its old
     // attributes until then, and restores the new ones when it settles.
     document.addEventListener("htmx:afterSettle", mark);
-    es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 300); });
+    es.addEventListener("alert", function () { if (!timer) timer = setTimeout(refresh, 1000); });
     window.addEventListener("pagehide", function () { es.close(); });
   }
 
