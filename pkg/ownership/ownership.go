@@ -197,6 +197,7 @@ func (m *Manager) leaseKey(p uint32) string {
 // so that the others take them at once.
 func (m *Manager) Run(ctx context.Context, work Work) error {
 	m.work, m.joined = work, time.Now()
+	time.AfterFunc(m.warmUp(), m.poke)
 	w, err := m.kv.Watch(ctx, m.cfg.Group+".>")
 	if err != nil {
 		return fmt.Errorf("watch %s leases: %w", m.cfg.Group, err)
@@ -226,7 +227,9 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 			loaded = true
 			m.round(ctx)
 		case <-m.wake:
-			m.round(ctx)
+			if loaded {
+				m.round(ctx)
+			}
 		case <-tick.C:
 			if loaded {
 				m.round(ctx)
@@ -309,13 +312,14 @@ func (m *Manager) round(ctx context.Context) {
 	}
 	var renew []*held
 	var takes []take
-	// A replica takes nothing in its first renewal interval: replicas
+	// A replica takes nothing in its first moments (warmUp): replicas
 	// started together see each other first, instead of each taking
 	// partitions the assignment then moves (each move a stop, a snapshot
 	// and a restore: a from-scratch replay with three replicas started
 	// together took 35 s instead of 20 s with one).
-	warm := time.Since(m.joined) >= m.cfg.TTL/4
+	warm := time.Since(m.joined) >= m.warmUp()
 	settled := warm
+	var taking []uint32
 	for p := range uint32(m.cfg.Partitions) {
 		h, mine := m.held[p]
 		e, seen := m.leases[p]
@@ -328,10 +332,10 @@ func (m *Manager) round(ctx context.Context) {
 			renew = append(renew, h)
 		case want[p] != m.cfg.Member, !warm:
 		case !seen || !m.live(e, now):
-			takes, settled = append(takes, take{p: p}), false
+			takes, taking = append(takes, take{p: p}), append(taking, p)
 		case e.rec.Member == m.cfg.Member:
 			// Ours from before a restart: take it back under a new epoch.
-			takes, settled = append(takes, take{p: p, rev: e.rev}), false
+			takes, taking = append(takes, take{p: p, rev: e.rev}), append(taking, p)
 		default:
 			settled = false // its owner gives it back
 		}
@@ -352,10 +356,21 @@ func (m *Manager) round(ctx context.Context) {
 		}
 		m.acquire(ctx, t.p)
 	}
+	m.mu.Lock()
+	for _, p := range taking {
+		if _, ok := m.held[p]; !ok {
+			settled = false
+		}
+	}
+	m.mu.Unlock()
 	if settled {
 		m.settled.Store(true)
 	}
 }
+
+// warmUp is how long a replica waits before taking partitions: long enough
+// to see replicas started with it, short enough not to delay a lone one.
+func (m *Manager) warmUp() time.Duration { return min(m.cfg.TTL/4, 500*time.Millisecond) }
 
 func (m *Manager) encode(epoch uint64) []byte {
 	b, _ := json.Marshal(record{Member: m.cfg.Member, Epoch: epoch, Since: time.Now().UnixMilli()})

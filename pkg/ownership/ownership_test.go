@@ -1,9 +1,11 @@
 package ownership_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,6 +139,16 @@ func TestReplicasDividePartitions(t *testing.T) {
 	tr := &tracker{t: t, owner: map[uint32]string{}, epoch: map[uint32]uint64{}}
 	a := start(t, srv.ClientURL(), "a", tr)
 	waitFor(t, "a owns all", func() bool { return tr.counts()["a"] == 16 && a.m.Settled() })
+
+	// lodestar status shows the owner of every partition.
+	var status bytes.Buffer
+	js, _ := jetstream.New(a.nc)
+	if err := ownership.WriteStatus(context.Background(), js, &status); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(status.String(), "\ntest   "); n != 16+1 {
+		t.Fatalf("status lists %d rows of group test, want 16 leases and a member:\n%s", n, status.String())
+	}
 
 	b := start(t, srv.ClientURL(), "b", tr)
 	c := start(t, srv.ClientURL(), "c", tr)

@@ -38,6 +38,17 @@ func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // testConfig is the configuration with the intervals of a test.
+// testPartitions is the tests' partition count: several pipelines, but
+// fewer than the default 16, whose goroutines tripled the package's time
+// under -race.
+const testPartitions = 4
+
+func testLimits() natsx.Limits {
+	l := natsx.DefaultLimits()
+	l.Partitions = testPartitions
+	return l
+}
+
 func testConfig() churnalert.Config {
 	cfg := churnalert.DefaultConfig()
 	cfg.SweepInterval = 20 * time.Millisecond
@@ -96,7 +107,7 @@ func (e *env) start() {
 	gs := grpcserver.New(grpcserver.Config{},
 		grpcserver.WithUnaryInterceptors(e.reg.UnaryServerInterceptor(grpcserver.IsInfraMethod)),
 		grpcserver.WithStreamInterceptors(e.reg.StreamServerInterceptor(grpcserver.IsInfraMethod)))
-	svc, err := churnalert.New(e.cfg, churnalert.Deps{JS: e.js, Limits: natsx.DefaultLimits(), Stopping: gs.Stopping(), Now: e.clock.Now})
+	svc, err := churnalert.New(e.cfg, churnalert.Deps{JS: e.js, Limits: testLimits(), Stopping: gs.Stopping(), Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +194,11 @@ func publish(t testing.TB, js jetstream.JetStream, tenant string, steps ...step)
 		switch {
 		case s.score != nil:
 			s.score.TenantId = tenant
-			m = nats.NewMsg(natsx.ScoreSubject(tenant, s.score.GetAccountId(), natsx.DefaultPartitions))
+			m = nats.NewMsg(natsx.ScoreSubject(tenant, s.score.GetAccountId(), testPartitions))
 			data, _ = proto.Marshal(&scoringv1.ScoreChangeEvent{Score: s.score})
 		default:
 			s.account.TenantId = tenant
-			m = nats.NewMsg(natsx.AccountChangeSubject(tenant, s.account.GetAccountId(), natsx.DefaultPartitions))
+			m = nats.NewMsg(natsx.AccountChangeSubject(tenant, s.account.GetAccountId(), testPartitions))
 			data, _ = proto.Marshal(&accountv1.AccountChange{TenantId: tenant, Account: s.account, ChangeTime: timestamppb.Now()})
 		}
 		m.Data = data
@@ -240,13 +251,13 @@ func behind(ctx context.Context, js jetstream.JetStream, stream string) string {
 		prefix = natsx.AccountsSubjectPrefix
 	}
 	// Each partition's pipeline stores its own position.
-	for p := range uint32(natsx.DefaultPartitions) {
+	for p := range uint32(testPartitions) {
 		last, err := st.GetLastMsgForSubject(ctx, natsx.PartitionFilter(prefix, p))
 		if err != nil {
 			continue // none in this partition
 		}
 		var pos uint64
-		if e, err := kv.Get(ctx, streams.PositionKey(fmt.Sprintf("%s.%dof%d", stream, p, natsx.DefaultPartitions))); err == nil {
+		if e, err := kv.Get(ctx, streams.PositionKey(fmt.Sprintf("%s.%dof%d", stream, p, testPartitions))); err == nil {
 			pos, _ = strconv.ParseUint(string(e.Value()), 10, 64)
 		}
 		if pos < last.Sequence {

@@ -39,7 +39,7 @@ func runChild(url string) int {
 		var js jetstream.JetStream
 		if js, err = natsx.NewJetStream(nc); err == nil {
 			var svc *churnalert.Service
-			if svc, err = churnalert.New(testConfig(), churnalert.Deps{JS: js, Limits: natsx.DefaultLimits()}); err == nil {
+			if svc, err = churnalert.New(testConfig(), churnalert.Deps{JS: js, Limits: testLimits()}); err == nil {
 				err = svc.Run(context.Background())
 			}
 		}

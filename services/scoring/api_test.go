@@ -54,9 +54,11 @@ func startAPI(t *testing.T, accounts int) apiFixture {
 	// The history is the demo product's: scored with its scorecard, its
 	// declining accounts record a change most days.
 	cfg.ScorecardFile = "../../tools/loadgen/sim/scorecard.yaml"
+	limits := natsx.DefaultLimits()
+	limits.Partitions = testPartitions // as publishBatches
 	svc, err := scoring.New(cfg, scoring.Deps{
 		// No telemetry: the defaults (pkg/service) must do.
-		JS: js, Cache: cache.NewMemory(cache.Config{HistoryLength: 3}), Limits: natsx.DefaultLimits(),
+		JS: js, Cache: cache.NewMemory(cache.Config{HistoryLength: 3}), Limits: limits,
 	})
 	if err != nil {
 		t.Fatal(err)
