@@ -59,6 +59,9 @@ func start(t testing.TB, redis cache.RedisConfig, configure ...func(*app.Config)
 	cfg.HTTPListenAddr, cfg.GRPCListenAddr, cfg.HTTP.AdminListenAddr = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.DataDir, cfg.TenantsFile, cfg.Redis = t.TempDir(), tenants, redis
 	cfg.Targets = config.StringList{app.TargetAll}
+	// Small streams: the embedded server reserves their bounds from the free
+	// disk, which parallel test runs share (see console_test.go).
+	cfg.Limits.EventsMaxBytes, cfg.Limits.ScoresMaxBytes = 256<<20, 256<<20
 	for _, c := range configure {
 		c(&cfg)
 	}

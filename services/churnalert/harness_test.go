@@ -162,9 +162,9 @@ type step struct {
 
 // partitionMate is an account id in account's partition.
 func partitionMate(tenant, account string) string {
-	want := natsx.Partition(tenant, account, natsx.DefaultPartitions)
+	want := natsx.Partition(tenant, account, testPartitions)
 	for i := 0; ; i++ {
-		if id := "q" + strconv.Itoa(i); natsx.Partition(tenant, id, natsx.DefaultPartitions) == want {
+		if id := "q" + strconv.Itoa(i); natsx.Partition(tenant, id, testPartitions) == want {
 			return id
 		}
 	}
