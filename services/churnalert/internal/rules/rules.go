@@ -59,7 +59,11 @@ func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 // lead window, against the rules before these principles): recall stays
 // 1.00, alerts per CSM per week fall from 11.5/11.4 to 7.4/7.7, and the
 // lift over the base churn rate rises from 2.20/2.29 to 2.93/2.87, the
-// red band's; docs/alert-quality.md has the figures per rule.
+// red band's; docs/alert-quality.md has the figures per rule. A first
+// candidate made only the gradual and calendar rules (usage drop, renewal
+// near) red-only, keeping sudden changes on yellow accounts; its alerts
+// flagged contracting accounts too, and their lift stayed under the red
+// band's.
 func Defaults() []*alertv1.Rule {
 	raise := func() *alertv1.SeverityRaise {
 		return &alertv1.SeverityRaise{Tiers: []accountv1.Tier{accountv1.Tier_TIER_BENCHMARK}, ArrUnitsAtLeast: 100_000}
