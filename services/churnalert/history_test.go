@@ -38,7 +38,7 @@ func TestBackfillIsHistory(t *testing.T) {
 		for i := range 5 {
 			steps = append(steps, scored(fmt.Sprintf("declining-%d", i), at, 30+float64(d)))
 		}
-		steps = append(steps, scored("renewing", at, 55))
+		steps = append(steps, scored("renewing", at, 35))
 	}
 	publish(t, e.js, tenant, steps...)
 	settle(t, e.js)
@@ -89,7 +89,7 @@ func TestBackfillIsHistory(t *testing.T) {
 				red++
 			}
 		}
-		return red == 5 && renewalAlert.GetState() == alertv1.AlertState_ALERT_STATE_RESOLVED
+		return red == 6 && renewalAlert.GetState() == alertv1.AlertState_ALERT_STATE_RESOLVED // the declining five and renewing
 	})
 	for _, a := range e.alerts(tenant) {
 		switch {

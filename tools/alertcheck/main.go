@@ -3,8 +3,8 @@
 // the accounts' history hour by hour, scores it in event time with the
 // simulated product's scorecard (internal/scorecore/replay, the scoring
 // core itself), records a renewal per account with the outcome its fate
-// tells, and replays the score and account changes through the shipped and
-// the tuned rule sets with churnalert.EvaluateRules, the engine of the
+// tells, and replays the score and account changes through the previous and
+// the shipped rule sets with churnalert.EvaluateRules, the engine of the
 // EvaluateRules RPC. It prints per rule and overall precision, recall,
 // lift, median lead time and alerts per CSM per week, side by side, with
 // the score's red band over the same windows as the baseline.
@@ -91,7 +91,7 @@ func run(args []string, stdout io.Writer) int {
 }
 
 func (o options) report(ctx context.Context, w io.Writer) error {
-	shipped, tuned := churnalert.DefaultRules(), TunedRules()
+	previous, shipped := previousRules(), churnalert.DefaultRules()
 	fmt.Fprintf(w, "# Alert quality on the simulated product\n\n")
 	fmt.Fprintf(w, "`go run ./tools/alertcheck -seeds %s -accounts %d -before-days %d -after-days %d -lead-days %d`\n\n",
 		o.seeds, o.accounts, o.beforeDays, o.afterDays, o.leadDays)
@@ -108,7 +108,7 @@ func (o options) report(ctx context.Context, w io.Writer) error {
 		}
 		played := time.Since(start)
 		lead := time.Duration(o.leadDays) * day
-		a, b := churnalert.EvaluateRules(h, shipped, lead), churnalert.EvaluateRules(h, tuned, lead)
+		a, b := churnalert.EvaluateRules(h, previous, lead), churnalert.EvaluateRules(h, shipped, lead)
 		fmt.Fprintf(w, "## World %d\n\n", seed)
 		fmt.Fprintf(w, "%d accounts, %d score changes, %s to %s (%.1f weeks), %d CSMs; %d renewals: %d churned, %d contracted (base churn rate %.2f). Played and scored in %s, replayed through both rule sets in %s.\n\n",
 			o.accounts, len(h.Scores), a.GetStartTime().AsTime().Format(time.DateOnly), a.GetEndTime().AsTime().Format(time.DateOnly), a.GetWeeks(),
@@ -118,21 +118,21 @@ func (o options) report(ctx context.Context, w io.Writer) error {
 		for _, set := range []struct {
 			name string
 			r    *alertv1.EvaluateRulesResponse
-		}{{"shipped", a}, {"tuned", b}} {
+		}{{"previous", a}, {"shipped", b}} {
 			for _, rq := range set.r.GetRules() {
 				row(w, set.name, rq.GetRuleId(), rq.GetQuality())
 			}
 			row(w, set.name, "**all risk rules**", set.r.GetOverall())
 		}
 		row(w, "baseline", "score in the red band", a.GetRedBand())
-		fmt.Fprintf(w, "\nAfter the history: shipped %d open alerts (%d stale, %d risk alerts on green accounts), %d alerts in an account's first 14 days; tuned %d open (%d stale, %d on green), %d early.\n\n",
+		fmt.Fprintf(w, "\nAfter the history: previous %d open alerts (%d stale, %d risk alerts on green accounts), %d alerts in an account's first 14 days; shipped %d open (%d stale, %d on green), %d early.\n\n",
 			a.GetOpenAlerts(), a.GetStaleOpenAlerts(), a.GetOpenOnGreen(), a.GetEarlyAlerts(), b.GetOpenAlerts(), b.GetStaleOpenAlerts(), b.GetOpenOnGreen(), b.GetEarlyAlerts())
 	}
 	return nil
 }
 
 // method says how the report is made.
-const method = `Each world is tools/loadgen's simulated product (a seed, -accounts accounts) played hour by hour from -before-days days before the simulator's Now to -after-days days after, scored in event time with the simulated product's scorecard (the scoring core), each account (onboarding ones excepted) renewing once in the -after-days days after Now with the outcome its fate tells (churning and silent accounts churn, declining ones contract). The score and account changes are replayed through each rule set by churnalert.EvaluateRules, the engine of AlertService.EvaluateRules. A renewal is flagged when an alert opened on its account within the -lead-days days before it (the red band: when the account scored red in them); precision counts churned and contracted renewals as lost, lift is the churn rate among flagged renewals over the base churn rate. The tuned set is the shipped one with two principles and no threshold moved: risk rules fire only on red accounts (the scorecard decides whether an account is at risk; Rule.red_only, onboarding-stalled excepted), and risk rules cool down for 30 days (a CSM acts within a month).
+const method = `Each world is tools/loadgen's simulated product (a seed, -accounts accounts) played hour by hour from -before-days days before the simulator's Now to -after-days days after, scored in event time with the simulated product's scorecard (the scoring core), each account (onboarding ones excepted) renewing once in the -after-days days after Now with the outcome its fate tells (churning and silent accounts churn, declining ones contract). The score and account changes are replayed through each rule set by churnalert.EvaluateRules, the engine of AlertService.EvaluateRules. A renewal is flagged when an alert opened on its account within the -lead-days days before it (the red band: when the account scored red in them); precision counts churned and contracted renewals as lost, lift is the churn rate among flagged renewals over the base churn rate. The shipped set (churnalert.DefaultRules) is the previous one with two principles and no threshold moved: risk rules fire only on red accounts (the scorecard decides whether an account is at risk; Rule.red_only, onboarding-stalled excepted), and risk rules cool down for 30 days (a CSM acts within a month). The previous set fired its risk rules on yellow accounts too, with cooldowns of 7 or 14 days.
 
 `
 

@@ -36,6 +36,7 @@ const (
 	alertAPIKey   = "ak_alert_0123456789"
 	alertSecret   = "whsec-bench-0123456789"
 	alertChannel  = "bench-webhook"
+	alertRule     = "bench-silent"
 	// alertShare is the share of the sustained rate the background load
 	// offers while alerts are probed, as for the event-to-score target.
 	alertShare = latencyTargetShare
@@ -165,7 +166,7 @@ type alertResult struct {
 func (r alertResult) keptUp() bool { return r.Applied >= 0.95*r.ScoresIn }
 
 // alertProber sends alert probes: each a fresh account of the alert tenant
-// whose first events are all trouble, so that its first score is red.
+// whose new events are all trouble, after three silent weeks.
 type alertProber struct {
 	d      *driver
 	rcv    *receiver
@@ -174,10 +175,10 @@ type alertProber struct {
 
 // alertProbeBody is the batch of one alert probe: a failed payment, an
 // urgent ticket and an NPS of 0 (as app's BenchmarkEventToAlert sends):
-// billing, support and survey measures at their worst, so the account's
-// score is red and the shipped red-band rule fires; and a report created
-// three weeks ago, so that the account has the history the scorecard wants
-// before it judges (no rule fires on an account it does not judge yet).
+// billing, support and survey measures at their worst; and a report
+// created three weeks ago, so that the account has the history the
+// scorecard wants before it judges (no rule fires on an account it does
+// not judge yet), and the tenant's silent rule fires (setupAlerts).
 // The old event comes last: first, it would move a new tenant's watermark
 // three weeks back, and the probes would be a catch-up, not news.
 func alertProbeBody(account string, at time.Time) []byte {
@@ -280,23 +281,26 @@ func (b *bench) alertClient() (alertv1.AlertServiceClient, func(), error) {
 	return alertv1.NewAlertServiceClient(c), func() { c.Close() }, nil
 }
 
-// setupAlerts creates the alert tenant's webhook channel to url and checks
-// that a rule firing on a red score is enabled: the routing and rules a
-// tenant would set up through AlertService.
+// setupAlerts creates the alert tenant's webhook channel to url and the
+// rule that fires on its probes: the routing and rules a tenant would set up
+// through AlertService. The probes do not score red (a new account's
+// recency and regularity rank low among the tenant's, and the trouble
+// measures weigh little), and the shipped risk rules wait for red; the
+// tenant's rule is the shipped silent-account rule as it was before it
+// became red-only, which fires on them through the same path.
 func (b *bench) setupAlerts(ctx context.Context, url string) error {
 	client, closeClient, err := b.alertClient()
 	if err != nil {
 		return err
 	}
 	defer closeClient()
-	rules, err := client.ListRules(ctx, &alertv1.ListRulesRequest{})
-	if err != nil {
-		return fmt.Errorf("list rules: %w", err)
-	}
-	if !slices.ContainsFunc(rules.GetRules(), func(r *alertv1.Rule) bool {
-		return r.GetKind() == alertv1.RuleKind_RULE_KIND_RED_BAND && !r.GetDisabled()
-	}) {
-		return errors.New("the alert tenant has no enabled red-band rule")
+	r := &alertv1.Rule{RuleId: alertRule, DisplayName: "Silent (bench probes)", Kind: alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT,
+		Threshold: 14, Severity: alertv1.Severity_SEVERITY_HIGH}
+	if _, err := client.CreateRule(ctx, &alertv1.CreateRuleRequest{Rule: r}); err != nil {
+		// A rule left by an earlier run on the same NATS: set it again.
+		if _, uerr := client.UpdateRule(ctx, &alertv1.UpdateRuleRequest{Rule: r}); uerr != nil {
+			return fmt.Errorf("create rule: %w; update it: %w", err, uerr)
+		}
 	}
 	ch := &alertv1.Channel{ChannelId: alertChannel, DisplayName: "bench receiver",
 		Config: &alertv1.Channel_Webhook{Webhook: &alertv1.WebhookChannel{Url: url, Secret: alertSecret}}}
@@ -542,7 +546,7 @@ func (b *bench) alert(ctx context.Context) error {
 	b.logger.Info("event-to-alert latency", "events_s", int(rate), "p50", res.Total.P50, "p99", res.Total.P99, "p999", res.Total.P999,
 		"n", res.Total.N, "lost", res.Lost, "failed", res.Failed, "to_open_p99", res.ToOpen.P99, "to_webhook_p99", res.ToWebhook.P99)
 
-	note := fmt.Sprintf("%d probes at %.0f/s over %s, each a new red account; %s",
+	note := fmt.Sprintf("%d probes at %.0f/s over %s, each a new account in trouble; %s",
 		res.Total.N, b.cfg.probeRate, b.cfg.latencyDuration, load.note())
 	if res.Lost > 0 {
 		note += fmt.Sprintf("; %d probes without a webhook within %s", res.Lost, alertSettle)
@@ -578,7 +582,7 @@ func (b *bench) alert(ctx context.Context) error {
 		sec.note("churn-alert did not keep pace with the load within -alert.catch-up %s: %d changes still pending at %.0f score changes/s published; the probes queued behind that backlog.",
 			b.cfg.alertCatchUp, cu.Pending, cu.PerSec)
 	}
-	sec.note("Each probe is one Segment batch for a new account of the %q tenant: a failed payment, an urgent ticket and an NPS of 0, so its first score is red and the shipped rules fire (first webhook by rule: %s). The tenant's one channel is a signed webhook (created through AlertService) to a receiver in the bench process, which checks every signature. Probes are sent open loop, each measured from its 200 to the first webhook for its account. The score part is bounded below by scoring's flush (-scoring.flush-interval %s), as for event-to-score; churn-alert adds its processing and delivery.",
+	sec.note("Each probe is one Segment batch for a new account of the %q tenant: a failed payment, an urgent ticket and an NPS of 0, after a report three weeks before; the tenant adds a silent-account rule that fires on yellow accounts too, as the shipped one did before it became red-only, since the probes do not score red (first webhook by rule: %s). The tenant's one channel is a signed webhook (created through AlertService) to a receiver in the bench process, which checks every signature. Probes are sent open loop, each measured from its 200 to the first webhook for its account. The score part is bounded below by scoring's flush (-scoring.flush-interval %s), as for event-to-score; churn-alert adds its processing and delivery.",
 		alertTenant, ruleCounts(res.Rules), res.Flush)
 	return nil
 }

@@ -371,6 +371,9 @@ func condition(r *alertv1.Rule) string {
 	case alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT:
 		return fmt.Sprintf("no core event for %s days", th)
 	case alertv1.RuleKind_RULE_KIND_RENEWAL_AT_RISK:
+		if r.RedOnly {
+			return fmt.Sprintf("renewal within %d days, band red", r.WindowDays)
+		}
 		return fmt.Sprintf("renewal within %d days, band not green", r.WindowDays)
 	case alertv1.RuleKind_RULE_KIND_STAKEHOLDERS_DISENGAGED:
 		if r.Threshold == 0 {

@@ -38,19 +38,19 @@ func TestEveryKindOpensAndResolves(t *testing.T) {
 		clear   point
 	}{
 		{kind: alertv1.RuleKind_RULE_KIND_RED_BAND, fire: point{35, red, nil}, clear: point{52, yellow, nil}},
-		{kind: alertv1.RuleKind_RULE_KIND_SCORE_DROP, before: []point{{85, yellow, nil}},
-			fire: point{60, yellow, nil}, clear: point{75, yellow, nil}},
+		{kind: alertv1.RuleKind_RULE_KIND_SCORE_DROP, before: []point{{55, yellow, nil}},
+			fire: point{30, red, nil}, clear: point{45, red, nil}},
 		{kind: alertv1.RuleKind_RULE_KIND_USAGE_DROP,
-			fire:  point{50, yellow, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35)},
-			clear: point{55, yellow, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.8)}},
+			fire:  point{30, red, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35)},
+			clear: point{35, red, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.8)}},
 		{kind: alertv1.RuleKind_RULE_KIND_SILENT_ACCOUNT,
 			fire:  point{30, red, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 16)},
 			clear: point{45, red, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 1)}},
 		{kind: alertv1.RuleKind_RULE_KIND_RENEWAL_AT_RISK, account: &accountv1.Account{RenewalTime: timestamppb.New(t0.Add(45 * day))},
-			fire: point{55, yellow, nil}, clear: point{75, green, nil}},
+			fire: point{35, red, nil}, clear: point{52, yellow, nil}},
 		{kind: alertv1.RuleKind_RULE_KIND_STAKEHOLDERS_DISENGAGED,
-			fire:  point{50, yellow, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0)},
-			clear: point{52, yellow, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0.5)}},
+			fire:  point{35, red, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0)},
+			clear: point{38, red, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0.5)}},
 		{kind: alertv1.RuleKind_RULE_KIND_ONBOARDING_STALLED,
 			account: &accountv1.Account{LifecycleStage: accountv1.LifecycleStage_LIFECYCLE_STAGE_ONBOARDING, ContractStartTime: timestamppb.New(t0.Add(-35 * day))},
 			fire:    point{40, yellow, withMeasure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33)},
@@ -134,7 +134,7 @@ func TestOneClock(t *testing.T) {
 		ChangeTime: timestamppb.New(w.wall)}, w.seq, w.env()); err != nil {
 		t.Fatal(err)
 	}
-	w.score(t0, 55, scoringv1.Band_BAND_YELLOW)
+	w.score(t0, 35, scoringv1.Band_BAND_RED)
 	a := w.st.GetRules()[r.GetRuleId()].GetAlert()
 	if a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN || !a.GetCreateTime().AsTime().Equal(t0) {
 		t.Fatalf("want opened at the event time %v: %v", t0, a)

@@ -185,15 +185,15 @@ func TestResolveAndCooldown(t *testing.T) {
 		t.Fatalf("resolving score %v, want 55 yellow at +1d", rs)
 	}
 	pagesBefore := w.pages("slack")
-	w.score(t0.Add(5*24*time.Hour), 35, scoringv1.Band_BAND_RED) // within the 7-day cooldown
+	w.score(t0.Add(5*24*time.Hour), 35, scoringv1.Band_BAND_RED) // within the cooldown
 	if a := w.alert(); a.GetAlertId() != first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN || a.GetReopenCount() != 1 || a.ResolvingScore != nil {
 		t.Fatalf("want the first alert reopened, got %v", a)
 	}
 	if w.pages("slack") != pagesBefore {
 		t.Fatal("a reopen within the cooldown paged")
 	}
-	w.score(t0.Add(6*24*time.Hour), 60, scoringv1.Band_BAND_YELLOW) // resolved again, quietly
-	w.score(t0.Add(20*24*time.Hour), 30, scoringv1.Band_BAND_RED)   // cooldown over
+	w.score(t0.Add(6*24*time.Hour), 60, scoringv1.Band_BAND_YELLOW)                                   // resolved again, quietly
+	w.score(t0.Add(7*24*time.Hour+redBand().GetCooldown().AsDuration()), 30, scoringv1.Band_BAND_RED) // cooldown over
 	a = w.alert()
 	if a.GetAlertId() == first || a.GetState() != alertv1.AlertState_ALERT_STATE_OPEN {
 		t.Fatalf("want a new alert after the cooldown, got %v", a)

@@ -119,20 +119,27 @@ func TestEvaluate(t *testing.T) {
 		{"red", "red-band", nil, scored(35, scoringv1.Band_BAND_RED), nil, true, "red band at 35"},
 		{"yellow", "red-band", nil, scored(45, scoringv1.Band_BAND_YELLOW), nil, false, ""},
 		{"unscored", "red-band", nil, nil, nil, false, ""},
-		{"drop within window", "score-drop", nil, scored(58, scoringv1.Band_BAND_YELLOW), nil, true, "fell 22 points within 7 days (80 → 58)"},
-		{"older peak ignored", "score-drop", nil, scored(70, scoringv1.Band_BAND_YELLOW), nil, false, ""},
+		// Risk rules fire on red accounts only (onboarding-stalled excepted):
+		// each has a yellow case that stays quiet.
+		{"drop within window", "score-drop", nil, scored(38, scoringv1.Band_BAND_RED), nil, true, "fell 42 points within 7 days (80 → 38)"},
+		{"older peak ignored", "score-drop", nil, scored(70, scoringv1.Band_BAND_RED), nil, false, ""}, // 25 below the 95 of day -20, 10 below the 80 of day -5
+		{"drop while yellow", "score-drop", nil, scored(58, scoringv1.Band_BAND_YELLOW), nil, false, ""},
 		{"drop while green", "score-drop", nil, scored(58, scoringv1.Band_BAND_GREEN), nil, false, ""},
-		{"usage down", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "7 vs 20/wk")), nil, true, "35% of its own baseline"},
-		{"usage back", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.6, "")), nil, false, ""},
+		{"usage down", "usage-drop", nil, scored(35, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "7 vs 20/wk")), nil, true, "35% of its own baseline"},
+		{"usage back", "usage-drop", nil, scored(35, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.6, "")), nil, false, ""},
+		{"usage down while yellow", "usage-drop", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "")), nil, false, ""},
 		{"usage down while green", "usage-drop", nil, scored(80, scoringv1.Band_BAND_GREEN, measure(scoringv1.MeasureKind_MEASURE_KIND_USAGE_TREND, 0.35, "")), nil, false, ""},
 		{"silent", "silent-account", nil, scored(30, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 16, "last core event 16 days ago")), nil, true, "Silent for 16 days"},
-		{"active again", "silent-account", nil, scored(60, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 1, "")), nil, false, ""},
-		{"renewal near, yellow", "renewal-at-risk", renewing, scored(55, scoringv1.Band_BAND_YELLOW), nil, true, "Renews on 2026-04-24 (in 45 days) while yellow at 55"},
+		{"active again", "silent-account", nil, scored(30, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 1, "")), nil, false, ""},
+		{"silent while yellow", "silent-account", nil, scored(60, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_RECENCY, 16, "")), nil, false, ""},
+		{"renewal near, red", "renewal-at-risk", renewing, scored(35, scoringv1.Band_BAND_RED), nil, true, "Renews on 2026-04-24 (in 45 days) while red at 35"},
+		{"renewal near, yellow", "renewal-at-risk", renewing, scored(55, scoringv1.Band_BAND_YELLOW), nil, false, ""},
 		{"renewal near, green", "renewal-at-risk", renewing, scored(80, scoringv1.Band_BAND_GREEN), nil, false, ""},
-		{"renewal far", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(200 * day))}, scored(55, scoringv1.Band_BAND_YELLOW), nil, false, ""},
-		{"renewal past", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(-day))}, scored(55, scoringv1.Band_BAND_YELLOW), nil, false, ""},
-		{"stakeholders gone", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "0 of 3 S/A stakeholders active in 30 days")), &alertv1.RuleState{}, true, "0 of 3"},
-		{"stakeholders back", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0.5, "")), &alertv1.RuleState{ConditionTime: timestamppb.New(now.Add(-day))}, false, ""},
+		{"renewal far", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(200 * day))}, scored(35, scoringv1.Band_BAND_RED), nil, false, ""},
+		{"renewal past", "renewal-at-risk", &accountv1.Account{RenewalTime: timestamppb.New(now.Add(-day))}, scored(35, scoringv1.Band_BAND_RED), nil, false, ""},
+		{"stakeholders gone", "stakeholders-disengaged", nil, scored(35, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "0 of 3 S/A stakeholders active in 30 days")), &alertv1.RuleState{}, true, "0 of 3"},
+		{"stakeholders back", "stakeholders-disengaged", nil, scored(35, scoringv1.Band_BAND_RED, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0.5, "")), &alertv1.RuleState{ConditionTime: timestamppb.New(now.Add(-day))}, false, ""},
+		{"stakeholders gone while yellow", "stakeholders-disengaged", nil, scored(50, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "")), &alertv1.RuleState{}, false, ""},
 		{"onboarding overdue", "onboarding-stalled", onboarding(35 * day), scored(40, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "1 of 3")), nil, true, "Day 35 of onboarding"},
 		{"onboarding early", "onboarding-stalled", onboarding(10 * day), scored(40, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 0.33, "")), nil, false, ""},
 		{"onboarding done", "onboarding-stalled", onboarding(35 * day), scored(70, scoringv1.Band_BAND_YELLOW, measure(scoringv1.MeasureKind_MEASURE_KIND_ONBOARDING_MILESTONES, 1, "")), nil, false, ""},
@@ -172,7 +179,7 @@ func TestStakeholdersLast(t *testing.T) {
 	r := proto.CloneOf(rule("stakeholders-disengaged"))
 	r.Threshold = 7
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	zero := &scoringv1.HealthScore{Band: scoringv1.Band_BAND_YELLOW, Measures: []*scoringv1.MeasureResult{measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "")}}
+	zero := &scoringv1.HealthScore{Band: scoringv1.Band_BAND_RED, Measures: []*scoringv1.MeasureResult{measure(scoringv1.MeasureKind_MEASURE_KIND_STAKEHOLDER_ENGAGEMENT, 0, "")}}
 	mem := &alertv1.RuleState{}
 	var fired []int
 	for d := range 10 {
@@ -185,16 +192,19 @@ func TestStakeholdersLast(t *testing.T) {
 	}
 }
 
-// TestRedOnly: a red-only risk rule fires on red accounts only.
+// TestRedOnly: a red-only risk rule fires on red accounts only; without
+// the flag, on yellow ones too.
 func TestRedOnly(t *testing.T) {
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 	r := proto.CloneOf(rule("renewal-at-risk"))
-	r.RedOnly = true
 	f := Facts{At: now, Account: &accountv1.Account{RenewalTime: timestamppb.New(now.Add(30 * 24 * time.Hour))}}
-	for band, want := range map[scoringv1.Band]bool{scoringv1.Band_BAND_YELLOW: false, scoringv1.Band_BAND_RED: true, scoringv1.Band_BAND_GREEN: false} {
-		f.Score = &scoringv1.HealthScore{Score: 35, Band: band}
-		if got := Evaluate(r, f, &alertv1.RuleState{}).Firing; got != want {
-			t.Errorf("%v: firing %v, want %v", band, got, want)
+	for _, redOnly := range []bool{true, false} {
+		r.RedOnly = redOnly
+		for band, want := range map[scoringv1.Band]bool{scoringv1.Band_BAND_YELLOW: !redOnly, scoringv1.Band_BAND_RED: true, scoringv1.Band_BAND_GREEN: false} {
+			f.Score = &scoringv1.HealthScore{Score: 35, Band: band}
+			if got := Evaluate(r, f, &alertv1.RuleState{}).Firing; got != want {
+				t.Errorf("red_only %v, %v: firing %v, want %v", redOnly, band, got, want)
+			}
 		}
 	}
 	if ps := Validate(&alertv1.Rule{RuleId: "x", Kind: alertv1.RuleKind_RULE_KIND_WIN_BACK, Threshold: 14, Severity: alertv1.Severity_SEVERITY_LOW, RedOnly: true}, nil); len(ps) != 1 || ps[0].GetField() != "rule.red_only" {
