@@ -89,4 +89,6 @@ func coreCounts(t *tenant) int {
 	return -1
 }
 
-func dayStart(d int32) *timestamppb.Timestamp { return timestamppb.New(time.Unix(int64(d)*secondsPerDay, 0)) }
+func dayStart(d int32) *timestamppb.Timestamp {
+	return timestamppb.New(time.Unix(int64(d)*secondsPerDay, 0))
+}

@@ -33,7 +33,7 @@ const (
 	MaxBatchGet = 1000
 	// MaxActivityDays bounds GetAccountActivity's days (the engine's
 	// longest window).
-	MaxActivityDays = 90
+	MaxActivityDays     = 90
 	defaultActivityDays = 30
 	// maxHistoryScan bounds the SCORES messages one history page may read.
 	maxHistoryScan = 100_000
