@@ -35,9 +35,9 @@ func (e *Engine) Activity(tenantID, accountID string, days int) (*scoringv1.GetA
 		}
 	}
 	var keys []*scoringv1.KeyEvent
-	add := func(sec int64, kind scoringv1.KeyEventKind, name, detail string) {
+	add := func(sec int64, kind scoringv1.KeyEventKind, name, detail string, dayOnly bool) {
 		if dayOf(sec) >= from {
-			keys = append(keys, &scoringv1.KeyEvent{Time: timestamppb.New(time.Unix(sec, 0)), Kind: kind, Name: name, Detail: detail})
+			keys = append(keys, &scoringv1.KeyEvent{Time: timestamppb.New(time.Unix(sec, 0)), Kind: kind, Name: name, Detail: detail, DayOnly: dayOnly})
 		}
 	}
 	for _, k := range a.Tickets {
@@ -46,10 +46,10 @@ func (e *Engine) Activity(tenantID, accountID string, days int) (*scoringv1.GetA
 			detail = "severe"
 		}
 		if k.Opened > 0 {
-			add(k.Opened, scoringv1.KeyEventKind_KEY_EVENT_KIND_TICKET_OPENED, "Ticket Opened", detail)
+			add(k.Opened, scoringv1.KeyEventKind_KEY_EVENT_KIND_TICKET_OPENED, "Ticket Opened", detail, false)
 		}
 		if k.Closed > 0 {
-			add(k.Closed, scoringv1.KeyEventKind_KEY_EVENT_KIND_TICKET_CLOSED, "Ticket Closed", detail)
+			add(k.Closed, scoringv1.KeyEventKind_KEY_EVENT_KIND_TICKET_CLOSED, "Ticket Closed", detail, false)
 		}
 	}
 	for _, b := range a.Billing {
@@ -57,22 +57,22 @@ func (e *Engine) Activity(tenantID, accountID string, days int) (*scoringv1.GetA
 		if b.Name != noName {
 			name = t.Names[b.Name]
 		}
-		add(b.Time, scoringv1.KeyEventKind_KEY_EVENT_KIND_BILLING, name, "")
+		add(b.Time, scoringv1.KeyEventKind_KEY_EVENT_KIND_BILLING, name, "", false)
 	}
 	for _, s := range a.Surveys {
 		add(int64(s.Day)*secondsPerDay, scoringv1.KeyEventKind_KEY_EVENT_KIND_NPS, "NPS Submitted",
-			fmt.Sprintf("mean %.1f of %d answers", float64(s.Sum)/float64(s.Count), s.Count))
+			fmt.Sprintf("mean %.1f of %d answers", float64(s.Sum)/float64(s.Count), s.Count), true)
 	}
 	for _, m := range t.sc.Measures {
 		for _, g := range m.Milestones {
 			if last := a.Groups[g].Last; last > 0 {
-				add(int64(last)*secondsPerDay, scoringv1.KeyEventKind_KEY_EVENT_KIND_MILESTONE, t.sc.Groups[g].Events[0], "last seen")
+				add(int64(last)*secondsPerDay, scoringv1.KeyEventKind_KEY_EVENT_KIND_MILESTONE, t.sc.Groups[g].Events[0], "last seen", true)
 			}
 		}
 	}
 	slices.SortStableFunc(keys, func(x, y *scoringv1.KeyEvent) int { return y.GetTime().AsTime().Compare(x.GetTime().AsTime()) })
 	if a.FirstDay > 0 {
-		keys = append(keys, &scoringv1.KeyEvent{Time: dayStart(a.FirstDay), Kind: scoringv1.KeyEventKind_KEY_EVENT_KIND_FIRST_EVENT, Name: "First event"})
+		keys = append(keys, &scoringv1.KeyEvent{Time: dayStart(a.FirstDay), Kind: scoringv1.KeyEventKind_KEY_EVENT_KIND_FIRST_EVENT, Name: "First event", DayOnly: true})
 	}
 	resp.KeyEvents = keys
 	return resp, true

@@ -60,8 +60,7 @@ func dateTimeIn(loc *time.Location, ts *timestamppb.Timestamp) string {
 // keyEventTime formats a key event's time: an instant in the tenant's zone,
 // or the UTC day of the events the scoring engine keeps by day.
 func keyEventTime(loc *time.Location, k *scoringv1.KeyEvent) string {
-	switch k.GetKind() {
-	case scoringv1.KeyEventKind_KEY_EVENT_KIND_NPS, scoringv1.KeyEventKind_KEY_EVENT_KIND_MILESTONE, scoringv1.KeyEventKind_KEY_EVENT_KIND_FIRST_EVENT:
+	if k.GetDayOnly() {
 		return humanize.Date(timeOf(k.GetTime()), time.UTC)
 	}
 	return dateTimeIn(loc, k.GetTime())

@@ -2146,13 +2146,16 @@ func (x *ActivityDay) GetCoreEvents() int64 {
 // signals, 32 days with NPS answers).
 type KeyEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Event time; midnight UTC for events the engine keeps by day.
+	// Event time; midnight UTC for events the engine keeps by day (day_only).
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	Kind KeyEventKind           `protobuf:"varint,2,opt,name=kind,proto3,enum=lodestar.scoring.v1.KeyEventKind" json:"kind,omitempty"`
 	// The event name, for example "Payment Failed".
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// For people, for example "mean 7.5 of 2 answers" or "severe".
-	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The engine keeps the event's day, not its time: time is the day's
+	// midnight UTC, to be shown as a UTC date.
+	DayOnly       bool `protobuf:"varint,5,opt,name=day_only,json=dayOnly,proto3" json:"day_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2213,6 +2216,13 @@ func (x *KeyEvent) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *KeyEvent) GetDayOnly() bool {
+	if x != nil {
+		return x.DayOnly
+	}
+	return false
 }
 
 type GetAccountActivityResponse struct {
@@ -2480,12 +2490,13 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\vActivityDay\x12,\n" +
 	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\x12\x1f\n" +
 	"\vcore_events\x18\x02 \x01(\x03R\n" +
-	"coreEvents\"\x9d\x01\n" +
+	"coreEvents\"\xb8\x01\n" +
 	"\bKeyEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
 	"\x04kind\x18\x02 \x01(\x0e2!.lodestar.scoring.v1.KeyEventKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xca\x01\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x19\n" +
+	"\bday_only\x18\x05 \x01(\bR\adayOnly\"\xca\x01\n" +
 	"\x1aGetAccountActivityResponse\x124\n" +
 	"\x04days\x18\x01 \x03(\v2 .lodestar.scoring.v1.ActivityDayR\x04days\x12<\n" +
 	"\n" +
