@@ -64,8 +64,9 @@ func startConsole(t *testing.T) *consoleEnv {
 		return consoleTenant{id: id, name: name, own: "only-" + strings.ToLower(name), keyEvent: keyEvent,
 			writeKey: "wk_test_" + id + "_0123456789", apiKey: "ak_test_" + id + "_0123456789"}
 	}
-	// Key events that move no score: a ticket closed unopened, a payment,
-	// by a user active that day.
+	// Key events of the healthy account, by a user active that day: a
+	// ticket closed unopened, a payment; they nudge its score (one more
+	// feature used, support load has data) but raise no alert.
 	env.a, env.b = mk("Acme", scorecard.EventTicketClosed), mk("Borealis", scorecard.EventPaymentSucceeded)
 	var yaml strings.Builder
 	yaml.WriteString("tenants:\n")
