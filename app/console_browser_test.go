@@ -213,6 +213,9 @@ func testConsoleBrowser(t *testing.T, env *consoleEnv) {
 	b.expect("account", "#measures", dead.GetMeasures()[0].GetName())
 	b.expect("account", "#crm", me.name+" dead")
 	b.expect("account", "#account-alerts", "renewal-at-risk")
+	activityOf(t, me, "healthy")
+	b.do("account activity", chromedp.Navigate(env.url+"/accounts/healthy"), chromedp.WaitVisible(chromedp.CSS("#activity canvas")))
+	b.expect("account activity", "#key-events", me.keyEvent)
 	b.noErrors("account")
 
 	b.do("renewals", chromedp.Navigate(env.url+"/renewals"), chromedp.WaitVisible(chromedp.CSS("#renewals")))

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/app"
+	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/config"
@@ -39,6 +40,7 @@ type consoleTenant struct {
 	id, apiKey, writeKey string
 	name                 string // in every account name of the tenant
 	own                  string // the account only this tenant has
+	keyEvent             string // a key event of its account "healthy" only
 	grpc                 *grpc.ClientConn
 }
 
@@ -57,12 +59,15 @@ type consoleEnv struct {
 func startConsole(t *testing.T) *consoleEnv {
 	t.Helper()
 	env := &consoleEnv{}
-	mk := func(name string) consoleTenant {
+	mk := func(name, keyEvent string) consoleTenant {
 		id := testenv.Tenant(t)
-		return consoleTenant{id: id, name: name, own: "only-" + strings.ToLower(name),
+		return consoleTenant{id: id, name: name, own: "only-" + strings.ToLower(name), keyEvent: keyEvent,
 			writeKey: "wk_test_" + id + "_0123456789", apiKey: "ak_test_" + id + "_0123456789"}
 	}
-	env.a, env.b = mk("Acme"), mk("Borealis")
+	// Key events of the healthy account, by a user active that day: a
+	// ticket closed unopened, a payment; they nudge its score (one more
+	// feature used, support load has data) but raise no alert.
+	env.a, env.b = mk("Acme", scorecard.EventTicketClosed), mk("Borealis", scorecard.EventPaymentSucceeded)
 	var yaml strings.Builder
 	yaml.WriteString("tenants:\n")
 	for _, ct := range []consoleTenant{env.a, env.b} {
@@ -161,7 +166,13 @@ func feedConsoleTenant(t *testing.T, base string, ct consoleTenant) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	for _, b := range segmentBatches(now) {
+	key := []map[string]any{{
+		"type": "track", "event": ct.keyEvent, "userId": "healthy-u0",
+		"timestamp":  now.Add(-25 * time.Hour).Format(time.RFC3339Nano), // within the history: the watermark stays
+		"context":    map[string]any{"groupId": "healthy"},
+		"properties": map[string]any{"ticket_id": "T-1"},
+	}}
+	for _, b := range append(segmentBatches(now), key) {
 		body, _ := json.Marshal(map[string]any{"batch": b, "sentAt": now.Format(time.RFC3339Nano)})
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/batch", bytes.NewReader(body))
 		req.SetBasicAuth(ct.writeKey, "")
@@ -418,6 +429,7 @@ func testConsoleIsolation(t *testing.T, env *consoleEnv) {
 				t.Errorf("%s GET %s does not show its own account %q", me.name, p, me.name+" dead")
 			}
 		}
+		testActivityIsolation(t, s, me, other)
 		if code, body := s.get("/accounts/" + other.own); code != http.StatusNotFound || strings.Contains(body, other.name) {
 			t.Errorf("%s GET the other tenant's account: HTTP %d, want 404 without its data", me.name, code)
 		}
@@ -563,6 +575,57 @@ func testConsoleAlertLinks(t *testing.T, env *consoleEnv) {
 }
 
 // scoreOf is the tenant's score of an account.
+// testActivityIsolation checks the account page's activity is the signed-in
+// tenant's: its core events as its API counts them and its own key event,
+// never the other tenant's (both hold an account "healthy").
+func testActivityIsolation(t *testing.T, s *browserSession, me, other consoleTenant) {
+	t.Helper()
+	act := activityOf(t, me, "healthy")
+	_, body := s.get("/accounts/healthy")
+	_, data, _ := strings.Cut(body, `<script type="application/json" id="activity-data">`)
+	data, _, _ = strings.Cut(data, "</script>")
+	var chart struct{ N []int64 }
+	if err := json.Unmarshal([]byte(data), &chart); err != nil {
+		t.Fatalf("%s account page: activity data %q: %v", me.name, data, err)
+	}
+	var want, got int64
+	for _, d := range act.GetDays() {
+		want += d.GetCoreEvents()
+	}
+	for _, n := range chart.N {
+		got += n
+	}
+	if got != want || want == 0 || len(chart.N) != len(act.GetDays()) {
+		t.Errorf("%s account page: %d core events over %d days, the API says %d over %d", me.name, got, len(chart.N), want, len(act.GetDays()))
+	}
+	if !strings.Contains(body, me.keyEvent) || strings.Contains(body, other.keyEvent) {
+		t.Errorf("%s account page: key events are not its own (%q) alone: the other's is %q", me.name, me.keyEvent, other.keyEvent)
+	}
+}
+
+// activityOf waits until the account's activity holds the tenant's key
+// event (sent last) and returns it.
+func activityOf(t *testing.T, ct consoleTenant, account string) *scoringv1.GetAccountActivityResponse {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := scoringv1.NewScoringServiceClient(ct.grpc).GetAccountActivity(context.Background(),
+			&scoringv1.GetAccountActivityRequest{AccountId: account, Days: 90})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range resp.GetKeyEvents() {
+			if k.GetName() == ct.keyEvent {
+				return resp
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %s in the activity of %s: %v", ct.name, ct.keyEvent, account, resp.GetKeyEvents())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func scoreOf(t *testing.T, ct consoleTenant, account string) *scoringv1.HealthScore {
 	t.Helper()
 	resp, err := scoringv1.NewScoringServiceClient(ct.grpc).GetHealthScore(context.Background(), &scoringv1.GetHealthScoreRequest{AccountId: account})

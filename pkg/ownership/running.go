@@ -59,6 +59,14 @@ func (r *Running[T]) Run(ctx context.Context, partition uint32, w *T, run func(*
 	return run(w, ctx)
 }
 
+// Get returns partition's worker, if this replica runs one.
+func (r *Running[T]) Get(partition uint32) (*T, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.m[partition]
+	return w, ok
+}
+
 // Ready reports whether m holds the partitions assigned to this replica and
 // each has a worker that is ready.
 func (r *Running[T]) Ready(m *Manager, ready func(*T) bool) bool {

@@ -3,14 +3,18 @@ package scoring_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/internal/testenv"
@@ -18,6 +22,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/cache"
 	"github.com/lodestar-cs/lodestar/pkg/grpcserver"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
+	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 	"github.com/lodestar-cs/lodestar/services/scoring"
 )
@@ -26,6 +31,8 @@ type apiFixture struct {
 	client, other scoringv1.ScoringServiceClient
 	tenant        string
 	svc           *scoring.Service
+	history       history
+	js            jetstream.JetStream
 }
 
 // startAPI runs the scoring service on embedded NATS with the in-process
@@ -91,7 +98,7 @@ func startAPI(t *testing.T, accounts int) apiFixture {
 		t.Cleanup(func() { conn.Close() })
 		return scoringv1.NewScoringServiceClient(conn)
 	}
-	f := apiFixture{client: dial(tenant), other: dial(other), tenant: tenant, svc: svc}
+	f := apiFixture{client: dial(tenant), other: dial(other), tenant: tenant, svc: svc, history: h, js: js}
 	// Settled: every account scored on the history's last day.
 	last := h.batches[len(h.batches)-1].GetEvents()
 	lastDay := last[len(last)-1].GetEventTime().AsTime().Truncate(24 * time.Hour)
@@ -268,6 +275,8 @@ func TestScoringAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("activity", func(t *testing.T) { testActivity(t, f) })
+
 	t.Run("scorecards", func(t *testing.T) {
 		active, err := f.client.GetScorecard(ctx, &scoringv1.GetScorecardRequest{})
 		if err != nil {
@@ -324,4 +333,101 @@ func hasViolation(err error, field string) bool {
 		}
 	}
 	return false
+}
+
+// testActivity checks GetAccountActivity against the history published:
+// core events per day as counted here, key events published on top, and
+// nothing for another tenant or bad input.
+func testActivity(t *testing.T, f apiFixture) {
+	ctx := context.Background()
+	const id = "acct-000"
+	core := map[string]bool{"Report Created": true, "Opportunity Created": true, "Invoice Sent": true, "Workflow Run": true}
+	perDay := map[time.Time]int64{}
+	var last time.Time
+	for _, b := range f.history.batches {
+		for _, ev := range b.GetEvents() {
+			if ev.GetAccountId() == id && core[ev.GetEvent()] {
+				perDay[ev.GetEventTime().AsTime().UTC().Truncate(24*time.Hour)]++
+			}
+			last = ev.GetEventTime().AsTime()
+		}
+	}
+
+	resp, err := f.client.GetAccountActivity(ctx, &scoringv1.GetAccountActivityRequest{AccountId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetDays()) != 30 {
+		t.Fatalf("%d days by default, want 30", len(resp.GetDays()))
+	}
+	var total int64
+	for i, d := range resp.GetDays() {
+		day := d.GetDay().AsTime()
+		if i > 0 && !day.Equal(resp.GetDays()[i-1].GetDay().AsTime().Add(24*time.Hour)) {
+			t.Fatalf("day %d is %v: not the day after the one before", i, day)
+		}
+		if d.GetCoreEvents() != perDay[day] {
+			t.Fatalf("%v: %d core events, published %d", day, d.GetCoreEvents(), perDay[day])
+		}
+		total += d.GetCoreEvents()
+	}
+	if total == 0 {
+		t.Fatal("no core events in 30 days of a healthy account")
+	}
+	if wd := resp.GetWatermark().AsTime().UTC().Truncate(24 * time.Hour); !wd.Equal(resp.GetDays()[29].GetDay().AsTime()) {
+		t.Fatalf("last day %v, watermark's %v", resp.GetDays()[29].GetDay().AsTime(), wd)
+	}
+	if n := len(resp.GetKeyEvents()); n != 1 || resp.GetKeyEvents()[0].GetKind() != scoringv1.KeyEventKind_KEY_EVENT_KIND_FIRST_EVENT {
+		t.Fatalf("key events before any were published: %v", resp.GetKeyEvents())
+	}
+
+	// A failed payment and a ticket, a minute before the history's end.
+	at := timestamppb.New(last.Add(-time.Minute))
+	props, _ := structpb.NewStruct(map[string]any{scorecard.PropertyTicketID: "T-7", scorecard.PropertySeverity: "urgent"})
+	publishBatches(t, f.js, f.tenant, []*eventv1.EventBatch{{Events: []*eventv1.Event{
+		{TenantId: f.tenant, MessageId: "key-1", Type: eventv1.EventType_EVENT_TYPE_TRACK, UserId: id + "-u0", AccountId: id, Event: scorecard.EventPaymentFailed, EventTime: at},
+		{TenantId: f.tenant, MessageId: "key-2", Type: eventv1.EventType_EVENT_TYPE_TRACK, UserId: id + "-u0", AccountId: id, Event: scorecard.EventTicketOpened, EventTime: at, Properties: props},
+	}}})
+	waitFor(t, "the key events", func() bool {
+		resp, err = f.client.GetAccountActivity(ctx, &scoringv1.GetAccountActivityRequest{AccountId: id, Days: 7})
+		return err == nil && len(resp.GetKeyEvents()) == 3
+	})
+	if len(resp.GetDays()) != 7 {
+		t.Fatalf("%d days, asked for 7", len(resp.GetDays()))
+	}
+	kinds := map[scoringv1.KeyEventKind]*scoringv1.KeyEvent{}
+	for _, k := range resp.GetKeyEvents() {
+		kinds[k.GetKind()] = k
+	}
+	if b := kinds[scoringv1.KeyEventKind_KEY_EVENT_KIND_BILLING]; b.GetName() != scorecard.EventPaymentFailed || !b.GetTime().AsTime().Equal(at.AsTime().Truncate(time.Second)) {
+		t.Fatalf("billing key event %v, want %s at %v", b, scorecard.EventPaymentFailed, at.AsTime())
+	}
+	if k := kinds[scoringv1.KeyEventKind_KEY_EVENT_KIND_TICKET_OPENED]; k == nil || !strings.Contains(k.GetDetail(), "severe") {
+		t.Fatalf("ticket key event %v", k)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		client scoringv1.ScoringServiceClient
+		req    *scoringv1.GetAccountActivityRequest
+		code   codes.Code
+		fields []string
+	}{
+		{"another tenant's account", f.other, &scoringv1.GetAccountActivityRequest{AccountId: id}, codes.NotFound, nil},
+		{"unknown account", f.client, &scoringv1.GetAccountActivityRequest{AccountId: "nope"}, codes.NotFound, nil},
+		{"no account, too many days", f.client, &scoringv1.GetAccountActivityRequest{Days: 91}, codes.InvalidArgument, []string{"account_id", "days"}},
+		{"negative days", f.client, &scoringv1.GetAccountActivityRequest{AccountId: id, Days: -1}, codes.InvalidArgument, []string{"days"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.client.GetAccountActivity(ctx, tc.req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tc.code)
+			}
+			for _, field := range tc.fields {
+				if !hasViolation(err, field) {
+					t.Fatalf("no field violation for %s in %v", field, err)
+				}
+			}
+		})
+	}
 }

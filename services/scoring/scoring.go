@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecards"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
@@ -204,6 +206,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.scorecards, s.snapshots = scorecards.New(kv), snapshot.New(obj)
 	s.api.SetScorecards(s.scorecards)
+	s.api.SetActivity(s.activity)
 	s.started.Store(true)
 	return s.owner.Run(ctx, s.runPartition)
 }
@@ -242,6 +245,23 @@ func (s *Service) runPartition(ctx context.Context, lease ownership.Lease) error
 		Propagator: s.deps.Propagator,
 	})
 	return s.running.Run(ctx, lease.Partition, pl, (*pipeline.Pipeline).Run)
+}
+
+// activity reads an account's activity from the engine of its partition.
+// Only the replica owning the partition holds that engine: with several
+// replicas, a call reaching another one answers Unavailable (the console of
+// the all-in-one and single-replica deployments always reach the owner).
+func (s *Service) activity(tenant, account string, days int) (*scoringv1.GetAccountActivityResponse, bool, error) {
+	p := natsx.Partition(tenant, account, uint32(s.deps.Limits.Partitions))
+	pl, ok := s.running.Get(p)
+	if !ok {
+		return nil, false, status.Errorf(codes.Unavailable, "partition %d is scored by another replica", p)
+	}
+	resp, found, err := pl.Activity(tenant, account, days)
+	if err != nil {
+		return nil, false, status.Errorf(codes.Unavailable, "partition %d: %v", p, err)
+	}
+	return resp, found, nil
 }
 
 // Ready reports whether this replica holds the partitions assigned to it,

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -176,6 +177,44 @@ func history(ctx context.Context, e *env, args []string) error {
 			summary = fmt.Sprintf("[scorecard v%d] %s", s.ScorecardVersion, summary)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.dateTime(s.ScoreTime), humanize.Score(s.Score), enumName(s.Band, "BAND_"), humanize.ScoreDelta(s.Delta), summary)
+	}
+	return tw.Flush()
+}
+
+// activity shows an account's core events per day and its key events.
+func activity(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("activity", flag.ContinueOnError)
+	days := fs.Int("days", 30, "Days of activity up to the tenant's latest event (1-90).")
+	pos, err := parseArgs(fs, args, "ACCOUNT")
+	if err != nil {
+		return err
+	}
+	if *days < 1 || *days > 90 {
+		return usagef("activity: -days %d: want 1 to 90", *days)
+	}
+	resp, err := e.scoring.GetAccountActivity(ctx, &scoringv1.GetAccountActivityRequest{AccountId: pos[0], Days: int32(*days)})
+	if err != nil {
+		return failed("get account activity", err)
+	}
+	if e.json {
+		return e.printJSON(resp)
+	}
+	tw := newTable(e.out)
+	fmt.Fprintln(tw, "DAY (UTC)\tCORE EVENTS")
+	for _, d := range resp.Days {
+		fmt.Fprintf(tw, "%s\t%s\n", humanize.Date(d.Day.AsTime(), time.UTC), humanize.Int(d.CoreEvents))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.out, "\nKey events:")
+	tw = newTable(e.out)
+	for _, k := range resp.KeyEvents {
+		when := e.dateTime(k.Time)
+		if k.DayOnly {
+			when = humanize.Date(k.Time.AsTime(), time.UTC) + " (UTC)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", when, k.Name, k.Detail)
 	}
 	return tw.Flush()
 }

@@ -87,6 +87,7 @@ func commands() []command {
 		{"worst", "worst [-n 20] [-band red|yellow|green]   the worst accounts, each with why, and the band counts", worst},
 		{"score", "score ACCOUNT                           an account's score with its full explanation", score},
 		{"history", "history ACCOUNT [-n 20]                 an account's score changes, newest first", history},
+		{"activity", "activity ACCOUNT [-days 30]             an account's core events per day and its key events", activity},
 		{"accounts", "accounts [-n 100]                       the accounts and their CRM facts", accounts},
 		{"alerts", "alerts list [-state open,acknowledged,snoozed,resolved] [-severity high] [-owner CSM] [-account ID] [-n 50]\n" +
 			"  alerts get ALERT | ack ALERT [-note N] | resolve ALERT [-note N]\n" +

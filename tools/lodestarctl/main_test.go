@@ -60,6 +60,22 @@ func (f *fakeScoring) GetHealthScore(_ context.Context, req *scoringv1.GetHealth
 	return nil, status.Errorf(codes.NotFound, "no score for account %q yet", req.AccountId)
 }
 
+func (f *fakeScoring) GetAccountActivity(_ context.Context, req *scoringv1.GetAccountActivityRequest) (*scoringv1.GetAccountActivityResponse, error) {
+	if _, err := f.GetHealthScore(context.Background(), &scoringv1.GetHealthScoreRequest{AccountId: req.AccountId}); err != nil {
+		return nil, err
+	}
+	resp := &scoringv1.GetAccountActivityResponse{Watermark: at(0)}
+	for i := range req.Days {
+		day := timestamppb.New(day0.Truncate(24*time.Hour).AddDate(0, 0, int(i-req.Days+1)))
+		resp.Days = append(resp.Days, &scoringv1.ActivityDay{Day: day, CoreEvents: int64(1200 * i)})
+	}
+	resp.KeyEvents = []*scoringv1.KeyEvent{
+		{Time: at(-1), Kind: scoringv1.KeyEventKind_KEY_EVENT_KIND_BILLING, Name: "Payment Failed"},
+		{Time: timestamppb.New(day0.Truncate(24*time.Hour).AddDate(0, 0, -2)), Kind: scoringv1.KeyEventKind_KEY_EVENT_KIND_NPS, Name: "NPS Submitted", Detail: "mean 4.0 of 1 answers", DayOnly: true},
+	}
+	return resp, nil
+}
+
 func (f *fakeScoring) GetScoreHistory(_ context.Context, req *scoringv1.GetScoreHistoryRequest) (*scoringv1.GetScoreHistoryResponse, error) {
 	cur, err := f.GetHealthScore(context.Background(), &scoringv1.GetHealthScoreRequest{AccountId: req.AccountId})
 	if err != nil {
@@ -161,6 +177,9 @@ func TestCommands(t *testing.T) {
 		{"worst_n1", []string{"worst", "-n", "1"}, 0},
 		{"score", []string{"score", "acct-00042"}, 0},
 		{"history", []string{"history", "acct-00042", "-n", "3"}, 0},
+		{"activity", []string{"activity", "acct-00042", "-days", "3"}, 0},
+		{"activity_bad_days", []string{"activity", "acct-00042", "-days", "91"}, 2},
+		{"activity_unknown", []string{"activity", "acct-99999"}, 1},
 		{"accounts", []string{"accounts"}, 0},
 		{"accounts_n1", []string{"accounts", "-n", "1"}, 0},
 		{"score_unknown", []string{"score", "acct-99999"}, 1},

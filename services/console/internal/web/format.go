@@ -57,6 +57,15 @@ func dateTimeIn(loc *time.Location, ts *timestamppb.Timestamp) string {
 	return humanize.DateTime(timeOf(ts), loc)
 }
 
+// keyEventTime formats a key event's time: an instant in the tenant's zone,
+// or the UTC day of the events the scoring engine keeps by day.
+func keyEventTime(loc *time.Location, k *scoringv1.KeyEvent) string {
+	if k.GetDayOnly() {
+		return humanize.Date(timeOf(k.GetTime()), time.UTC)
+	}
+	return dateTimeIn(loc, k.GetTime())
+}
+
 // lastDayIn formats the day before an exclusive end: a period ending at
 // 1 Jan 00:00 ends on 31 Dec.
 func lastDayIn(loc *time.Location, end *timestamppb.Timestamp) string {

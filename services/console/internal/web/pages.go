@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"html/template"
 	"maps"
@@ -175,6 +176,22 @@ type accountData struct {
 	Open, Past []*alertv1.Alert
 	Chart      template.JS
 	Points     int
+	// Activity is the account's recent activity; NoActivity says why there
+	// is none.
+	Activity     *scoringv1.GetAccountActivityResponse
+	ActivityData template.JS // the events-per-day chart's data
+	NoActivity   string
+}
+
+// activityDays is how much activity the account page shows: the scoring
+// engine's longest window.
+const activityDays = 90
+
+// activityData is the events-per-day chart's data for uPlot: days in unix
+// seconds and core events.
+type activityData struct {
+	T []int64 `json:"t"`
+	N []int64 `json:"n"`
 }
 
 // chartData is the score chart's data for uPlot: times in unix seconds and
@@ -280,6 +297,10 @@ func (srv *Server) account(w http.ResponseWriter, r *http.Request) {
 			d.Changes = append(d.Changes, history[i])
 		}
 	}
+	if err := srv.activity(ctx, &d); err != nil {
+		srv.failRPC(w, r, "get account activity", err)
+		return
+	}
 	name := id
 	if d.Account.GetName() != "" {
 		name = d.Account.GetName()
@@ -287,6 +308,32 @@ func (srv *Server) account(w http.ResponseWriter, r *http.Request) {
 		name = d.Score.GetAccountName()
 	}
 	srv.render(w, r, http.StatusOK, "account.html", name, "portfolio", d)
+}
+
+// activity fills the account's activity. The engine that holds it may be
+// out of reach (loading, or another replica's partition): the page then
+// says so rather than failing as a whole.
+func (srv *Server) activity(ctx context.Context, d *accountData) error {
+	act, err := srv.scoring.GetAccountActivity(ctx, &scoringv1.GetAccountActivityRequest{AccountId: d.ID, Days: activityDays})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound:
+		d.NoActivity = "no event recorded for this account"
+		return nil
+	case codes.Unavailable:
+		d.NoActivity = status.Convert(err).Message()
+		return nil
+	default:
+		return err
+	}
+	ad := activityData{T: []int64{}, N: []int64{}}
+	for _, day := range act.GetDays() {
+		ad.T = append(ad.T, day.GetDay().GetSeconds())
+		ad.N = append(ad.N, day.GetCoreEvents())
+	}
+	js, _ := json.Marshal(ad) // plain data: cannot fail
+	d.Activity, d.ActivityData = act, template.JS(js)
+	return nil
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }

@@ -236,6 +236,7 @@ func (srv *Server) funcs() template.FuncMap {
 		"date":        dateIn,
 		"datetime":    dateTimeIn,
 		"lastday":     lastDayIn,
+		"keytime":     keyEventTime,
 		"band":        bandName,
 		"tier":        tierName,
 		"stage":       stageName,

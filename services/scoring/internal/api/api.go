@@ -31,6 +31,10 @@ import (
 // Limits of the API.
 const (
 	MaxBatchGet = 1000
+	// MaxActivityDays bounds GetAccountActivity's days (the engine's
+	// longest window).
+	MaxActivityDays     = 90
+	defaultActivityDays = 30
 	// maxHistoryScan bounds the SCORES messages one history page may read.
 	maxHistoryScan = 100_000
 )
@@ -51,6 +55,11 @@ type EncodedReader interface {
 	GetScoreEncoded(ctx context.Context, tenant, accountID string) ([]byte, error)
 }
 
+// ActivityFunc reads an account's activity from the engine scoring it:
+// found is false when that engine does not know the account; an error, a
+// gRPC status, says the engine is out of reach.
+type ActivityFunc func(tenant, account string, days int) (resp *scoringv1.GetAccountActivityResponse, found bool, err error)
+
 // Server serves ScoringService.
 type Server struct {
 	scoringv1.UnimplementedScoringServiceServer
@@ -62,6 +71,8 @@ type Server struct {
 	encoded EncodedReader
 	// scorecards is set once the service has opened its bucket.
 	scorecards atomic.Pointer[scorecards.Store]
+	// activity is set once the service runs its partitions.
+	activity atomic.Pointer[ActivityFunc]
 	// defaultScorecard is what tenants without a stored scorecard use.
 	defaultScorecard *scoringv1.Scorecard
 	js               jetstream.JetStream
@@ -79,6 +90,9 @@ func New(c Reader, defaultScorecard *scoringv1.Scorecard, js jetstream.JetStream
 
 // SetScorecards gives the server the scorecard store.
 func (s *Server) SetScorecards(st *scorecards.Store) { s.scorecards.Store(st) }
+
+// SetActivity gives the server the engines' activity.
+func (s *Server) SetActivity(f ActivityFunc) { s.activity.Store(&f) }
 
 func (s *Server) scorecardStore() (*scorecards.Store, error) {
 	st := s.scorecards.Load()
@@ -438,4 +452,39 @@ func (s *Server) ValidateScorecard(ctx context.Context, req *scoringv1.ValidateS
 	}
 	problems := scorecard.Validate(req.GetScorecard())
 	return &scoringv1.ValidateScorecardResponse{Valid: len(problems) == 0, Problems: problems}, nil
+}
+
+// GetAccountActivity returns an account's core events per day and its key
+// events, from the engine that scores it: the cache holds scores only.
+func (s *Server) GetAccountActivity(ctx context.Context, req *scoringv1.GetAccountActivityRequest) (*scoringv1.GetAccountActivityResponse, error) {
+	tenant, err := grpcerr.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var vs []*errdetails.BadRequest_FieldViolation
+	if req.GetAccountId() == "" {
+		vs = append(vs, grpcerr.Violation("account_id", "required"))
+	}
+	days := int(req.GetDays())
+	if days < 0 || days > MaxActivityDays {
+		vs = append(vs, grpcerr.Violation("days", fmt.Sprintf("must be 0 to %d, got %d", MaxActivityDays, days)))
+	}
+	if len(vs) > 0 {
+		return nil, badRequest("bad activity request", vs...)
+	}
+	if days == 0 {
+		days = defaultActivityDays
+	}
+	f := s.activity.Load()
+	if f == nil {
+		return nil, status.Error(codes.Unavailable, "scoring is starting: no partition running yet")
+	}
+	resp, found, err := (*f)(tenant, req.GetAccountId(), days)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "no activity for account %q", req.GetAccountId())
+	}
+	return resp, nil
 }

@@ -676,3 +676,19 @@ func changeMessages(updates []cache.Update, epoch uint64, partitions uint32) ([]
 	}
 	return msgs, nil
 }
+
+// ErrLoading is Activity's answer before everything present at start is
+// applied to the engine.
+var ErrLoading = errors.New("partition still loading")
+
+// Activity returns an account's activity from the engine (see
+// engine.Engine.Activity); false when the engine does not know the account.
+func (p *Pipeline) Activity(tenant, account string, days int) (*scoringv1.GetAccountActivityResponse, bool, error) {
+	if !p.loaded() {
+		return nil, false, ErrLoading
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	resp, ok := p.deps.Engine.Activity(tenant, account, days)
+	return resp, ok, nil
+}

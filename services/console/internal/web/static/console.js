@@ -1,6 +1,6 @@
-// Lodestar console: the CSRF header on htmx requests, the score chart and
-// the live alert inbox. Everything works without it except the chart and
-// live updates.
+// Lodestar console: the CSRF header on htmx requests, the score and
+// activity charts and the live alert inbox. Everything works without it
+// except the charts and live updates.
 (function () {
   "use strict";
   document.addEventListener("htmx:configRequest", function (e) {
@@ -39,6 +39,19 @@
     }, [d.t, d.s], el);
   }
 
+  // activity draws the account's core events per day as bars.
+  function activity() {
+    var el = document.getElementById("activity"), src = document.getElementById("activity-data");
+    if (!el || !src || typeof uPlot === "undefined") return;
+    var d = JSON.parse(src.textContent);
+    new uPlot({
+      width: el.clientWidth || 800, height: 160,
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
+      series: [{}, { label: "core events", stroke: "#1d4ed8", fill: "rgba(29,78,216,0.35)",
+        paths: uPlot.paths.bars({ size: [0.8, 20] }), points: { show: false } }],
+    }, [d.t, d.n], el);
+  }
+
   function liveInbox() {
     var live = document.getElementById("live");
     if (!live || typeof EventSource === "undefined") return;
@@ -67,5 +80,5 @@
     window.addEventListener("pagehide", function () { es.close(); });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { chart(); liveInbox(); });
+  document.addEventListener("DOMContentLoaded", function () { chart(); activity(); liveInbox(); });
 })();

@@ -285,6 +285,72 @@ func (ListHealthScoresOrder) EnumDescriptor() ([]byte, []int) {
 	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{3}
 }
 
+// KeyEventKind says what a key event is.
+type KeyEventKind int32
+
+const (
+	KeyEventKind_KEY_EVENT_KIND_UNSPECIFIED   KeyEventKind = 0
+	KeyEventKind_KEY_EVENT_KIND_TICKET_OPENED KeyEventKind = 1
+	KeyEventKind_KEY_EVENT_KIND_TICKET_CLOSED KeyEventKind = 2
+	// A billing signal (payment failed or succeeded, the scorecard's billing events).
+	KeyEventKind_KEY_EVENT_KIND_BILLING KeyEventKind = 3
+	// NPS answers of one day; detail holds their mean.
+	KeyEventKind_KEY_EVENT_KIND_NPS KeyEventKind = 4
+	// The last day an onboarding milestone event was seen.
+	KeyEventKind_KEY_EVENT_KIND_MILESTONE KeyEventKind = 5
+	// The account's first event.
+	KeyEventKind_KEY_EVENT_KIND_FIRST_EVENT KeyEventKind = 6
+)
+
+// Enum value maps for KeyEventKind.
+var (
+	KeyEventKind_name = map[int32]string{
+		0: "KEY_EVENT_KIND_UNSPECIFIED",
+		1: "KEY_EVENT_KIND_TICKET_OPENED",
+		2: "KEY_EVENT_KIND_TICKET_CLOSED",
+		3: "KEY_EVENT_KIND_BILLING",
+		4: "KEY_EVENT_KIND_NPS",
+		5: "KEY_EVENT_KIND_MILESTONE",
+		6: "KEY_EVENT_KIND_FIRST_EVENT",
+	}
+	KeyEventKind_value = map[string]int32{
+		"KEY_EVENT_KIND_UNSPECIFIED":   0,
+		"KEY_EVENT_KIND_TICKET_OPENED": 1,
+		"KEY_EVENT_KIND_TICKET_CLOSED": 2,
+		"KEY_EVENT_KIND_BILLING":       3,
+		"KEY_EVENT_KIND_NPS":           4,
+		"KEY_EVENT_KIND_MILESTONE":     5,
+		"KEY_EVENT_KIND_FIRST_EVENT":   6,
+	}
+)
+
+func (x KeyEventKind) Enum() *KeyEventKind {
+	p := new(KeyEventKind)
+	*p = x
+	return p
+}
+
+func (x KeyEventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyEventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_lodestar_scoring_v1_scoring_proto_enumTypes[4].Descriptor()
+}
+
+func (KeyEventKind) Type() protoreflect.EnumType {
+	return &file_lodestar_scoring_v1_scoring_proto_enumTypes[4]
+}
+
+func (x KeyEventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyEventKind.Descriptor instead.
+func (KeyEventKind) EnumDescriptor() ([]byte, []int) {
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{4}
+}
+
 // Point maps a raw measure value to a sub-score; a measure's points form a
 // piecewise-linear normalisation, clamped at both ends.
 type Point struct {
@@ -1965,6 +2031,264 @@ func (x *ValidateScorecardResponse) GetProblems() []*ScorecardProblem {
 	return nil
 }
 
+type GetAccountActivityRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Days of activity up to the tenant's watermark, 1 to 90; 30 when zero.
+	// The engine keeps -scoring.window-days of daily counts.
+	Days          int32 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountActivityRequest) Reset() {
+	*x = GetAccountActivityRequest{}
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountActivityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountActivityRequest) ProtoMessage() {}
+
+func (x *GetAccountActivityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountActivityRequest.ProtoReflect.Descriptor instead.
+func (*GetAccountActivityRequest) Descriptor() ([]byte, []int) {
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetAccountActivityRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetAccountActivityRequest) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+// ActivityDay is one event-time day (UTC) of an account's activity.
+type ActivityDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Midnight UTC of the day.
+	Day *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// The scorecard's core events that day (every product event when the
+	// scorecard names none).
+	CoreEvents    int64 `protobuf:"varint,2,opt,name=core_events,json=coreEvents,proto3" json:"core_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityDay) Reset() {
+	*x = ActivityDay{}
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityDay) ProtoMessage() {}
+
+func (x *ActivityDay) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityDay.ProtoReflect.Descriptor instead.
+func (*ActivityDay) Descriptor() ([]byte, []int) {
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ActivityDay) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+func (x *ActivityDay) GetCoreEvents() int64 {
+	if x != nil {
+		return x.CoreEvents
+	}
+	return 0
+}
+
+// KeyEvent is an event of note in an account's history, as far as the
+// engine's bounded tables keep them (the newest 64 tickets, 16 billing
+// signals, 32 days with NPS answers).
+type KeyEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Event time; midnight UTC for events the engine keeps by day (day_only).
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Kind KeyEventKind           `protobuf:"varint,2,opt,name=kind,proto3,enum=lodestar.scoring.v1.KeyEventKind" json:"kind,omitempty"`
+	// The event name, for example "Payment Failed".
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// For people, for example "mean 7.5 of 2 answers" or "severe".
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The engine keeps the event's day, not its time: time is the day's
+	// midnight UTC, to be shown as a UTC date.
+	DayOnly       bool `protobuf:"varint,5,opt,name=day_only,json=dayOnly,proto3" json:"day_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyEvent) Reset() {
+	*x = KeyEvent{}
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyEvent) ProtoMessage() {}
+
+func (x *KeyEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyEvent.ProtoReflect.Descriptor instead.
+func (*KeyEvent) Descriptor() ([]byte, []int) {
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *KeyEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *KeyEvent) GetKind() KeyEventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return KeyEventKind_KEY_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *KeyEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KeyEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *KeyEvent) GetDayOnly() bool {
+	if x != nil {
+		return x.DayOnly
+	}
+	return false
+}
+
+type GetAccountActivityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first, one per day, days without events included; empty when the
+	// scorecard keeps no daily counts of core events.
+	Days []*ActivityDay `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	// Newest first, within the requested days (the first event whatever its age).
+	KeyEvents []*KeyEvent `protobuf:"bytes,2,rep,name=key_events,json=keyEvents,proto3" json:"key_events,omitempty"`
+	// The tenant's watermark: the event time the activity reaches.
+	Watermark     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccountActivityResponse) Reset() {
+	*x = GetAccountActivityResponse{}
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccountActivityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccountActivityResponse) ProtoMessage() {}
+
+func (x *GetAccountActivityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccountActivityResponse.ProtoReflect.Descriptor instead.
+func (*GetAccountActivityResponse) Descriptor() ([]byte, []int) {
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetAccountActivityResponse) GetDays() []*ActivityDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+func (x *GetAccountActivityResponse) GetKeyEvents() []*KeyEvent {
+	if x != nil {
+		return x.KeyEvents
+	}
+	return nil
+}
+
+func (x *GetAccountActivityResponse) GetWatermark() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Watermark
+	}
+	return nil
+}
+
 // ScoreChangeEvent is published on the SCORES stream for every score change.
 type ScoreChangeEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1975,7 +2299,7 @@ type ScoreChangeEvent struct {
 
 func (x *ScoreChangeEvent) Reset() {
 	*x = ScoreChangeEvent{}
-	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[24]
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2311,7 @@ func (x *ScoreChangeEvent) String() string {
 func (*ScoreChangeEvent) ProtoMessage() {}
 
 func (x *ScoreChangeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[24]
+	mi := &file_lodestar_scoring_v1_scoring_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2324,7 @@ func (x *ScoreChangeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreChangeEvent.ProtoReflect.Descriptor instead.
 func (*ScoreChangeEvent) Descriptor() ([]byte, []int) {
-	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{24}
+	return file_lodestar_scoring_v1_scoring_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ScoreChangeEvent) GetScore() *HealthScore {
@@ -2158,7 +2482,26 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\"t\n" +
 	"\x19ValidateScorecardResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12A\n" +
-	"\bproblems\x18\x02 \x03(\v2%.lodestar.scoring.v1.ScorecardProblemR\bproblems\"J\n" +
+	"\bproblems\x18\x02 \x03(\v2%.lodestar.scoring.v1.ScorecardProblemR\bproblems\"N\n" +
+	"\x19GetAccountActivityRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\x05R\x04days\"\\\n" +
+	"\vActivityDay\x12,\n" +
+	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\x12\x1f\n" +
+	"\vcore_events\x18\x02 \x01(\x03R\n" +
+	"coreEvents\"\xb8\x01\n" +
+	"\bKeyEvent\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\x04kind\x18\x02 \x01(\x0e2!.lodestar.scoring.v1.KeyEventKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x19\n" +
+	"\bday_only\x18\x05 \x01(\bR\adayOnly\"\xca\x01\n" +
+	"\x1aGetAccountActivityResponse\x124\n" +
+	"\x04days\x18\x01 \x03(\v2 .lodestar.scoring.v1.ActivityDayR\x04days\x12<\n" +
+	"\n" +
+	"key_events\x18\x02 \x03(\v2\x1d.lodestar.scoring.v1.KeyEventR\tkeyEvents\x128\n" +
+	"\twatermark\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twatermark\"J\n" +
 	"\x10ScoreChangeEvent\x126\n" +
 	"\x05score\x18\x01 \x01(\v2 .lodestar.scoring.v1.HealthScoreR\x05score*y\n" +
 	"\x04Band\x12\x14\n" +
@@ -2190,7 +2533,15 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"$LIST_HEALTH_SCORES_ORDER_UNSPECIFIED\x10\x00\x12,\n" +
 	"(LIST_HEALTH_SCORES_ORDER_SCORE_ASCENDING\x10\x01\x12-\n" +
 	")LIST_HEALTH_SCORES_ORDER_SCORE_DESCENDING\x10\x02\x12!\n" +
-	"\x1dLIST_HEALTH_SCORES_ORDER_DROP\x10\x032\x9e\x06\n" +
+	"\x1dLIST_HEALTH_SCORES_ORDER_DROP\x10\x03*\xe4\x01\n" +
+	"\fKeyEventKind\x12\x1e\n" +
+	"\x1aKEY_EVENT_KIND_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cKEY_EVENT_KIND_TICKET_OPENED\x10\x01\x12 \n" +
+	"\x1cKEY_EVENT_KIND_TICKET_CLOSED\x10\x02\x12\x1a\n" +
+	"\x16KEY_EVENT_KIND_BILLING\x10\x03\x12\x16\n" +
+	"\x12KEY_EVENT_KIND_NPS\x10\x04\x12\x1c\n" +
+	"\x18KEY_EVENT_KIND_MILESTONE\x10\x05\x12\x1e\n" +
+	"\x1aKEY_EVENT_KIND_FIRST_EVENT\x10\x062\x95\a\n" +
 	"\x0eScoringService\x12i\n" +
 	"\x0eGetHealthScore\x12*.lodestar.scoring.v1.GetHealthScoreRequest\x1a+.lodestar.scoring.v1.GetHealthScoreResponse\x12{\n" +
 	"\x14BatchGetHealthScores\x120.lodestar.scoring.v1.BatchGetHealthScoresRequest\x1a1.lodestar.scoring.v1.BatchGetHealthScoresResponse\x12o\n" +
@@ -2198,7 +2549,8 @@ const file_lodestar_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x0fGetScoreHistory\x12+.lodestar.scoring.v1.GetScoreHistoryRequest\x1a,.lodestar.scoring.v1.GetScoreHistoryResponse\x12c\n" +
 	"\fGetScorecard\x12(.lodestar.scoring.v1.GetScorecardRequest\x1a).lodestar.scoring.v1.GetScorecardResponse\x12l\n" +
 	"\x0fUpdateScorecard\x12+.lodestar.scoring.v1.UpdateScorecardRequest\x1a,.lodestar.scoring.v1.UpdateScorecardResponse\x12r\n" +
-	"\x11ValidateScorecard\x12-.lodestar.scoring.v1.ValidateScorecardRequest\x1a..lodestar.scoring.v1.ValidateScorecardResponseBLZJgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1;scoringv1b\x06proto3"
+	"\x11ValidateScorecard\x12-.lodestar.scoring.v1.ValidateScorecardRequest\x1a..lodestar.scoring.v1.ValidateScorecardResponse\x12u\n" +
+	"\x12GetAccountActivity\x12..lodestar.scoring.v1.GetAccountActivityRequest\x1a/.lodestar.scoring.v1.GetAccountActivityResponseBLZJgithub.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1;scoringv1b\x06proto3"
 
 var (
 	file_lodestar_scoring_v1_scoring_proto_rawDescOnce sync.Once
@@ -2212,102 +2564,115 @@ func file_lodestar_scoring_v1_scoring_proto_rawDescGZIP() []byte {
 	return file_lodestar_scoring_v1_scoring_proto_rawDescData
 }
 
-var file_lodestar_scoring_v1_scoring_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lodestar_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_lodestar_scoring_v1_scoring_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_lodestar_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_lodestar_scoring_v1_scoring_proto_goTypes = []any{
 	(Band)(0),                            // 0: lodestar.scoring.v1.Band
 	(MeasureKind)(0),                     // 1: lodestar.scoring.v1.MeasureKind
 	(Scale)(0),                           // 2: lodestar.scoring.v1.Scale
 	(ListHealthScoresOrder)(0),           // 3: lodestar.scoring.v1.ListHealthScoresOrder
-	(*Point)(nil),                        // 4: lodestar.scoring.v1.Point
-	(*Measure)(nil),                      // 5: lodestar.scoring.v1.Measure
-	(*Bands)(nil),                        // 6: lodestar.scoring.v1.Bands
-	(*StageOverride)(nil),                // 7: lodestar.scoring.v1.StageOverride
-	(*Scorecard)(nil),                    // 8: lodestar.scoring.v1.Scorecard
-	(*MeasureResult)(nil),                // 9: lodestar.scoring.v1.MeasureResult
-	(*Attribution)(nil),                  // 10: lodestar.scoring.v1.Attribution
-	(*HealthScore)(nil),                  // 11: lodestar.scoring.v1.HealthScore
-	(*GetHealthScoreRequest)(nil),        // 12: lodestar.scoring.v1.GetHealthScoreRequest
-	(*GetHealthScoreResponse)(nil),       // 13: lodestar.scoring.v1.GetHealthScoreResponse
-	(*BatchGetHealthScoresRequest)(nil),  // 14: lodestar.scoring.v1.BatchGetHealthScoresRequest
-	(*BatchGetHealthScoresResponse)(nil), // 15: lodestar.scoring.v1.BatchGetHealthScoresResponse
-	(*ListHealthScoresRequest)(nil),      // 16: lodestar.scoring.v1.ListHealthScoresRequest
-	(*BandCounts)(nil),                   // 17: lodestar.scoring.v1.BandCounts
-	(*ListHealthScoresResponse)(nil),     // 18: lodestar.scoring.v1.ListHealthScoresResponse
-	(*GetScoreHistoryRequest)(nil),       // 19: lodestar.scoring.v1.GetScoreHistoryRequest
-	(*GetScoreHistoryResponse)(nil),      // 20: lodestar.scoring.v1.GetScoreHistoryResponse
-	(*GetScorecardRequest)(nil),          // 21: lodestar.scoring.v1.GetScorecardRequest
-	(*GetScorecardResponse)(nil),         // 22: lodestar.scoring.v1.GetScorecardResponse
-	(*UpdateScorecardRequest)(nil),       // 23: lodestar.scoring.v1.UpdateScorecardRequest
-	(*UpdateScorecardResponse)(nil),      // 24: lodestar.scoring.v1.UpdateScorecardResponse
-	(*ValidateScorecardRequest)(nil),     // 25: lodestar.scoring.v1.ValidateScorecardRequest
-	(*ScorecardProblem)(nil),             // 26: lodestar.scoring.v1.ScorecardProblem
-	(*ValidateScorecardResponse)(nil),    // 27: lodestar.scoring.v1.ValidateScorecardResponse
-	(*ScoreChangeEvent)(nil),             // 28: lodestar.scoring.v1.ScoreChangeEvent
-	nil,                                  // 29: lodestar.scoring.v1.StageOverride.WeightsEntry
-	nil,                                  // 30: lodestar.scoring.v1.Scorecard.RoleLevelsEntry
-	(v1.LifecycleStage)(0),               // 31: lodestar.account.v1.LifecycleStage
-	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
-	(v1.Tier)(0),                         // 33: lodestar.account.v1.Tier
-	(*v1.Money)(nil),                     // 34: lodestar.account.v1.Money
+	(KeyEventKind)(0),                    // 4: lodestar.scoring.v1.KeyEventKind
+	(*Point)(nil),                        // 5: lodestar.scoring.v1.Point
+	(*Measure)(nil),                      // 6: lodestar.scoring.v1.Measure
+	(*Bands)(nil),                        // 7: lodestar.scoring.v1.Bands
+	(*StageOverride)(nil),                // 8: lodestar.scoring.v1.StageOverride
+	(*Scorecard)(nil),                    // 9: lodestar.scoring.v1.Scorecard
+	(*MeasureResult)(nil),                // 10: lodestar.scoring.v1.MeasureResult
+	(*Attribution)(nil),                  // 11: lodestar.scoring.v1.Attribution
+	(*HealthScore)(nil),                  // 12: lodestar.scoring.v1.HealthScore
+	(*GetHealthScoreRequest)(nil),        // 13: lodestar.scoring.v1.GetHealthScoreRequest
+	(*GetHealthScoreResponse)(nil),       // 14: lodestar.scoring.v1.GetHealthScoreResponse
+	(*BatchGetHealthScoresRequest)(nil),  // 15: lodestar.scoring.v1.BatchGetHealthScoresRequest
+	(*BatchGetHealthScoresResponse)(nil), // 16: lodestar.scoring.v1.BatchGetHealthScoresResponse
+	(*ListHealthScoresRequest)(nil),      // 17: lodestar.scoring.v1.ListHealthScoresRequest
+	(*BandCounts)(nil),                   // 18: lodestar.scoring.v1.BandCounts
+	(*ListHealthScoresResponse)(nil),     // 19: lodestar.scoring.v1.ListHealthScoresResponse
+	(*GetScoreHistoryRequest)(nil),       // 20: lodestar.scoring.v1.GetScoreHistoryRequest
+	(*GetScoreHistoryResponse)(nil),      // 21: lodestar.scoring.v1.GetScoreHistoryResponse
+	(*GetScorecardRequest)(nil),          // 22: lodestar.scoring.v1.GetScorecardRequest
+	(*GetScorecardResponse)(nil),         // 23: lodestar.scoring.v1.GetScorecardResponse
+	(*UpdateScorecardRequest)(nil),       // 24: lodestar.scoring.v1.UpdateScorecardRequest
+	(*UpdateScorecardResponse)(nil),      // 25: lodestar.scoring.v1.UpdateScorecardResponse
+	(*ValidateScorecardRequest)(nil),     // 26: lodestar.scoring.v1.ValidateScorecardRequest
+	(*ScorecardProblem)(nil),             // 27: lodestar.scoring.v1.ScorecardProblem
+	(*ValidateScorecardResponse)(nil),    // 28: lodestar.scoring.v1.ValidateScorecardResponse
+	(*GetAccountActivityRequest)(nil),    // 29: lodestar.scoring.v1.GetAccountActivityRequest
+	(*ActivityDay)(nil),                  // 30: lodestar.scoring.v1.ActivityDay
+	(*KeyEvent)(nil),                     // 31: lodestar.scoring.v1.KeyEvent
+	(*GetAccountActivityResponse)(nil),   // 32: lodestar.scoring.v1.GetAccountActivityResponse
+	(*ScoreChangeEvent)(nil),             // 33: lodestar.scoring.v1.ScoreChangeEvent
+	nil,                                  // 34: lodestar.scoring.v1.StageOverride.WeightsEntry
+	nil,                                  // 35: lodestar.scoring.v1.Scorecard.RoleLevelsEntry
+	(v1.LifecycleStage)(0),               // 36: lodestar.account.v1.LifecycleStage
+	(*timestamppb.Timestamp)(nil),        // 37: google.protobuf.Timestamp
+	(v1.Tier)(0),                         // 38: lodestar.account.v1.Tier
+	(*v1.Money)(nil),                     // 39: lodestar.account.v1.Money
 }
 var file_lodestar_scoring_v1_scoring_proto_depIdxs = []int32{
 	1,  // 0: lodestar.scoring.v1.Measure.kind:type_name -> lodestar.scoring.v1.MeasureKind
-	4,  // 1: lodestar.scoring.v1.Measure.points:type_name -> lodestar.scoring.v1.Point
+	5,  // 1: lodestar.scoring.v1.Measure.points:type_name -> lodestar.scoring.v1.Point
 	2,  // 2: lodestar.scoring.v1.Measure.scale:type_name -> lodestar.scoring.v1.Scale
-	31, // 3: lodestar.scoring.v1.StageOverride.stage:type_name -> lodestar.account.v1.LifecycleStage
-	29, // 4: lodestar.scoring.v1.StageOverride.weights:type_name -> lodestar.scoring.v1.StageOverride.WeightsEntry
-	5,  // 5: lodestar.scoring.v1.StageOverride.measures:type_name -> lodestar.scoring.v1.Measure
-	5,  // 6: lodestar.scoring.v1.Scorecard.measures:type_name -> lodestar.scoring.v1.Measure
-	6,  // 7: lodestar.scoring.v1.Scorecard.bands:type_name -> lodestar.scoring.v1.Bands
-	7,  // 8: lodestar.scoring.v1.Scorecard.stage_overrides:type_name -> lodestar.scoring.v1.StageOverride
-	30, // 9: lodestar.scoring.v1.Scorecard.role_levels:type_name -> lodestar.scoring.v1.Scorecard.RoleLevelsEntry
-	32, // 10: lodestar.scoring.v1.Scorecard.update_time:type_name -> google.protobuf.Timestamp
+	36, // 3: lodestar.scoring.v1.StageOverride.stage:type_name -> lodestar.account.v1.LifecycleStage
+	34, // 4: lodestar.scoring.v1.StageOverride.weights:type_name -> lodestar.scoring.v1.StageOverride.WeightsEntry
+	6,  // 5: lodestar.scoring.v1.StageOverride.measures:type_name -> lodestar.scoring.v1.Measure
+	6,  // 6: lodestar.scoring.v1.Scorecard.measures:type_name -> lodestar.scoring.v1.Measure
+	7,  // 7: lodestar.scoring.v1.Scorecard.bands:type_name -> lodestar.scoring.v1.Bands
+	8,  // 8: lodestar.scoring.v1.Scorecard.stage_overrides:type_name -> lodestar.scoring.v1.StageOverride
+	35, // 9: lodestar.scoring.v1.Scorecard.role_levels:type_name -> lodestar.scoring.v1.Scorecard.RoleLevelsEntry
+	37, // 10: lodestar.scoring.v1.Scorecard.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 11: lodestar.scoring.v1.MeasureResult.kind:type_name -> lodestar.scoring.v1.MeasureKind
 	0,  // 12: lodestar.scoring.v1.HealthScore.band:type_name -> lodestar.scoring.v1.Band
-	31, // 13: lodestar.scoring.v1.HealthScore.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
-	32, // 14: lodestar.scoring.v1.HealthScore.score_time:type_name -> google.protobuf.Timestamp
-	9,  // 15: lodestar.scoring.v1.HealthScore.measures:type_name -> lodestar.scoring.v1.MeasureResult
-	10, // 16: lodestar.scoring.v1.HealthScore.attributions:type_name -> lodestar.scoring.v1.Attribution
-	33, // 17: lodestar.scoring.v1.HealthScore.tier:type_name -> lodestar.account.v1.Tier
-	34, // 18: lodestar.scoring.v1.HealthScore.arr:type_name -> lodestar.account.v1.Money
-	32, // 19: lodestar.scoring.v1.HealthScore.renewal_time:type_name -> google.protobuf.Timestamp
-	11, // 20: lodestar.scoring.v1.GetHealthScoreResponse.score:type_name -> lodestar.scoring.v1.HealthScore
-	11, // 21: lodestar.scoring.v1.BatchGetHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
+	36, // 13: lodestar.scoring.v1.HealthScore.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	37, // 14: lodestar.scoring.v1.HealthScore.score_time:type_name -> google.protobuf.Timestamp
+	10, // 15: lodestar.scoring.v1.HealthScore.measures:type_name -> lodestar.scoring.v1.MeasureResult
+	11, // 16: lodestar.scoring.v1.HealthScore.attributions:type_name -> lodestar.scoring.v1.Attribution
+	38, // 17: lodestar.scoring.v1.HealthScore.tier:type_name -> lodestar.account.v1.Tier
+	39, // 18: lodestar.scoring.v1.HealthScore.arr:type_name -> lodestar.account.v1.Money
+	37, // 19: lodestar.scoring.v1.HealthScore.renewal_time:type_name -> google.protobuf.Timestamp
+	12, // 20: lodestar.scoring.v1.GetHealthScoreResponse.score:type_name -> lodestar.scoring.v1.HealthScore
+	12, // 21: lodestar.scoring.v1.BatchGetHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
 	0,  // 22: lodestar.scoring.v1.ListHealthScoresRequest.band:type_name -> lodestar.scoring.v1.Band
-	33, // 23: lodestar.scoring.v1.ListHealthScoresRequest.tier:type_name -> lodestar.account.v1.Tier
-	31, // 24: lodestar.scoring.v1.ListHealthScoresRequest.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
+	38, // 23: lodestar.scoring.v1.ListHealthScoresRequest.tier:type_name -> lodestar.account.v1.Tier
+	36, // 24: lodestar.scoring.v1.ListHealthScoresRequest.lifecycle_stage:type_name -> lodestar.account.v1.LifecycleStage
 	3,  // 25: lodestar.scoring.v1.ListHealthScoresRequest.order_by:type_name -> lodestar.scoring.v1.ListHealthScoresOrder
-	11, // 26: lodestar.scoring.v1.ListHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
-	17, // 27: lodestar.scoring.v1.ListHealthScoresResponse.band_counts:type_name -> lodestar.scoring.v1.BandCounts
-	32, // 28: lodestar.scoring.v1.GetScoreHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
-	32, // 29: lodestar.scoring.v1.GetScoreHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
-	11, // 30: lodestar.scoring.v1.GetScoreHistoryResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
-	8,  // 31: lodestar.scoring.v1.GetScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	8,  // 32: lodestar.scoring.v1.UpdateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	8,  // 33: lodestar.scoring.v1.UpdateScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	8,  // 34: lodestar.scoring.v1.ValidateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
-	26, // 35: lodestar.scoring.v1.ValidateScorecardResponse.problems:type_name -> lodestar.scoring.v1.ScorecardProblem
-	11, // 36: lodestar.scoring.v1.ScoreChangeEvent.score:type_name -> lodestar.scoring.v1.HealthScore
-	12, // 37: lodestar.scoring.v1.ScoringService.GetHealthScore:input_type -> lodestar.scoring.v1.GetHealthScoreRequest
-	14, // 38: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:input_type -> lodestar.scoring.v1.BatchGetHealthScoresRequest
-	16, // 39: lodestar.scoring.v1.ScoringService.ListHealthScores:input_type -> lodestar.scoring.v1.ListHealthScoresRequest
-	19, // 40: lodestar.scoring.v1.ScoringService.GetScoreHistory:input_type -> lodestar.scoring.v1.GetScoreHistoryRequest
-	21, // 41: lodestar.scoring.v1.ScoringService.GetScorecard:input_type -> lodestar.scoring.v1.GetScorecardRequest
-	23, // 42: lodestar.scoring.v1.ScoringService.UpdateScorecard:input_type -> lodestar.scoring.v1.UpdateScorecardRequest
-	25, // 43: lodestar.scoring.v1.ScoringService.ValidateScorecard:input_type -> lodestar.scoring.v1.ValidateScorecardRequest
-	13, // 44: lodestar.scoring.v1.ScoringService.GetHealthScore:output_type -> lodestar.scoring.v1.GetHealthScoreResponse
-	15, // 45: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:output_type -> lodestar.scoring.v1.BatchGetHealthScoresResponse
-	18, // 46: lodestar.scoring.v1.ScoringService.ListHealthScores:output_type -> lodestar.scoring.v1.ListHealthScoresResponse
-	20, // 47: lodestar.scoring.v1.ScoringService.GetScoreHistory:output_type -> lodestar.scoring.v1.GetScoreHistoryResponse
-	22, // 48: lodestar.scoring.v1.ScoringService.GetScorecard:output_type -> lodestar.scoring.v1.GetScorecardResponse
-	24, // 49: lodestar.scoring.v1.ScoringService.UpdateScorecard:output_type -> lodestar.scoring.v1.UpdateScorecardResponse
-	27, // 50: lodestar.scoring.v1.ScoringService.ValidateScorecard:output_type -> lodestar.scoring.v1.ValidateScorecardResponse
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	12, // 26: lodestar.scoring.v1.ListHealthScoresResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
+	18, // 27: lodestar.scoring.v1.ListHealthScoresResponse.band_counts:type_name -> lodestar.scoring.v1.BandCounts
+	37, // 28: lodestar.scoring.v1.GetScoreHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	37, // 29: lodestar.scoring.v1.GetScoreHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	12, // 30: lodestar.scoring.v1.GetScoreHistoryResponse.scores:type_name -> lodestar.scoring.v1.HealthScore
+	9,  // 31: lodestar.scoring.v1.GetScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	9,  // 32: lodestar.scoring.v1.UpdateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	9,  // 33: lodestar.scoring.v1.UpdateScorecardResponse.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	9,  // 34: lodestar.scoring.v1.ValidateScorecardRequest.scorecard:type_name -> lodestar.scoring.v1.Scorecard
+	27, // 35: lodestar.scoring.v1.ValidateScorecardResponse.problems:type_name -> lodestar.scoring.v1.ScorecardProblem
+	37, // 36: lodestar.scoring.v1.ActivityDay.day:type_name -> google.protobuf.Timestamp
+	37, // 37: lodestar.scoring.v1.KeyEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 38: lodestar.scoring.v1.KeyEvent.kind:type_name -> lodestar.scoring.v1.KeyEventKind
+	30, // 39: lodestar.scoring.v1.GetAccountActivityResponse.days:type_name -> lodestar.scoring.v1.ActivityDay
+	31, // 40: lodestar.scoring.v1.GetAccountActivityResponse.key_events:type_name -> lodestar.scoring.v1.KeyEvent
+	37, // 41: lodestar.scoring.v1.GetAccountActivityResponse.watermark:type_name -> google.protobuf.Timestamp
+	12, // 42: lodestar.scoring.v1.ScoreChangeEvent.score:type_name -> lodestar.scoring.v1.HealthScore
+	13, // 43: lodestar.scoring.v1.ScoringService.GetHealthScore:input_type -> lodestar.scoring.v1.GetHealthScoreRequest
+	15, // 44: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:input_type -> lodestar.scoring.v1.BatchGetHealthScoresRequest
+	17, // 45: lodestar.scoring.v1.ScoringService.ListHealthScores:input_type -> lodestar.scoring.v1.ListHealthScoresRequest
+	20, // 46: lodestar.scoring.v1.ScoringService.GetScoreHistory:input_type -> lodestar.scoring.v1.GetScoreHistoryRequest
+	22, // 47: lodestar.scoring.v1.ScoringService.GetScorecard:input_type -> lodestar.scoring.v1.GetScorecardRequest
+	24, // 48: lodestar.scoring.v1.ScoringService.UpdateScorecard:input_type -> lodestar.scoring.v1.UpdateScorecardRequest
+	26, // 49: lodestar.scoring.v1.ScoringService.ValidateScorecard:input_type -> lodestar.scoring.v1.ValidateScorecardRequest
+	29, // 50: lodestar.scoring.v1.ScoringService.GetAccountActivity:input_type -> lodestar.scoring.v1.GetAccountActivityRequest
+	14, // 51: lodestar.scoring.v1.ScoringService.GetHealthScore:output_type -> lodestar.scoring.v1.GetHealthScoreResponse
+	16, // 52: lodestar.scoring.v1.ScoringService.BatchGetHealthScores:output_type -> lodestar.scoring.v1.BatchGetHealthScoresResponse
+	19, // 53: lodestar.scoring.v1.ScoringService.ListHealthScores:output_type -> lodestar.scoring.v1.ListHealthScoresResponse
+	21, // 54: lodestar.scoring.v1.ScoringService.GetScoreHistory:output_type -> lodestar.scoring.v1.GetScoreHistoryResponse
+	23, // 55: lodestar.scoring.v1.ScoringService.GetScorecard:output_type -> lodestar.scoring.v1.GetScorecardResponse
+	25, // 56: lodestar.scoring.v1.ScoringService.UpdateScorecard:output_type -> lodestar.scoring.v1.UpdateScorecardResponse
+	28, // 57: lodestar.scoring.v1.ScoringService.ValidateScorecard:output_type -> lodestar.scoring.v1.ValidateScorecardResponse
+	32, // 58: lodestar.scoring.v1.ScoringService.GetAccountActivity:output_type -> lodestar.scoring.v1.GetAccountActivityResponse
+	51, // [51:59] is the sub-list for method output_type
+	43, // [43:51] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_lodestar_scoring_v1_scoring_proto_init() }
@@ -2320,8 +2685,8 @@ func file_lodestar_scoring_v1_scoring_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lodestar_scoring_v1_scoring_proto_rawDesc), len(file_lodestar_scoring_v1_scoring_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   27,
+			NumEnums:      5,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

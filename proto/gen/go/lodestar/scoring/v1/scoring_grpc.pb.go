@@ -26,6 +26,7 @@ const (
 	ScoringService_GetScorecard_FullMethodName         = "/lodestar.scoring.v1.ScoringService/GetScorecard"
 	ScoringService_UpdateScorecard_FullMethodName      = "/lodestar.scoring.v1.ScoringService/UpdateScorecard"
 	ScoringService_ValidateScorecard_FullMethodName    = "/lodestar.scoring.v1.ScoringService/ValidateScorecard"
+	ScoringService_GetAccountActivity_FullMethodName   = "/lodestar.scoring.v1.ScoringService/GetAccountActivity"
 )
 
 // ScoringServiceClient is the client API for ScoringService service.
@@ -47,6 +48,9 @@ type ScoringServiceClient interface {
 	UpdateScorecard(ctx context.Context, in *UpdateScorecardRequest, opts ...grpc.CallOption) (*UpdateScorecardResponse, error)
 	// ValidateScorecard lists every problem of a scorecard without storing it.
 	ValidateScorecard(ctx context.Context, in *ValidateScorecardRequest, opts ...grpc.CallOption) (*ValidateScorecardResponse, error)
+	// GetAccountActivity returns an account's recent activity from the scoring
+	// engine's aggregates: core events per day and its key events.
+	GetAccountActivity(ctx context.Context, in *GetAccountActivityRequest, opts ...grpc.CallOption) (*GetAccountActivityResponse, error)
 }
 
 type scoringServiceClient struct {
@@ -127,6 +131,16 @@ func (c *scoringServiceClient) ValidateScorecard(ctx context.Context, in *Valida
 	return out, nil
 }
 
+func (c *scoringServiceClient) GetAccountActivity(ctx context.Context, in *GetAccountActivityRequest, opts ...grpc.CallOption) (*GetAccountActivityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAccountActivityResponse)
+	err := c.cc.Invoke(ctx, ScoringService_GetAccountActivity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ScoringServiceServer is the server API for ScoringService service.
 // All implementations must embed UnimplementedScoringServiceServer
 // for forward compatibility.
@@ -146,6 +160,9 @@ type ScoringServiceServer interface {
 	UpdateScorecard(context.Context, *UpdateScorecardRequest) (*UpdateScorecardResponse, error)
 	// ValidateScorecard lists every problem of a scorecard without storing it.
 	ValidateScorecard(context.Context, *ValidateScorecardRequest) (*ValidateScorecardResponse, error)
+	// GetAccountActivity returns an account's recent activity from the scoring
+	// engine's aggregates: core events per day and its key events.
+	GetAccountActivity(context.Context, *GetAccountActivityRequest) (*GetAccountActivityResponse, error)
 	mustEmbedUnimplementedScoringServiceServer()
 }
 
@@ -176,6 +193,9 @@ func (UnimplementedScoringServiceServer) UpdateScorecard(context.Context, *Updat
 }
 func (UnimplementedScoringServiceServer) ValidateScorecard(context.Context, *ValidateScorecardRequest) (*ValidateScorecardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ValidateScorecard not implemented")
+}
+func (UnimplementedScoringServiceServer) GetAccountActivity(context.Context, *GetAccountActivityRequest) (*GetAccountActivityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAccountActivity not implemented")
 }
 func (UnimplementedScoringServiceServer) mustEmbedUnimplementedScoringServiceServer() {}
 func (UnimplementedScoringServiceServer) testEmbeddedByValue()                        {}
@@ -324,6 +344,24 @@ func _ScoringService_ValidateScorecard_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ScoringService_GetAccountActivity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccountActivityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ScoringServiceServer).GetAccountActivity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ScoringService_GetAccountActivity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ScoringServiceServer).GetAccountActivity(ctx, req.(*GetAccountActivityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ScoringService_ServiceDesc is the grpc.ServiceDesc for ScoringService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -358,6 +396,10 @@ var ScoringService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateScorecard",
 			Handler:    _ScoringService_ValidateScorecard_Handler,
+		},
+		{
+			MethodName: "GetAccountActivity",
+			Handler:    _ScoringService_GetAccountActivity_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
