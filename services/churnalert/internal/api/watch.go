@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
@@ -62,6 +63,12 @@ func (s *Server) WatchAlerts(req *alertv1.WatchAlertsRequest, stream grpc.Server
 	it, err := cons.Messages()
 	if err != nil {
 		return s.failed(ctx, "watch alerts", err)
+	}
+	// The headers say the watch has begun: a client that waits for them
+	// (stream.Header) misses no event published from then on.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		it.Stop()
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

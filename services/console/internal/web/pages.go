@@ -493,6 +493,11 @@ func (srv *Server) alertStream(w http.ResponseWriter, r *http.Request) {
 	// The stream outlives the server's write timeout.
 	_ = rc.SetWriteDeadline(time.Time{})
 	stream, err := srv.alerts.WatchAlerts(rpc(r), &alertv1.WatchAlertsRequest{})
+	if err == nil {
+		// Churn-alert sends the headers once it watches: the page shows the
+		// stream live only then, so no change made after is missed.
+		_, err = stream.Header()
+	}
 	if err != nil {
 		srv.failRPC(w, r, "watch alerts", err)
 		return
