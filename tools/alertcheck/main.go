@@ -34,6 +34,7 @@ import (
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
+	"github.com/lodestar-cs/lodestar/tools/internal/alertrules"
 	"github.com/lodestar-cs/lodestar/tools/loadgen/sim"
 )
 
@@ -91,7 +92,7 @@ func run(args []string, stdout io.Writer) int {
 }
 
 func (o options) report(ctx context.Context, w io.Writer) error {
-	previous, shipped := previousRules(), churnalert.DefaultRules()
+	previous, shipped := alertrules.Previous(), churnalert.DefaultRules()
 	fmt.Fprintf(w, "# Alert quality on the simulated product\n\n")
 	fmt.Fprintf(w, "`go run ./tools/alertcheck -seeds %s -accounts %d -before-days %d -after-days %d -lead-days %d`\n\n",
 		o.seeds, o.accounts, o.beforeDays, o.afterDays, o.leadDays)

@@ -11,7 +11,14 @@
 //     to who then left; at 2011-09-09 it reads the scores again and reports
 //     the ROC AUC against who left in the 91 days after, of the default
 //     scorecard (no configuration), the learned one and the single-signal
-//     baselines (days since the last invoice, number of invoices).
+//     baselines (days since the last invoice, number of invoices). Then it
+//     records each customer's renewal at the split's end through the
+//     AccountService (CHURNED when it placed no invoice in the 91 days
+//     after, RENEWED otherwise; an owner CSM by a hash of its id) and
+//     measures the shipped and the previous alert rule sets with
+//     AlertService.EvaluateRules (90-day lead window) beside the score's
+//     red band: precision, recall, lift, median lead time, alerts per CSM
+//     per week.
 //   - sim: the loadgen simulation's accounts, whose fates are known, replayed
 //     the same way into a fresh Lodestar: the AUC of the default score
 //     against the fates (declining, silent and churning against healthy and

@@ -229,3 +229,39 @@ lodestar_ingest_events_accepted_total 12
 		t.Errorf("counters %v, want [12 12 0]", got)
 	}
 }
+
+// TestCSMOf: an account's CSM is stable, one of n, and every CSM gets some.
+func TestCSMOf(t *testing.T) {
+	seen := map[string]int{}
+	for i := range 600 {
+		id := fmt.Sprint(12346 + i)
+		c := csmOf(id, 6)
+		if c != csmOf(id, 6) {
+			t.Fatalf("%s: CSM not stable", id)
+		}
+		seen[c]++
+	}
+	if len(seen) != 6 {
+		t.Fatalf("CSMs %v, want csm-01..csm-06", seen)
+	}
+	for c, n := range seen {
+		if c < "csm-01" || c > "csm-06" || n < 50 {
+			t.Errorf("%s owns %d of 600 accounts", c, n)
+		}
+	}
+}
+
+// TestAlertsMarkdown: a data set's alert quality appears in the report.
+func TestAlertsMarkdown(t *testing.T) {
+	r := &report{DataSets: []*DataSet{{Name: "d", Alerts: &AlertQuality{
+		Description: "how",
+		Rows:        []AlertSet{{Set: "shipped", Rule: "all risk rules", Alerts: 12, AlertsPerCSMWeek: 1.5, Precision: 0.5, Recall: 0.25, Lift: 1.25, MedianLeadDays: 40}},
+		After:       []string{"shipped: 3 open alerts"},
+	}}}}
+	out := string(r.markdown())
+	for _, want := range []string{"### Alert rules on the outcomes\n\nhow\n", "| shipped | all risk rules | 12 | 1.50 | 0.50 | 0.25 | 1.25 | 40 |", "- shipped: 3 open alerts.\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -30,7 +30,9 @@ type DataSet struct {
 	// accounts.
 	Measures     []MeasureSummary `json:"measures"`
 	Coefficients []Coefficient    `json:"learned_coefficients,omitempty"`
-	Notes        []string         `json:"notes,omitempty"`
+	// Alerts is the alert rules' quality on the data set's outcomes.
+	Alerts *AlertQuality `json:"alerts,omitempty"`
+	Notes  []string      `json:"notes,omitempty"`
 }
 
 // Count is one named count.
@@ -88,6 +90,16 @@ func (r *report) markdown() []byte {
 			fmt.Fprintf(&b, "\nLearned scorecard (log-odds of churn; a missing sub-score taken at its mean):\n\n| measure | per SD | per sub-score point | mean sub-score |\n|---|---:|---:|---:|\n")
 			for _, c := range d.Coefficients {
 				fmt.Fprintf(&b, "| %s | %+.3f | %+.4f | %.1f |\n", c.Measure, c.PerSD, c.PerPoint, c.Mean)
+			}
+		}
+		if a := d.Alerts; a != nil {
+			fmt.Fprintf(&b, "\n### Alert rules on the outcomes\n\n%s\n\n| rule set | rule | alerts | alerts/CSM/week | precision | recall | lift | median lead (days) |\n|---|---|---:|---:|---:|---:|---:|---:|\n", a.Description)
+			for _, r := range a.Rows {
+				fmt.Fprintf(&b, "| %s | %s | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n", r.Set, r.Rule, r.Alerts, r.AlertsPerCSMWeek, r.Precision, r.Recall, r.Lift, r.MedianLeadDays)
+			}
+			b.WriteString("\n")
+			for _, s := range a.After {
+				fmt.Fprintf(&b, "- %s.\n", s)
 			}
 		}
 		if len(d.Notes) > 0 {

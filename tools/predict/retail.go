@@ -62,6 +62,7 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 		return nil, fmt.Errorf("%s: the baselines differ from the data set's README:\n%w", o.dataPath, err)
 	}
 	splits := []*splitScores{{split: retail.EarlySplit}, {split: retail.FinalSplit}}
+	var alerts *AlertQuality
 	err = withLodestar(ctx, bin, dir, func(l *lodestar, r *scoreReader) error {
 		c := &segmentClient{url: "http://" + l.httpAddr, writeKey: l.keys.WriteKey, client: &http.Client{Timeout: 30 * time.Second}, concurrency: o.concurrency}
 		next := 0 // the first invoice not sent
@@ -96,6 +97,19 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 				})
 			}
 		}
+		final := splits[len(splits)-1]
+		logf("retail: recording %d renewals at %s and evaluating the alert rules", len(final.accts), final.split.End().Format(time.DateOnly))
+		if err := recordRenewals(ctx, r, final.accts, final.split.End(), o.concurrency); err != nil {
+			return err
+		}
+		rows, after, err := evaluateAlerts(ctx, r)
+		if err != nil {
+			return err
+		}
+		alerts = &AlertQuality{Rows: rows, After: after, Description: fmt.Sprintf(
+			"Alert quality on the same Lodestar, in the same run (AlertService.EvaluateRules over the tenant's stored score history, which runs to %s): the data set's churn label mapped onto Lodestar's renewal outcomes. Every customer with history is an account renewing on %s, recorded through the AccountService as CHURNED when it places no invoice in %s .. %s and RENEWED otherwise; each is owned by one of %d CSMs (csm-01..csm-%02d, by an FNV-1a hash of its id), its ARR unknown (zero). A renewal is flagged when an alert opened on its account within the %d days before it (the red band: when the account scored red in them); precision is the churn rate among flagged renewals (no renewal contracts here), lift that rate over the base churn rate. previous = the rule set before the red-only and 30-day-cooldown principles (tools/internal/alertrules), shipped = churnalert.DefaultRules.",
+			final.split.Last.Format(time.DateOnly), final.split.End().Format(time.DateOnly), final.split.End().Format(time.DateOnly),
+			final.split.OutcomeEnd().AddDate(0, 0, -1).Format(time.DateOnly), retailCSMs, retailCSMs, retailLeadDays)}
 		return nil
 	})
 	if err != nil {
@@ -113,6 +127,7 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 		final.split.Last.Format(time.DateOnly), final.split.End().Format(time.DateOnly), final.split.OutcomeEnd().AddDate(0, 0, -1).Format(time.DateOnly), orderEvent, early.split.Last.Format(time.DateOnly)),
 		defaultScore, model.signal())
 	finalSet.Coefficients = model.coefficients()
+	finalSet.Alerts = alerts
 	finalSet.note("The learned scorecard: L2-regularised logistic regression (lambda %g on standardised sub-scores, Newton's method, %d steps) of churn on the measures' sub-scores of the %d accounts scored at %s, with their outcomes known by %s: no look-ahead.",
 		o.lambda, model.model.Iterations, early.caught.scored(), early.split.Last.Format(time.DateOnly), final.split.Last.Format(time.DateOnly))
 	finalSet.note(`The data set's "(blank)" customer id (rows without a customer) counts as one customer, as its README's figures do; the tool's baselines reproduce the README's (checked at every run).`)
