@@ -3,11 +3,9 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,20 +73,7 @@ func start(t testing.TB, redis cache.RedisConfig, configure ...func(*app.Config)
 			t.Errorf("lodestar stopped with: %v", err)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + cfg.HTTPListenAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 30s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitReady(t, "http://"+cfg.HTTPListenAddr, 30*time.Second)
 	conn, err := grpc.NewClient(cfg.GRPCListenAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.BearerCredentials{Key: apiKey, Insecure: true}))
@@ -179,18 +164,7 @@ func TestEndToEnd(t *testing.T) {
 
 			now := time.Now()
 			for _, b := range segmentBatches(now) {
-				body, _ := json.Marshal(map[string]any{"batch": b, "sentAt": now.Format(time.RFC3339Nano)})
-				req, _ := http.NewRequest(http.MethodPost, in.http+"/v1/batch", bytes.NewReader(body))
-				req.SetBasicAuth(in.writeKey, "")
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					t.Fatalf("batch: HTTP %d", resp.StatusCode)
-				}
+				testenv.PostBatch(t, in.http, in.writeKey, b, now)
 			}
 			accepted := time.Now()
 

@@ -98,7 +98,7 @@ func startConsole(t *testing.T) *consoleEnv {
 		}
 	})
 	env.url = "http://" + cfg.HTTPListenAddr
-	waitReady(t, env.url)
+	testenv.WaitReady(t, env.url, 30*time.Second)
 	for _, ct := range []*consoleTenant{&env.a, &env.b} {
 		conn, err := grpc.NewClient(cfg.GRPCListenAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithPerRPCCredentials(auth.BearerCredentials{Key: ct.apiKey, Insecure: true}))
@@ -129,24 +129,6 @@ func startConsole(t *testing.T) *consoleEnv {
 	return env
 }
 
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 30s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func feedConsoleTenant(t *testing.T, base string, ct consoleTenant) {
 	t.Helper()
 	ctx := context.Background()
@@ -173,18 +155,7 @@ func feedConsoleTenant(t *testing.T, base string, ct consoleTenant) {
 		"properties": map[string]any{"ticket_id": "T-1"},
 	}}
 	for _, b := range append(segmentBatches(now), key) {
-		body, _ := json.Marshal(map[string]any{"batch": b, "sentAt": now.Format(time.RFC3339Nano)})
-		req, _ := http.NewRequest(http.MethodPost, base+"/v1/batch", bytes.NewReader(body))
-		req.SetBasicAuth(ct.writeKey, "")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("batch: HTTP %d", resp.StatusCode)
-		}
+		testenv.PostBatch(t, base, ct.writeKey, b, now)
 	}
 }
 

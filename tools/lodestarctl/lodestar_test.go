@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,18 +66,7 @@ func startLodestar(t *testing.T) *lodestar {
 			t.Errorf("lodestar stopped with: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(l.httpURL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lodestar not ready within a minute: %v", err)
-		}
-	}
+	testenv.WaitReady(t, l.httpURL, time.Minute)
 	conn, err := grpc.NewClient(l.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.BearerCredentials{Key: l.apiKey, Insecure: true}))
 	if err != nil {
@@ -159,18 +146,7 @@ func (l *lodestar) feed(t *testing.T) {
 	}
 	var batch []map[string]any
 	send := func() {
-		body, _ := json.Marshal(map[string]any{"batch": batch, "sentAt": now.Format(time.RFC3339Nano)})
-		req, _ := http.NewRequest(http.MethodPost, l.httpURL+"/v1/batch", bytes.NewReader(body))
-		req.SetBasicAuth(l.writeKey, "")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("batch: HTTP %d", resp.StatusCode)
-		}
+		testenv.PostBatch(t, l.httpURL, l.writeKey, batch, now)
 		batch = batch[:0]
 	}
 	for day := range 60 {
