@@ -195,15 +195,27 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn f
 type opened struct {
 	count map[string]int
 	rule  map[string]string
+	// account of each alert id, and each account's alert events in stream
+	// order, to show where two runs part.
+	account map[string]string
+	trail   map[string][]string
 }
 
 func openedAlerts(ctx context.Context, js jetstream.JetStream) (opened, error) {
-	out := opened{count: map[string]int{}, rule: map[string]string{}}
+	out := opened{count: map[string]int{}, rule: map[string]string{}, account: map[string]string{}, trail: map[string][]string{}}
 	err := readStream(ctx, js, "ALERTS", func(m jetstream.Msg, _ *jetstream.MsgMetadata) {
 		var ev alertv1.AlertEvent
-		if proto.Unmarshal(m.Data(), &ev) == nil && ev.GetType() == alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED {
-			out.count[ev.GetAlert().GetAlertId()]++
-			out.rule[ev.GetAlert().GetAlertId()] = ev.GetAlert().GetRuleId()
+		if proto.Unmarshal(m.Data(), &ev) != nil {
+			return
+		}
+		a := ev.GetAlert()
+		out.trail[a.GetAccountId()] = append(out.trail[a.GetAccountId()], fmt.Sprintf("%s %s %s at %s (score %.1f)",
+			strings.TrimPrefix(ev.GetType().String(), "ALERT_EVENT_TYPE_"), a.GetRuleId(), a.GetAlertId(),
+			ev.GetEventTime().AsTime().Format(time.DateTime), a.GetScore()))
+		if ev.GetType() == alertv1.AlertEventType_ALERT_EVENT_TYPE_OPENED {
+			out.count[a.GetAlertId()]++
+			out.rule[a.GetAlertId()] = a.GetRuleId()
+			out.account[a.GetAlertId()] = a.GetAccountId()
 		}
 	})
 	return out, err

@@ -375,6 +375,7 @@ func (c *chaos) main(ctx context.Context, base map[string]*scoringv1.HealthScore
 	}
 	c.rep.add("- alerts opened: %d (single process: %d); lost %d, repeated %d, not in the single-process run %d; by rule: %v",
 		len(alerts.count), len(baseAlerts.count), len(lost), len(repeated), len(extra), byRule)
+	c.trails(baseAlerts, alerts, lost, extra, repeated)
 	total, stale, err := staleScores(ctx, c.js)
 	if err != nil {
 		return err
@@ -406,6 +407,28 @@ func (c *chaos) main(ctx context.Context, base map[string]*scoringv1.HealthScore
 		return fmt.Errorf("chaos run failed its checks (see above)")
 	}
 	return nil
+}
+
+// trails adds to the report the alert events of the first accounts whose
+// alerts differ from the single-process run's, both runs side by side.
+func (c *chaos) trails(base, got opened, lost, extra, repeated []string) {
+	seen := map[string]bool{}
+	var accounts []string
+	for _, id := range slices.Concat(lost, extra, repeated) {
+		a := base.account[id]
+		if a == "" {
+			a = got.account[id]
+		}
+		if !seen[a] {
+			seen[a] = true
+			accounts = append(accounts, a)
+		}
+	}
+	slices.Sort(accounts)
+	for _, a := range accounts[:min(len(accounts), 5)] {
+		c.rep.add("  - %s, single process:\n      %s\n    clustered:\n      %s", a,
+			strings.Join(base.trail[a], "\n      "), strings.Join(got.trail[a], "\n      "))
+	}
 }
 
 func suffix(s string) string {

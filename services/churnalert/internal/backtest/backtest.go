@@ -163,7 +163,7 @@ func Replay(h History, rs []*alertv1.Rule) Result {
 			res.first[id] = at
 		}
 		seqs["s"+id]++
-		apply(func(st *alertv1.AccountAlertState) { _, _ = lifecycle.ApplyScore(st, hs, seqs["s"+id], env(at)) }, id, at)
+		apply(func(st *alertv1.AccountAlertState) { _, _ = lifecycle.ApplyScore(st, hs, seqs["s"+id], 0, env(at)) }, id, at)
 	}
 	for ; dayEnd.Before(res.End); dayEnd = dayEnd.Add(day) {
 		applyFacts(dayEnd)

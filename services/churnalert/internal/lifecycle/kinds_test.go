@@ -83,7 +83,7 @@ func TestEveryKindOpensAndResolves(t *testing.T) {
 				hs := &scoringv1.HealthScore{TenantId: "acme", AccountId: "a1", Score: p.score, Band: p.band, Measures: p.measures,
 					ScoreTime: timestamppb.New(at), Summary: "summary"}
 				w.seq++
-				if _, err := ApplyScore(w.st, hs, w.seq, w.env()); err != nil {
+				if _, err := ApplyScore(w.st, hs, w.seq, 0, w.env()); err != nil {
 					t.Fatal(err)
 				}
 				w.drain()
@@ -184,7 +184,7 @@ func TestLiveButOld(t *testing.T) {
 	st, hs := w.st, &scoringv1.HealthScore{Score: 35, Band: scoringv1.Band_BAND_RED, ScoreTime: timestamppb.New(t0)}
 	env := w.env()
 	env.Live = true
-	if _, err := ApplyScore(st, hs, 1, env); err != nil {
+	if _, err := ApplyScore(st, hs, 1, 0, env); err != nil {
 		t.Fatal(err)
 	}
 	w.drain()
@@ -220,7 +220,7 @@ func TestJustCaughtUp(t *testing.T) {
 		env := w.env()
 		env.Live, env.LiveSince = true, w.now.Add(-c.liveFor)
 		hs := &scoringv1.HealthScore{Score: 35, Band: scoringv1.Band_BAND_RED, ScoreTime: timestamppb.New(w.now)}
-		if _, err := ApplyScore(w.st, hs, 1, env); err != nil {
+		if _, err := ApplyScore(w.st, hs, 1, 0, env); err != nil {
 			t.Fatal(err)
 		}
 		w.drain()

@@ -116,12 +116,13 @@ func (t *tx) historical() bool {
 }
 
 // ApplyScore applies a score change that was message seq of the SCORES
-// stream. It reports false for a message already applied.
-func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq uint64, env Env) (bool, error) {
-	if seq <= st.GetScoresSeq() {
+// stream, published by the partition owner of the given epoch (0 when
+// unknown). It reports false for a message already applied or superseded.
+func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq, epoch uint64, env Env) (bool, error) {
+	if seq <= st.GetScoresSeq() || Superseded(st, hs, epoch) {
 		return false, nil
 	}
-	st.ScoresSeq, st.Score = seq, hs
+	st.ScoresSeq, st.Score, st.ScoreEpoch = seq, hs, epoch
 	at := advance(st, hs.GetScoreTime().AsTime())
 	if hs.GetScorecardChanged() {
 		// Scores of different scorecard versions do not compare.
@@ -137,6 +138,26 @@ func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq ui
 	t.of = at
 	t.evaluate()
 	return true, t.err
+}
+
+// Superseded reports whether a score change published by the partition
+// owner of the given epoch must not be applied to the account: it comes from
+// an owner older than the one of the last change applied (a replica that
+// lost the partition, writing late), or it is older than the account's last
+// score or a copy of it (a new owner recomputing what its predecessor had
+// published). Either way its news is applied already or superseded; judged
+// per account, from what the account's state records, so it holds across
+// restarts and whatever else the partition's stream holds.
+func Superseded(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, epoch uint64) bool {
+	if epoch < st.GetScoreEpoch() {
+		return true
+	}
+	last := st.GetScore()
+	if last == nil {
+		return false
+	}
+	at, lastAt := hs.GetScoreTime().AsTime(), last.GetScoreTime().AsTime()
+	return at.Before(lastAt) || (at.Equal(lastAt) && hs.GetScore() == last.GetScore() && hs.GetBand() == last.GetBand())
 }
 
 // ApplyAccount applies an account change that was message seq of the

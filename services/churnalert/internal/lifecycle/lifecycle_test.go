@@ -97,7 +97,7 @@ func (w *world) score(at time.Time, score float64, band scoringv1.Band) {
 	w.t.Helper()
 	w.seq++
 	hs := &scoringv1.HealthScore{TenantId: "acme", AccountId: "a1", Score: score, Band: band, ScoreTime: timestamppb.New(at), AccountName: "Acme Corp"}
-	if _, err := ApplyScore(w.st, hs, w.seq, w.env()); err != nil {
+	if _, err := ApplyScore(w.st, hs, w.seq, 0, w.env()); err != nil {
 		w.t.Fatal(err)
 	}
 	w.drain()
@@ -303,8 +303,56 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("replay: %d events, %d deliveries; want 1, 0", len(w.events), len(w.delivers))
 	}
 	hs := &scoringv1.HealthScore{Score: 90, Band: scoringv1.Band_BAND_GREEN, ScoreTime: timestamppb.New(t0.Add(time.Hour))}
-	if changed, _ := ApplyScore(w.st, hs, w.seq, w.env()); changed || w.st.GetScore().GetScore() != 35 {
+	if changed, _ := ApplyScore(w.st, hs, w.seq, 0, w.env()); changed || w.st.GetScore().GetScore() != 35 {
 		t.Fatal("a redelivered message was applied again")
+	}
+}
+
+// TestHandover: around a change of scoring partition owner, each account
+// applies every change of the owners' common history once and nothing of an
+// owner older than the last one applied: a stale owner's late write, and a
+// new owner's recomputation of what its predecessor had published, are not
+// applied; whatever else the stream holds between them does not matter.
+func TestHandover(t *testing.T) {
+	type change struct {
+		hour  int
+		epoch uint64
+		score float64
+	}
+	for _, tc := range []struct {
+		name    string
+		changes []change
+		applied []float64 // the scores applied, in order
+	}{
+		{"one owner", []change{{0, 1, 35}, {1, 1, 40}, {2, 1, 90}}, []float64{35, 40, 90}},
+		{"new owner recomputes the last change", []change{{0, 1, 35}, {1, 1, 40}, {1, 2, 40}, {2, 2, 90}}, []float64{35, 40, 90}},
+		{"new owner recomputes from an older snapshot", []change{{0, 1, 35}, {1, 1, 40}, {2, 1, 45}, {1, 2, 40}, {2, 2, 45}, {3, 2, 90}}, []float64{35, 40, 45, 90}},
+		{"stale owner writes late", []change{{0, 1, 35}, {1, 2, 40}, {2, 1, 45}, {2, 2, 45}, {3, 2, 90}}, []float64{35, 40, 45, 90}},
+		{"stale copy is the only one stored", []change{{0, 1, 35}, {1, 1, 40}, {2, 2, 90}}, []float64{35, 40, 90}},
+		{"a later change at the same time", []change{{0, 1, 35}, {0, 1, 40}}, []float64{35, 40}},
+		{"new owner's other score at the same time", []change{{0, 1, 35}, {0, 2, 40}}, []float64{35, 40}},
+		{"no epoch (one process)", []change{{0, 0, 35}, {1, 0, 40}}, []float64{35, 40}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, redBand())
+			var applied []float64
+			for _, c := range tc.changes {
+				w.seq++
+				hs := &scoringv1.HealthScore{TenantId: "acme", AccountId: "a1", Score: c.score, Band: scoringv1.Band_BAND_RED,
+					ScoreTime: timestamppb.New(t0.Add(time.Duration(c.hour) * time.Hour))}
+				ok, err := ApplyScore(w.st, hs, w.seq, c.epoch, w.env())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					applied = append(applied, c.score)
+				}
+				w.drain()
+			}
+			if !slices.Equal(applied, tc.applied) {
+				t.Errorf("applied %v, want %v", applied, tc.applied)
+			}
+		})
 	}
 }
 

@@ -22,8 +22,12 @@
 // Replicas divide the partitions (-nats.partitions) among themselves
 // (pkg/ownership) and run a pipeline per partition they own, each reading
 // its partition's subjects of both streams. A score change whose
-// Lodestar-Epoch is below one already applied for the partition comes from
-// a scoring replica that lost the partition: it is skipped.
+// Lodestar-Epoch is below the one of the account's last applied change
+// comes from a scoring replica that lost the partition, and one older than
+// the account's last score from a new owner recomputing its predecessor's
+// changes: neither is applied (lifecycle.Superseded). Judged per account,
+// not per partition: a stale owner's late copy of a change may be the only
+// one stored, its new owner's identical copy dropped as a duplicate.
 package pipeline
 
 import (
@@ -121,7 +125,7 @@ type Pipeline struct {
 func New(cfg Config, deps Deps) *Pipeline {
 	p := &Pipeline{cfg: cfg, deps: deps, saved: map[string]uint64{}}
 	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
-	p.fenced, _ = deps.Meter.Int64Counter("lodestar.alert.fenced_changes", metric.WithDescription("Score changes skipped because a later owner of their partition had published (a stale scoring replica)."))
+	p.fenced, _ = deps.Meter.Int64Counter("lodestar.alert.fenced_changes", metric.WithDescription("Score changes not applied because the account's state holds a later one or one of a later partition owner (a stale scoring replica, or a new owner's recomputation)."))
 	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
 	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to apply one change: state read, rules, state write, events published."))
@@ -308,7 +312,6 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 	if err != nil {
 		return nil, fmt.Errorf("%s consumer: %w", stream, err)
 	}
-	var epoch uint64 // the highest Lodestar-Epoch seen; the callback's own
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {
@@ -320,15 +323,6 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 		if err != nil || !p.mine(tenant, account) {
 			t.finished(meta.Sequence.Stream)
 			return
-		}
-		if e, err := strconv.ParseUint(msg.Headers().Get(natsx.EpochHeader), 10, 64); err == nil {
-			if e < epoch {
-				p.deps.Logger.Warn("skip a score change of a partition's former owner", "seq", meta.Sequence.Stream, "epoch", e, "current", epoch)
-				p.fenced.Add(ctx, 1)
-				t.finished(meta.Sequence.Stream)
-				return
-			}
-			epoch = e
 		}
 		select {
 		case queues[p.worker(tenant, account)] <- job{msg: msg, meta: meta, pos: t}:
@@ -447,7 +441,8 @@ func (p *Pipeline) handle(ctx context.Context, batch []job) {
 func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	start := time.Now()
 	stream, seq := j.meta.Stream, j.meta.Sequence.Stream
-	tenant, account, at, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq)
+	tenant, account, at, fn, err := decode(stream, j.msg.Subject(), j.msg.Data(), seq, j.msg.Headers().Get(natsx.EpochHeader),
+		func() { p.fenced.Add(ctx, 1) })
 	if err != nil {
 		p.deps.Logger.Error("skip undecodable change", "stream", stream, "seq", seq, "err", err)
 		j.pos.finished(seq)
@@ -471,8 +466,10 @@ func (p *Pipeline) decode(ctx context.Context, j job) *change {
 type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)
 
 // decode reads a change into the update that applies it; at is a score
-// change's event time, zero for an account change.
-func decode(stream, subject string, data []byte, seq uint64) (tenant, account string, at time.Time, fn applyFn, err error) {
+// change's event time, zero for an account change. A score change carries
+// its publisher's epoch (natsx.EpochHeader); superseded is called when the
+// account's state tells it is not to be applied (lifecycle.Superseded).
+func decode(stream, subject string, data []byte, seq uint64, epoch string, superseded func()) (tenant, account string, at time.Time, fn applyFn, err error) {
 	if tenant, account, err = natsx.ParseAccountSubject(subject); err != nil {
 		return "", "", at, nil, err
 	}
@@ -482,8 +479,12 @@ func decode(stream, subject string, data []byte, seq uint64) (tenant, account st
 		if err := proto.Unmarshal(data, &ev); err != nil || ev.GetScore() == nil {
 			return "", "", at, nil, errors.Join(errors.New("score change without a score"), err)
 		}
+		e, _ := strconv.ParseUint(epoch, 10, 64) // 0, the lowest, when absent
 		return tenant, account, ev.GetScore().GetScoreTime().AsTime(), func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
-			return lifecycle.ApplyScore(st, ev.GetScore(), seq, env)
+			if seq > st.GetScoresSeq() && lifecycle.Superseded(st, ev.GetScore(), e) {
+				superseded()
+			}
+			return lifecycle.ApplyScore(st, ev.GetScore(), seq, e, env)
 		}, nil
 	case natsx.StreamAccountChanges:
 		var ch accountv1.AccountChange

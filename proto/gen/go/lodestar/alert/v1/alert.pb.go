@@ -2226,8 +2226,12 @@ type AccountAlertState struct {
 	// Recent scores, for drops over a window, oldest first.
 	History []*ScorePoint `protobuf:"bytes,8,rep,name=history,proto3" json:"history,omitempty"`
 	// By rule id.
-	Rules         map[string]*RuleState `protobuf:"bytes,9,rep,name=rules,proto3" json:"rules,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Outbox        []*OutboxMessage      `protobuf:"bytes,10,rep,name=outbox,proto3" json:"outbox,omitempty"`
+	Rules  map[string]*RuleState `protobuf:"bytes,9,rep,name=rules,proto3" json:"rules,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Outbox []*OutboxMessage      `protobuf:"bytes,10,rep,name=outbox,proto3" json:"outbox,omitempty"`
+	// The epoch of the scoring partition owner whose score was applied last
+	// (the Lodestar-Epoch header): a change of a lower epoch comes from an
+	// owner that lost the partition, and is not applied.
+	ScoreEpoch    uint64 `protobuf:"varint,11,opt,name=score_epoch,json=scoreEpoch,proto3" json:"score_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2330,6 +2334,13 @@ func (x *AccountAlertState) GetOutbox() []*OutboxMessage {
 		return x.Outbox
 	}
 	return nil
+}
+
+func (x *AccountAlertState) GetScoreEpoch() uint64 {
+	if x != nil {
+		return x.ScoreEpoch
+	}
+	return 0
 }
 
 type ListAlertsRequest struct {
@@ -4982,7 +4993,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2-.lodestar.alert.v1.OutboxMessage.HeadersEntryR\aheaders\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x04\n" +
 	"\x11AccountAlertState\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -4997,7 +5008,9 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\ahistory\x18\b \x03(\v2\x1d.lodestar.alert.v1.ScorePointR\ahistory\x12E\n" +
 	"\x05rules\x18\t \x03(\v2/.lodestar.alert.v1.AccountAlertState.RulesEntryR\x05rules\x128\n" +
 	"\x06outbox\x18\n" +
-	" \x03(\v2 .lodestar.alert.v1.OutboxMessageR\x06outbox\x1aV\n" +
+	" \x03(\v2 .lodestar.alert.v1.OutboxMessageR\x06outbox\x12\x1f\n" +
+	"\vscore_epoch\x18\v \x01(\x04R\n" +
+	"scoreEpoch\x1aV\n" +
 	"\n" +
 	"RulesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
