@@ -119,6 +119,7 @@ type Pipeline struct {
 	failed   metric.Int64Counter
 	fenced   metric.Int64Counter
 	duration metric.Float64Histogram
+	lag      metric.Int64ObservableGauge
 }
 
 // New returns a pipeline; Run starts it.
@@ -127,6 +128,8 @@ func New(cfg Config, deps Deps) *Pipeline {
 	p.applied, _ = deps.Meter.Int64Counter("lodestar.alert.messages", metric.WithDescription("Score and account changes applied to alert state."))
 	p.fenced, _ = deps.Meter.Int64Counter("lodestar.alert.fenced_changes", metric.WithDescription("Score changes not applied because the account's state holds a later one or one of a later partition owner (a stale scoring replica, or a new owner's recomputation)."))
 	p.failed, _ = deps.Meter.Int64Counter("lodestar.alert.message_failures", metric.WithDescription("Score and account changes whose application failed and is retried."))
+	p.lag, _ = deps.Meter.Int64ObservableGauge("lodestar.alert.partition.lag", metric.WithUnit("{message}"),
+		metric.WithDescription("Changes of a partition this replica owns not yet applied, per stream: not yet read as of the last one read, plus read and not yet applied."))
 	p.duration, _ = deps.Meter.Float64Histogram("lodestar.alert.message.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to apply one change: state read, rules, state write, events published."))
 	return p
@@ -188,17 +191,28 @@ type job struct {
 // tracker follows which changes of a stream are applied, in the order they
 // were dispatched, to know the position up to which all are.
 type tracker struct {
-	name string
-	mu   sync.Mutex
-	pos  uint64
-	open []uint64 // dispatched, not yet passed by pos
-	done map[uint64]bool
+	name    string
+	stream  string
+	mu      sync.Mutex
+	pos     uint64
+	open    []uint64 // dispatched, not yet passed by pos
+	done    map[uint64]bool
+	pending uint64 // not yet delivered, as of the last one delivered
 }
 
-func (t *tracker) dispatched(seq uint64) {
+func (t *tracker) dispatched(seq, pending uint64) {
 	t.mu.Lock()
 	t.open = append(t.open, seq)
+	t.pending = pending
 	t.mu.Unlock()
+}
+
+// lag is how many changes are not yet applied: not yet read, and read but
+// not yet passed by the position.
+func (t *tracker) lag() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return int64(t.pending) + int64(len(t.open))
 }
 
 func (t *tracker) finished(seq uint64) {
@@ -264,13 +278,25 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		{natsx.StreamAccountChanges, natsx.PartitionFilter(natsx.AccountsSubjectPrefix, p.cfg.Partition)},
 		{natsx.StreamScores, natsx.PartitionFilter(natsx.ScoresSubjectPrefix, p.cfg.Partition)},
 	} {
-		t := &tracker{name: c.stream + "." + p.scope(), done: map[uint64]bool{}}
+		t := &tracker{name: c.stream + "." + p.scope(), stream: c.stream, done: map[uint64]bool{}}
 		cc, err := p.consume(ctx, c.stream, c.filter, t, queues)
 		if err != nil {
 			stop()
 			return err
 		}
 		trackers, consumers = append(trackers, t), append(consumers, cc)
+	}
+	if p.cfg.Partitions > 0 {
+		reg, err := p.deps.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			for _, t := range trackers {
+				o.ObserveInt64(p.lag, t.lag(), metric.WithAttributes(
+					attribute.Int("partition", int(p.cfg.Partition)), attribute.String("stream", t.stream)))
+			}
+			return nil
+		}, p.lag)
+		if err == nil {
+			defer func() { _ = reg.Unregister() }()
+		}
 	}
 	p.running.Store(true)
 	defer p.running.Store(false)
@@ -318,7 +344,7 @@ func (p *Pipeline) consume(ctx context.Context, stream, filter string, t *tracke
 			p.deps.Logger.Error("change without metadata", "stream", stream, "err", err)
 			return
 		}
-		t.dispatched(meta.Sequence.Stream)
+		t.dispatched(meta.Sequence.Stream, meta.NumPending)
 		tenant, account, err := natsx.ParseAccountSubject(msg.Subject())
 		if err != nil || !p.mine(tenant, account) {
 			t.finished(meta.Sequence.Stream)
