@@ -102,8 +102,12 @@ type tx struct {
 
 func newTx(st *alertv1.AccountAlertState, env Env) *tx {
 	t := &tx{st: st, env: env, now: env.Now}
-	if at := st.GetEventTime().AsTime(); st.EventTime != nil && at.After(t.now) {
-		t.now = at
+	// An account's time never goes back: not before its last score, nor
+	// before the last sweep that changed it.
+	for _, ts := range []*timestamppb.Timestamp{st.GetEventTime(), st.GetTickTime()} {
+		if at := ts.AsTime(); ts != nil && at.After(t.now) {
+			t.now = at
+		}
 	}
 	t.of = t.now
 	return t
@@ -122,6 +126,11 @@ func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq, e
 	if seq <= st.GetScoresSeq() || Superseded(st, hs, epoch) {
 		return false, nil
 	}
+	if st.Score != nil {
+		if err := catchUp(st, hs.GetScoreTime().AsTime(), env); err != nil {
+			return false, err
+		}
+	}
 	st.ScoresSeq, st.Score, st.ScoreEpoch = seq, hs, epoch
 	at := advance(st, hs.GetScoreTime().AsTime())
 	if hs.GetScorecardChanged() {
@@ -138,6 +147,54 @@ func ApplyScore(st *alertv1.AccountAlertState, hs *scoringv1.HealthScore, seq, e
 	t.of = at
 	t.evaluate()
 	return true, t.err
+}
+
+// maxCatchUpSteps bounds the steps of one catch-up (more than a year of
+// days); past it, time jumps to the change.
+const maxCatchUpSteps = 400
+
+// catchUp lets time pass up to a score change at `at`, before it is applied:
+// what fell due since the account's last change (an escalation, a snooze's
+// end, a renewal coming near) is decided on the score the account had
+// meanwhile, at the time it fell due, whether or not a sweep came by in
+// between. In event time (not live) it steps through each escalation and
+// snooze end due and each day's start, the resolution of the date-driven
+// conditions, as daily sweeps would: a replay's sweeps come at the replay's
+// pace, not the history's, and must not decide what it alerts. Live, the
+// sweeps run in real time and one step at now suffices.
+func catchUp(st *alertv1.AccountAlertState, at time.Time, env Env) error {
+	if env.Live {
+		_, err := Tick(st, env)
+		return err
+	}
+	from := st.GetEventTime().AsTime()
+	if tt := st.GetTickTime().AsTime(); st.TickTime != nil && tt.After(from) {
+		from = tt
+	}
+	for range maxCatchUpSteps {
+		next := from.Truncate(24 * time.Hour).Add(24 * time.Hour)
+		for _, rs := range st.GetRules() {
+			a := rs.GetAlert()
+			for _, due := range []*timestamppb.Timestamp{a.GetEscalateTime(), a.GetSnoozeEndTime()} {
+				if due != nil && due.AsTime().After(from) && due.AsTime().Before(next) {
+					next = due.AsTime()
+				}
+			}
+		}
+		if !next.Before(at) {
+			break
+		}
+		step := env
+		step.Now = next
+		if _, err := Tick(st, step); err != nil {
+			return err
+		}
+		from = next
+	}
+	step := env
+	step.Now = at
+	_, err := Tick(st, step)
+	return err
 }
 
 // Superseded reports whether a score change published by the partition
@@ -208,7 +265,13 @@ func Tick(st *alertv1.AccountAlertState, env Env) (bool, error) {
 		t.of = now
 	}
 	t.evaluate()
-	return !proto.Equal(before, st), t.err
+	if proto.Equal(before, st) {
+		return false, t.err
+	}
+	if st.TickTime == nil || now.After(st.GetTickTime().AsTime()) {
+		st.TickTime = timestamppb.New(now)
+	}
+	return true, t.err
 }
 
 // Acknowledge stops an alert's escalation; acknowledging twice changes

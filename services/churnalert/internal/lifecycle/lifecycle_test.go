@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -385,5 +386,41 @@ func TestSeverityRaisePages(t *testing.T) {
 	w.tick()
 	if a := w.alert(); a.GetState() != alertv1.AlertState_ALERT_STATE_RESOLVED || !strings.Contains(a.GetNote(), "disabled") {
 		t.Fatalf("disabled rule left its alert %v", a)
+	}
+}
+
+// TestSweepPaceDoesNotMatter: what falls due between two score changes (an
+// escalation, a renewal coming near) is decided the same whether sweeps came
+// by daily in between or never: a replay alerts as live running did,
+// whatever the pace of its sweeps.
+func TestSweepPaceDoesNotMatter(t *testing.T) {
+	run := func(sweeps bool) []string {
+		w := newWorld(t, rules.Defaults()...)
+		w.page = false
+		w.st.Account = &accountv1.Account{TenantId: "acme", AccountId: "a1", Owner: owner,
+			RenewalTime: timestamppb.New(t0.Add(100 * 24 * time.Hour))}
+		w.score(t0, 30, scoringv1.Band_BAND_RED)
+		end := t0.Add(30 * 24 * time.Hour)
+		if sweeps {
+			for w.now = t0; w.now.Before(end); w.now = w.now.Add(24 * time.Hour) {
+				w.tick()
+			}
+		}
+		w.now = end
+		w.score(end, 85, scoringv1.Band_BAND_GREEN)
+		var out []string
+		for _, ev := range w.events {
+			out = append(out, fmt.Sprintf("%s %s %s", ev.GetType(), ev.GetAlert().GetRuleId(), ev.GetAlert().GetAlertId()))
+		}
+		return out
+	}
+	daily, none := run(true), run(false)
+	if !slices.Equal(daily, none) {
+		t.Fatalf("alert events with daily sweeps:\n%s\nwithout:\n%s", strings.Join(daily, "\n"), strings.Join(none, "\n"))
+	}
+	for _, want := range []string{"ALERT_EVENT_TYPE_ESCALATED red-band", "ALERT_EVENT_TYPE_OPENED renewal-at-risk", "ALERT_EVENT_TYPE_RESOLVED renewal-at-risk"} {
+		if !slices.ContainsFunc(none, func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("no %q among\n%s", want, strings.Join(none, "\n"))
+		}
 	}
 }

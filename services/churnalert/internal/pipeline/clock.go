@@ -68,16 +68,26 @@ func (c *clocks) observe(tenant string, at, wall time.Time) {
 }
 
 // now is a tenant's clock at a wall-clock time, whether the tenant is live
-// (its clock is the wall clock), and since when (zero: long ago).
-func (c *clocks) now(tenant string, wall time.Time) (time.Time, bool, time.Time) {
+// (its clock is the wall clock), and since when (zero: long ago). at is the
+// time of the score change being applied, zero for anything else: the
+// clock moves only once a change is applied (see tracker), so the change
+// itself decides as the clock will be after it.
+func (c *clocks) now(tenant string, wall, at time.Time) (time.Time, bool, time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tc := c.m[tenant]
 	switch {
+	case tc != nil && (tc.Live || tc.Watermark.After(wall)):
+		return wall, true, tc.LiveSince
+	case !at.IsZero() && wall.Sub(at) > c.liveLag:
+		if tc != nil && tc.Watermark.After(at) {
+			return tc.Watermark, false, time.Time{}
+		}
+		return at, false, time.Time{}
+	case !at.IsZero() && tc != nil:
+		return wall, true, wall // the change that makes a catching-up tenant live
 	case tc == nil:
 		return wall, true, time.Time{}
-	case tc.Live || tc.Watermark.After(wall):
-		return wall, true, tc.LiveSince
 	}
 	return tc.Watermark, false, time.Time{}
 }

@@ -138,13 +138,14 @@ func New(cfg Config, deps Deps) *Pipeline {
 // Ready reports whether the consumers run.
 func (p *Pipeline) Ready() bool { return p.running.Load() }
 
-// env is the environment of a transition of an account now.
-func (p *Pipeline) env(tenant, account string, page bool, headers map[string]string) lifecycle.Env {
+// env is the environment of a transition of an account now; at is the time
+// of the score change applied, zero for anything else.
+func (p *Pipeline) env(tenant, account string, at time.Time, page bool, headers map[string]string) lifecycle.Env {
 	s := p.deps.Settings
 	wall := p.deps.Now()
 	now, live, since := wall, true, time.Time{}
 	if p.clocks != nil {
-		now, live, since = p.clocks.now(tenant, wall)
+		now, live, since = p.clocks.now(tenant, wall, at)
 	}
 	return lifecycle.Env{
 		Rules:     s.Rules(tenant),
@@ -177,7 +178,7 @@ func Link(template, tenant, account string) string {
 func (p *Pipeline) Update(ctx context.Context, tenant, account string, page bool, headers map[string]string,
 	fn func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)) (uint64, error) {
 	return p.deps.State.Update(ctx, tenant, account, func(st *alertv1.AccountAlertState) (bool, error) {
-		return fn(st, p.env(tenant, account, page, headers))
+		return fn(st, p.env(tenant, account, time.Time{}, page, headers))
 	})
 }
 
@@ -190,14 +191,29 @@ type job struct {
 
 // tracker follows which changes of a stream are applied, in the order they
 // were dispatched, to know the position up to which all are.
+//
+// A score change's time moves its tenant's clock only once the position
+// passes it (passed): never while an earlier change of the stream waits in
+// a worker's queue, so a sweep or rescan never judges an account at a time
+// its own changes have not reached. Moved as each worker applied its own,
+// the clock ran ahead of the slowest worker's accounts, and when their date
+// conditions were read depended on the workers' pace.
 type tracker struct {
 	name    string
 	stream  string
+	passed  func(tenant string, at time.Time) // nil: no clock to move
 	mu      sync.Mutex
 	pos     uint64
 	open    []uint64 // dispatched, not yet passed by pos
 	done    map[uint64]bool
-	pending uint64 // not yet delivered, as of the last one delivered
+	times   map[uint64]stamp // score times of open changes
+	pending uint64           // not yet delivered, as of the last one delivered
+}
+
+// stamp is a score change's tenant and time.
+type stamp struct {
+	tenant string
+	at     time.Time
 }
 
 func (t *tracker) dispatched(seq, pending uint64) {
@@ -215,6 +231,16 @@ func (t *tracker) lag() int64 {
 	return int64(t.pending) + int64(len(t.open))
 }
 
+// stamped records an open change's tenant and score time, for passed.
+func (t *tracker) stamped(seq uint64, tenant string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.times == nil {
+		t.times = map[uint64]stamp{}
+	}
+	t.times[seq] = stamp{tenant, at}
+}
+
 func (t *tracker) finished(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -222,6 +248,12 @@ func (t *tracker) finished(seq uint64) {
 	for len(t.open) > 0 && t.done[t.open[0]] {
 		t.pos = t.open[0]
 		delete(t.done, t.pos)
+		if st, ok := t.times[t.pos]; ok {
+			delete(t.times, t.pos)
+			if t.passed != nil {
+				t.passed(st.tenant, st.at)
+			}
+		}
 		t.open = t.open[1:]
 	}
 }
@@ -278,7 +310,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		{natsx.StreamAccountChanges, natsx.PartitionFilter(natsx.AccountsSubjectPrefix, p.cfg.Partition)},
 		{natsx.StreamScores, natsx.PartitionFilter(natsx.ScoresSubjectPrefix, p.cfg.Partition)},
 	} {
-		t := &tracker{name: c.stream + "." + p.scope(), stream: c.stream, done: map[uint64]bool{}}
+		t := &tracker{name: c.stream + "." + p.scope(), stream: c.stream, done: map[uint64]bool{},
+			passed: func(tenant string, at time.Time) { p.clocks.observe(tenant, at, p.deps.Now()) }}
 		cc, err := p.consume(ctx, c.stream, c.filter, t, queues)
 		if err != nil {
 			stop()
@@ -417,7 +450,7 @@ type change struct {
 	span            trace.Span
 	start           time.Time
 	tenant, account string
-	fn              applyFn
+	apply           func(*alertv1.AccountAlertState) (bool, error)
 	page            bool
 	headers         map[string]string
 }
@@ -435,9 +468,7 @@ func (p *Pipeline) handle(ctx context.Context, batch []job) {
 		}
 		defer c.span.End()
 		cs = append(cs, c)
-		updates = append(updates, alertstate.Change{Tenant: c.tenant, Account: c.account, Fn: func(st *alertv1.AccountAlertState) (bool, error) {
-			return c.fn(st, p.env(c.tenant, c.account, c.page, c.headers))
-		}})
+		updates = append(updates, alertstate.Change{Tenant: c.tenant, Account: c.account, Fn: c.apply})
 	}
 	if len(cs) == 0 {
 		return
@@ -454,7 +485,7 @@ func (p *Pipeline) handle(ctx context.Context, batch []job) {
 				return // not finished: the next run applies it and what follows
 			case <-time.After(wait):
 			}
-			_, errs[i] = p.Update(c.ctx, c.tenant, c.account, c.page, c.headers, c.fn)
+			_, errs[i] = p.deps.State.Update(c.ctx, c.tenant, c.account, c.apply)
 		}
 		c.pos.finished(c.meta.Sequence.Stream)
 		p.applied.Add(c.ctx, 1, attrs)
@@ -475,7 +506,7 @@ func (p *Pipeline) decode(ctx context.Context, j job) *change {
 		return nil
 	}
 	if !at.IsZero() {
-		p.clocks.observe(tenant, at, p.deps.Now())
+		j.pos.stamped(seq, tenant, at)
 	}
 	ctx = natsx.ExtractTrace(ctx, p.deps.Propagator, j.msg.Headers())
 	ctx, span := p.deps.Tracer.Start(ctx, "churn-alert apply "+stream, trace.WithSpanKind(trace.SpanKindConsumer))
@@ -483,10 +514,15 @@ func (p *Pipeline) decode(ctx context.Context, j job) *change {
 	if p.deps.Propagator != nil {
 		p.deps.Propagator.Inject(ctx, headers)
 	}
-	return &change{
-		job: j, ctx: ctx, span: span, start: start, tenant: tenant, account: account, fn: fn,
+	c := &change{
+		job: j, ctx: ctx, span: span, start: start, tenant: tenant, account: account,
 		page: p.deps.Now().Sub(j.meta.Timestamp) <= p.cfg.Freshness, headers: headers,
 	}
+	// In a fresh environment on every compare-and-set retry.
+	c.apply = func(st *alertv1.AccountAlertState) (bool, error) {
+		return fn(st, p.env(tenant, account, at, c.page, headers))
+	}
+	return c
 }
 
 type applyFn = func(*alertv1.AccountAlertState, lifecycle.Env) (bool, error)

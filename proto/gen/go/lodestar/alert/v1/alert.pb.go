@@ -2231,7 +2231,11 @@ type AccountAlertState struct {
 	// The epoch of the scoring partition owner whose score was applied last
 	// (the Lodestar-Epoch header): a change of a lower epoch comes from an
 	// owner that lost the partition, and is not applied.
-	ScoreEpoch    uint64 `protobuf:"varint,11,opt,name=score_epoch,json=scoreEpoch,proto3" json:"score_epoch,omitempty"`
+	ScoreEpoch uint64 `protobuf:"varint,11,opt,name=score_epoch,json=scoreEpoch,proto3" json:"score_epoch,omitempty"`
+	// The time of the last sweep (Tick) that changed the account's alerts:
+	// time has passed for it up to there, and a catch-up before its next score
+	// starts from the later of this and event_time.
+	TickTime      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=tick_time,json=tickTime,proto3" json:"tick_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2341,6 +2345,13 @@ func (x *AccountAlertState) GetScoreEpoch() uint64 {
 		return x.ScoreEpoch
 	}
 	return 0
+}
+
+func (x *AccountAlertState) GetTickTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TickTime
+	}
+	return nil
 }
 
 type ListAlertsRequest struct {
@@ -4993,7 +5004,7 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2-.lodestar.alert.v1.OutboxMessage.HeadersEntryR\aheaders\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x05\n" +
 	"\x11AccountAlertState\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -5010,7 +5021,8 @@ const file_lodestar_alert_v1_alert_proto_rawDesc = "" +
 	"\x06outbox\x18\n" +
 	" \x03(\v2 .lodestar.alert.v1.OutboxMessageR\x06outbox\x12\x1f\n" +
 	"\vscore_epoch\x18\v \x01(\x04R\n" +
-	"scoreEpoch\x1aV\n" +
+	"scoreEpoch\x127\n" +
+	"\ttick_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\btickTime\x1aV\n" +
 	"\n" +
 	"RulesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
@@ -5398,97 +5410,98 @@ var file_lodestar_alert_v1_alert_proto_depIdxs = []int32{
 	22,  // 64: lodestar.alert.v1.AccountAlertState.history:type_name -> lodestar.alert.v1.ScorePoint
 	75,  // 65: lodestar.alert.v1.AccountAlertState.rules:type_name -> lodestar.alert.v1.AccountAlertState.RulesEntry
 	24,  // 66: lodestar.alert.v1.AccountAlertState.outbox:type_name -> lodestar.alert.v1.OutboxMessage
-	1,   // 67: lodestar.alert.v1.ListAlertsRequest.states:type_name -> lodestar.alert.v1.AlertState
-	0,   // 68: lodestar.alert.v1.ListAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
-	5,   // 69: lodestar.alert.v1.ListAlertsResponse.alerts:type_name -> lodestar.alert.v1.Alert
-	5,   // 70: lodestar.alert.v1.GetAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	5,   // 71: lodestar.alert.v1.AcknowledgeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	77,  // 72: lodestar.alert.v1.SnoozeAlertRequest.snooze_end_time:type_name -> google.protobuf.Timestamp
-	5,   // 73: lodestar.alert.v1.SnoozeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	5,   // 74: lodestar.alert.v1.ResolveAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
-	0,   // 75: lodestar.alert.v1.WatchAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
-	8,   // 76: lodestar.alert.v1.WatchAlertsResponse.event:type_name -> lodestar.alert.v1.AlertEvent
-	11,  // 77: lodestar.alert.v1.ListRulesResponse.rules:type_name -> lodestar.alert.v1.Rule
-	11,  // 78: lodestar.alert.v1.GetRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
-	11,  // 79: lodestar.alert.v1.CreateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
-	11,  // 80: lodestar.alert.v1.CreateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
-	11,  // 81: lodestar.alert.v1.UpdateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
-	11,  // 82: lodestar.alert.v1.UpdateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
-	13,  // 83: lodestar.alert.v1.ListOnCallSchedulesResponse.schedules:type_name -> lodestar.alert.v1.OnCallSchedule
-	13,  // 84: lodestar.alert.v1.GetOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	4,   // 85: lodestar.alert.v1.GetOnCallScheduleResponse.on_call:type_name -> lodestar.alert.v1.Person
-	13,  // 86: lodestar.alert.v1.CreateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	13,  // 87: lodestar.alert.v1.CreateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	13,  // 88: lodestar.alert.v1.UpdateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	13,  // 89: lodestar.alert.v1.UpdateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
-	19,  // 90: lodestar.alert.v1.ListChannelsResponse.channels:type_name -> lodestar.alert.v1.Channel
-	19,  // 91: lodestar.alert.v1.GetChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
-	19,  // 92: lodestar.alert.v1.CreateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
-	19,  // 93: lodestar.alert.v1.CreateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
-	19,  // 94: lodestar.alert.v1.UpdateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
-	19,  // 95: lodestar.alert.v1.UpdateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
-	4,   // 96: lodestar.alert.v1.TestChannelRequest.recipient:type_name -> lodestar.alert.v1.Person
-	11,  // 97: lodestar.alert.v1.EvaluateRulesRequest.rules:type_name -> lodestar.alert.v1.Rule
-	81,  // 98: lodestar.alert.v1.AlertQuality.median_lead_time:type_name -> google.protobuf.Duration
-	2,   // 99: lodestar.alert.v1.RuleQuality.kind:type_name -> lodestar.alert.v1.RuleKind
-	71,  // 100: lodestar.alert.v1.RuleQuality.quality:type_name -> lodestar.alert.v1.AlertQuality
-	72,  // 101: lodestar.alert.v1.EvaluateRulesResponse.rules:type_name -> lodestar.alert.v1.RuleQuality
-	71,  // 102: lodestar.alert.v1.EvaluateRulesResponse.overall:type_name -> lodestar.alert.v1.AlertQuality
-	71,  // 103: lodestar.alert.v1.EvaluateRulesResponse.red_band:type_name -> lodestar.alert.v1.AlertQuality
-	77,  // 104: lodestar.alert.v1.EvaluateRulesResponse.start_time:type_name -> google.protobuf.Timestamp
-	77,  // 105: lodestar.alert.v1.EvaluateRulesResponse.end_time:type_name -> google.protobuf.Timestamp
-	23,  // 106: lodestar.alert.v1.AccountAlertState.RulesEntry.value:type_name -> lodestar.alert.v1.RuleState
-	26,  // 107: lodestar.alert.v1.AlertService.ListAlerts:input_type -> lodestar.alert.v1.ListAlertsRequest
-	28,  // 108: lodestar.alert.v1.AlertService.GetAlert:input_type -> lodestar.alert.v1.GetAlertRequest
-	30,  // 109: lodestar.alert.v1.AlertService.AcknowledgeAlert:input_type -> lodestar.alert.v1.AcknowledgeAlertRequest
-	32,  // 110: lodestar.alert.v1.AlertService.SnoozeAlert:input_type -> lodestar.alert.v1.SnoozeAlertRequest
-	34,  // 111: lodestar.alert.v1.AlertService.ResolveAlert:input_type -> lodestar.alert.v1.ResolveAlertRequest
-	36,  // 112: lodestar.alert.v1.AlertService.WatchAlerts:input_type -> lodestar.alert.v1.WatchAlertsRequest
-	38,  // 113: lodestar.alert.v1.AlertService.ListRules:input_type -> lodestar.alert.v1.ListRulesRequest
-	40,  // 114: lodestar.alert.v1.AlertService.GetRule:input_type -> lodestar.alert.v1.GetRuleRequest
-	42,  // 115: lodestar.alert.v1.AlertService.CreateRule:input_type -> lodestar.alert.v1.CreateRuleRequest
-	44,  // 116: lodestar.alert.v1.AlertService.UpdateRule:input_type -> lodestar.alert.v1.UpdateRuleRequest
-	46,  // 117: lodestar.alert.v1.AlertService.DeleteRule:input_type -> lodestar.alert.v1.DeleteRuleRequest
-	48,  // 118: lodestar.alert.v1.AlertService.ListOnCallSchedules:input_type -> lodestar.alert.v1.ListOnCallSchedulesRequest
-	50,  // 119: lodestar.alert.v1.AlertService.GetOnCallSchedule:input_type -> lodestar.alert.v1.GetOnCallScheduleRequest
-	52,  // 120: lodestar.alert.v1.AlertService.CreateOnCallSchedule:input_type -> lodestar.alert.v1.CreateOnCallScheduleRequest
-	54,  // 121: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:input_type -> lodestar.alert.v1.UpdateOnCallScheduleRequest
-	56,  // 122: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:input_type -> lodestar.alert.v1.DeleteOnCallScheduleRequest
-	58,  // 123: lodestar.alert.v1.AlertService.ListChannels:input_type -> lodestar.alert.v1.ListChannelsRequest
-	60,  // 124: lodestar.alert.v1.AlertService.GetChannel:input_type -> lodestar.alert.v1.GetChannelRequest
-	62,  // 125: lodestar.alert.v1.AlertService.CreateChannel:input_type -> lodestar.alert.v1.CreateChannelRequest
-	64,  // 126: lodestar.alert.v1.AlertService.UpdateChannel:input_type -> lodestar.alert.v1.UpdateChannelRequest
-	66,  // 127: lodestar.alert.v1.AlertService.DeleteChannel:input_type -> lodestar.alert.v1.DeleteChannelRequest
-	68,  // 128: lodestar.alert.v1.AlertService.TestChannel:input_type -> lodestar.alert.v1.TestChannelRequest
-	70,  // 129: lodestar.alert.v1.AlertService.EvaluateRules:input_type -> lodestar.alert.v1.EvaluateRulesRequest
-	27,  // 130: lodestar.alert.v1.AlertService.ListAlerts:output_type -> lodestar.alert.v1.ListAlertsResponse
-	29,  // 131: lodestar.alert.v1.AlertService.GetAlert:output_type -> lodestar.alert.v1.GetAlertResponse
-	31,  // 132: lodestar.alert.v1.AlertService.AcknowledgeAlert:output_type -> lodestar.alert.v1.AcknowledgeAlertResponse
-	33,  // 133: lodestar.alert.v1.AlertService.SnoozeAlert:output_type -> lodestar.alert.v1.SnoozeAlertResponse
-	35,  // 134: lodestar.alert.v1.AlertService.ResolveAlert:output_type -> lodestar.alert.v1.ResolveAlertResponse
-	37,  // 135: lodestar.alert.v1.AlertService.WatchAlerts:output_type -> lodestar.alert.v1.WatchAlertsResponse
-	39,  // 136: lodestar.alert.v1.AlertService.ListRules:output_type -> lodestar.alert.v1.ListRulesResponse
-	41,  // 137: lodestar.alert.v1.AlertService.GetRule:output_type -> lodestar.alert.v1.GetRuleResponse
-	43,  // 138: lodestar.alert.v1.AlertService.CreateRule:output_type -> lodestar.alert.v1.CreateRuleResponse
-	45,  // 139: lodestar.alert.v1.AlertService.UpdateRule:output_type -> lodestar.alert.v1.UpdateRuleResponse
-	47,  // 140: lodestar.alert.v1.AlertService.DeleteRule:output_type -> lodestar.alert.v1.DeleteRuleResponse
-	49,  // 141: lodestar.alert.v1.AlertService.ListOnCallSchedules:output_type -> lodestar.alert.v1.ListOnCallSchedulesResponse
-	51,  // 142: lodestar.alert.v1.AlertService.GetOnCallSchedule:output_type -> lodestar.alert.v1.GetOnCallScheduleResponse
-	53,  // 143: lodestar.alert.v1.AlertService.CreateOnCallSchedule:output_type -> lodestar.alert.v1.CreateOnCallScheduleResponse
-	55,  // 144: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:output_type -> lodestar.alert.v1.UpdateOnCallScheduleResponse
-	57,  // 145: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:output_type -> lodestar.alert.v1.DeleteOnCallScheduleResponse
-	59,  // 146: lodestar.alert.v1.AlertService.ListChannels:output_type -> lodestar.alert.v1.ListChannelsResponse
-	61,  // 147: lodestar.alert.v1.AlertService.GetChannel:output_type -> lodestar.alert.v1.GetChannelResponse
-	63,  // 148: lodestar.alert.v1.AlertService.CreateChannel:output_type -> lodestar.alert.v1.CreateChannelResponse
-	65,  // 149: lodestar.alert.v1.AlertService.UpdateChannel:output_type -> lodestar.alert.v1.UpdateChannelResponse
-	67,  // 150: lodestar.alert.v1.AlertService.DeleteChannel:output_type -> lodestar.alert.v1.DeleteChannelResponse
-	69,  // 151: lodestar.alert.v1.AlertService.TestChannel:output_type -> lodestar.alert.v1.TestChannelResponse
-	73,  // 152: lodestar.alert.v1.AlertService.EvaluateRules:output_type -> lodestar.alert.v1.EvaluateRulesResponse
-	130, // [130:153] is the sub-list for method output_type
-	107, // [107:130] is the sub-list for method input_type
-	107, // [107:107] is the sub-list for extension type_name
-	107, // [107:107] is the sub-list for extension extendee
-	0,   // [0:107] is the sub-list for field type_name
+	77,  // 67: lodestar.alert.v1.AccountAlertState.tick_time:type_name -> google.protobuf.Timestamp
+	1,   // 68: lodestar.alert.v1.ListAlertsRequest.states:type_name -> lodestar.alert.v1.AlertState
+	0,   // 69: lodestar.alert.v1.ListAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
+	5,   // 70: lodestar.alert.v1.ListAlertsResponse.alerts:type_name -> lodestar.alert.v1.Alert
+	5,   // 71: lodestar.alert.v1.GetAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	5,   // 72: lodestar.alert.v1.AcknowledgeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	77,  // 73: lodestar.alert.v1.SnoozeAlertRequest.snooze_end_time:type_name -> google.protobuf.Timestamp
+	5,   // 74: lodestar.alert.v1.SnoozeAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	5,   // 75: lodestar.alert.v1.ResolveAlertResponse.alert:type_name -> lodestar.alert.v1.Alert
+	0,   // 76: lodestar.alert.v1.WatchAlertsRequest.min_severity:type_name -> lodestar.alert.v1.Severity
+	8,   // 77: lodestar.alert.v1.WatchAlertsResponse.event:type_name -> lodestar.alert.v1.AlertEvent
+	11,  // 78: lodestar.alert.v1.ListRulesResponse.rules:type_name -> lodestar.alert.v1.Rule
+	11,  // 79: lodestar.alert.v1.GetRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 80: lodestar.alert.v1.CreateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 81: lodestar.alert.v1.CreateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 82: lodestar.alert.v1.UpdateRuleRequest.rule:type_name -> lodestar.alert.v1.Rule
+	11,  // 83: lodestar.alert.v1.UpdateRuleResponse.rule:type_name -> lodestar.alert.v1.Rule
+	13,  // 84: lodestar.alert.v1.ListOnCallSchedulesResponse.schedules:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 85: lodestar.alert.v1.GetOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	4,   // 86: lodestar.alert.v1.GetOnCallScheduleResponse.on_call:type_name -> lodestar.alert.v1.Person
+	13,  // 87: lodestar.alert.v1.CreateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 88: lodestar.alert.v1.CreateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 89: lodestar.alert.v1.UpdateOnCallScheduleRequest.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	13,  // 90: lodestar.alert.v1.UpdateOnCallScheduleResponse.schedule:type_name -> lodestar.alert.v1.OnCallSchedule
+	19,  // 91: lodestar.alert.v1.ListChannelsResponse.channels:type_name -> lodestar.alert.v1.Channel
+	19,  // 92: lodestar.alert.v1.GetChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 93: lodestar.alert.v1.CreateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 94: lodestar.alert.v1.CreateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 95: lodestar.alert.v1.UpdateChannelRequest.channel:type_name -> lodestar.alert.v1.Channel
+	19,  // 96: lodestar.alert.v1.UpdateChannelResponse.channel:type_name -> lodestar.alert.v1.Channel
+	4,   // 97: lodestar.alert.v1.TestChannelRequest.recipient:type_name -> lodestar.alert.v1.Person
+	11,  // 98: lodestar.alert.v1.EvaluateRulesRequest.rules:type_name -> lodestar.alert.v1.Rule
+	81,  // 99: lodestar.alert.v1.AlertQuality.median_lead_time:type_name -> google.protobuf.Duration
+	2,   // 100: lodestar.alert.v1.RuleQuality.kind:type_name -> lodestar.alert.v1.RuleKind
+	71,  // 101: lodestar.alert.v1.RuleQuality.quality:type_name -> lodestar.alert.v1.AlertQuality
+	72,  // 102: lodestar.alert.v1.EvaluateRulesResponse.rules:type_name -> lodestar.alert.v1.RuleQuality
+	71,  // 103: lodestar.alert.v1.EvaluateRulesResponse.overall:type_name -> lodestar.alert.v1.AlertQuality
+	71,  // 104: lodestar.alert.v1.EvaluateRulesResponse.red_band:type_name -> lodestar.alert.v1.AlertQuality
+	77,  // 105: lodestar.alert.v1.EvaluateRulesResponse.start_time:type_name -> google.protobuf.Timestamp
+	77,  // 106: lodestar.alert.v1.EvaluateRulesResponse.end_time:type_name -> google.protobuf.Timestamp
+	23,  // 107: lodestar.alert.v1.AccountAlertState.RulesEntry.value:type_name -> lodestar.alert.v1.RuleState
+	26,  // 108: lodestar.alert.v1.AlertService.ListAlerts:input_type -> lodestar.alert.v1.ListAlertsRequest
+	28,  // 109: lodestar.alert.v1.AlertService.GetAlert:input_type -> lodestar.alert.v1.GetAlertRequest
+	30,  // 110: lodestar.alert.v1.AlertService.AcknowledgeAlert:input_type -> lodestar.alert.v1.AcknowledgeAlertRequest
+	32,  // 111: lodestar.alert.v1.AlertService.SnoozeAlert:input_type -> lodestar.alert.v1.SnoozeAlertRequest
+	34,  // 112: lodestar.alert.v1.AlertService.ResolveAlert:input_type -> lodestar.alert.v1.ResolveAlertRequest
+	36,  // 113: lodestar.alert.v1.AlertService.WatchAlerts:input_type -> lodestar.alert.v1.WatchAlertsRequest
+	38,  // 114: lodestar.alert.v1.AlertService.ListRules:input_type -> lodestar.alert.v1.ListRulesRequest
+	40,  // 115: lodestar.alert.v1.AlertService.GetRule:input_type -> lodestar.alert.v1.GetRuleRequest
+	42,  // 116: lodestar.alert.v1.AlertService.CreateRule:input_type -> lodestar.alert.v1.CreateRuleRequest
+	44,  // 117: lodestar.alert.v1.AlertService.UpdateRule:input_type -> lodestar.alert.v1.UpdateRuleRequest
+	46,  // 118: lodestar.alert.v1.AlertService.DeleteRule:input_type -> lodestar.alert.v1.DeleteRuleRequest
+	48,  // 119: lodestar.alert.v1.AlertService.ListOnCallSchedules:input_type -> lodestar.alert.v1.ListOnCallSchedulesRequest
+	50,  // 120: lodestar.alert.v1.AlertService.GetOnCallSchedule:input_type -> lodestar.alert.v1.GetOnCallScheduleRequest
+	52,  // 121: lodestar.alert.v1.AlertService.CreateOnCallSchedule:input_type -> lodestar.alert.v1.CreateOnCallScheduleRequest
+	54,  // 122: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:input_type -> lodestar.alert.v1.UpdateOnCallScheduleRequest
+	56,  // 123: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:input_type -> lodestar.alert.v1.DeleteOnCallScheduleRequest
+	58,  // 124: lodestar.alert.v1.AlertService.ListChannels:input_type -> lodestar.alert.v1.ListChannelsRequest
+	60,  // 125: lodestar.alert.v1.AlertService.GetChannel:input_type -> lodestar.alert.v1.GetChannelRequest
+	62,  // 126: lodestar.alert.v1.AlertService.CreateChannel:input_type -> lodestar.alert.v1.CreateChannelRequest
+	64,  // 127: lodestar.alert.v1.AlertService.UpdateChannel:input_type -> lodestar.alert.v1.UpdateChannelRequest
+	66,  // 128: lodestar.alert.v1.AlertService.DeleteChannel:input_type -> lodestar.alert.v1.DeleteChannelRequest
+	68,  // 129: lodestar.alert.v1.AlertService.TestChannel:input_type -> lodestar.alert.v1.TestChannelRequest
+	70,  // 130: lodestar.alert.v1.AlertService.EvaluateRules:input_type -> lodestar.alert.v1.EvaluateRulesRequest
+	27,  // 131: lodestar.alert.v1.AlertService.ListAlerts:output_type -> lodestar.alert.v1.ListAlertsResponse
+	29,  // 132: lodestar.alert.v1.AlertService.GetAlert:output_type -> lodestar.alert.v1.GetAlertResponse
+	31,  // 133: lodestar.alert.v1.AlertService.AcknowledgeAlert:output_type -> lodestar.alert.v1.AcknowledgeAlertResponse
+	33,  // 134: lodestar.alert.v1.AlertService.SnoozeAlert:output_type -> lodestar.alert.v1.SnoozeAlertResponse
+	35,  // 135: lodestar.alert.v1.AlertService.ResolveAlert:output_type -> lodestar.alert.v1.ResolveAlertResponse
+	37,  // 136: lodestar.alert.v1.AlertService.WatchAlerts:output_type -> lodestar.alert.v1.WatchAlertsResponse
+	39,  // 137: lodestar.alert.v1.AlertService.ListRules:output_type -> lodestar.alert.v1.ListRulesResponse
+	41,  // 138: lodestar.alert.v1.AlertService.GetRule:output_type -> lodestar.alert.v1.GetRuleResponse
+	43,  // 139: lodestar.alert.v1.AlertService.CreateRule:output_type -> lodestar.alert.v1.CreateRuleResponse
+	45,  // 140: lodestar.alert.v1.AlertService.UpdateRule:output_type -> lodestar.alert.v1.UpdateRuleResponse
+	47,  // 141: lodestar.alert.v1.AlertService.DeleteRule:output_type -> lodestar.alert.v1.DeleteRuleResponse
+	49,  // 142: lodestar.alert.v1.AlertService.ListOnCallSchedules:output_type -> lodestar.alert.v1.ListOnCallSchedulesResponse
+	51,  // 143: lodestar.alert.v1.AlertService.GetOnCallSchedule:output_type -> lodestar.alert.v1.GetOnCallScheduleResponse
+	53,  // 144: lodestar.alert.v1.AlertService.CreateOnCallSchedule:output_type -> lodestar.alert.v1.CreateOnCallScheduleResponse
+	55,  // 145: lodestar.alert.v1.AlertService.UpdateOnCallSchedule:output_type -> lodestar.alert.v1.UpdateOnCallScheduleResponse
+	57,  // 146: lodestar.alert.v1.AlertService.DeleteOnCallSchedule:output_type -> lodestar.alert.v1.DeleteOnCallScheduleResponse
+	59,  // 147: lodestar.alert.v1.AlertService.ListChannels:output_type -> lodestar.alert.v1.ListChannelsResponse
+	61,  // 148: lodestar.alert.v1.AlertService.GetChannel:output_type -> lodestar.alert.v1.GetChannelResponse
+	63,  // 149: lodestar.alert.v1.AlertService.CreateChannel:output_type -> lodestar.alert.v1.CreateChannelResponse
+	65,  // 150: lodestar.alert.v1.AlertService.UpdateChannel:output_type -> lodestar.alert.v1.UpdateChannelResponse
+	67,  // 151: lodestar.alert.v1.AlertService.DeleteChannel:output_type -> lodestar.alert.v1.DeleteChannelResponse
+	69,  // 152: lodestar.alert.v1.AlertService.TestChannel:output_type -> lodestar.alert.v1.TestChannelResponse
+	73,  // 153: lodestar.alert.v1.AlertService.EvaluateRules:output_type -> lodestar.alert.v1.EvaluateRulesResponse
+	131, // [131:154] is the sub-list for method output_type
+	108, // [108:131] is the sub-list for method input_type
+	108, // [108:108] is the sub-list for extension type_name
+	108, // [108:108] is the sub-list for extension extendee
+	0,   // [0:108] is the sub-list for field type_name
 }
 
 func init() { file_lodestar_alert_v1_alert_proto_init() }
