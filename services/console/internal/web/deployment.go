@@ -38,7 +38,7 @@ type serviceView struct {
 type replicaView struct {
 	Name    string
 	Owned   uint32
-	Renewed *timestamppb.Timestamp
+	Renewed string // how long before the read
 }
 
 type partitionView struct {
@@ -78,7 +78,7 @@ func deploymentView(resp *opsv1.GetOwnershipResponse) deploymentData {
 			v.LagSource = "from the positions the service stores (up to a checkpoint interval behind)"
 		}
 		for _, r := range s.GetReplicas() {
-			v.Replicas = append(v.Replicas, replicaView{Name: r.GetName(), Owned: r.GetPartitionsOwned(), Renewed: r.GetRenewTime()})
+			v.Replicas = append(v.Replicas, replicaView{Name: r.GetName(), Owned: r.GetPartitionsOwned(), Renewed: ago(read, r.GetRenewTime())})
 		}
 		var total, most uint64
 		known := false
@@ -109,6 +109,16 @@ func deploymentView(resp *opsv1.GetOwnershipResponse) deploymentData {
 		d.Services = append(d.Services, v)
 	}
 	return d
+}
+
+// ago says how long before read ts was, to the tenth of a second: leases
+// live for seconds.
+func ago(read time.Time, ts *timestamppb.Timestamp) string {
+	t := timeOf(ts)
+	if t.IsZero() {
+		return humanize.Missing
+	}
+	return max(read.Sub(t), 0).Round(100*time.Millisecond).String() + " ago"
 }
 
 // epoch formats an epoch without thousands separators: it is an id.

@@ -137,6 +137,7 @@ func TestDeploymentView(t *testing.T) {
 		TenantPartitions: []uint32{2},
 		Services: []*opsv1.PartitionedService{{
 			Name: "scoring", LagSource: opsv1.LagSource_LAG_SOURCE_OWNER,
+			Replicas: []*opsv1.Replica{{Name: "r1", RenewTime: ts(-1234 * time.Millisecond), PartitionsOwned: 1}},
 			Partitions: []*opsv1.Partition{
 				{Partition: 0, Owner: "r1", Epoch: 1234, AcquireTime: ts(-90 * time.Second), RenewTime: ts(-time.Second), ExpireTime: ts(3 * time.Second), Lag: lag(1500)},
 				{Partition: 1, Owner: "r2", Epoch: 7, RenewTime: ts(-5 * time.Second), ExpireTime: ts(-time.Second)},
@@ -148,6 +149,9 @@ func TestDeploymentView(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 	s := d.Services[0]
+	if len(s.Replicas) != 1 || s.Replicas[0] != (replicaView{Name: "r1", Owned: 1, Renewed: "1.2s ago"}) {
+		t.Errorf("replicas: %+v", s.Replicas)
+	}
 	if s.Owned != 1 || s.Lag != "1,502" || s.MaxLag != "1,500" {
 		t.Errorf("service: owned %d, lag %s, max %s; want 1, 1,502, 1,500", s.Owned, s.Lag, s.MaxLag)
 	}
