@@ -469,6 +469,20 @@ func testDeploymentIsolation(t *testing.T, s *browserSession, me consoleTenant) 
 		}
 		got[m[1]][m[2]] = true
 	}
+	// Scoring's owners report their partitions' lag in their leases,
+	// churn-alert's is computed: every partition shows one.
+	for _, svc := range []string{"scoring", "churn-alert"} {
+		_, table, ok := strings.Cut(body, `id="partitions-`+svc+`"`)
+		table, _, _ = strings.Cut(table, "</table>")
+		if !ok {
+			t.Errorf("%s /deployment: no partitions table of %s", me.name, svc)
+			continue
+		}
+		rows, unknown := strings.Count(table, `<tr id="`), strings.Count(table, `<td class="num">-</td></tr>`)
+		if rows != natsx.DefaultPartitions || unknown != 0 {
+			t.Errorf("%s /deployment: %s shows %d partitions, %d without lag; want %d, all with lag", me.name, svc, rows, unknown, natsx.DefaultPartitions)
+		}
+	}
 	for svc, marked := range got {
 		if !maps.Equal(marked, want) {
 			t.Errorf("%s /deployment marks %s partitions %v as the tenant's, want %v", me.name, svc, slices.Sorted(maps.Keys(marked)), slices.Sorted(maps.Keys(want)))
