@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -252,5 +254,41 @@ func testStatus(t *testing.T, js jetstream.JetStream) {
 	}
 	if !strings.Contains(out.String(), "\ntest   2          a      ") || !strings.Contains(out.String(), "  20\n") {
 		t.Errorf("status does not show partition 2 owned by a with lag 20:\n%s", out.String())
+	}
+}
+
+// BenchmarkReadStatus reads the status of two services of 256 partitions
+// each, from an embedded server on loopback: what lodestar status, the RPC
+// and the console's page cost, lag sources aside.
+func BenchmarkReadStatus(b *testing.B) {
+	_, nc := testenv.NATS(b)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := natsx.EnsureKeyValue(ctx, js, ownership.BucketConfig(time.Hour, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const partitions = 256
+	for _, group := range []string{"scoring", "churn-alert"} {
+		for m := range 3 {
+			if _, err := kv.Put(ctx, fmt.Sprintf("%s.member.r%d", group, m), []byte(`{"member":"r`+strconv.Itoa(m)+`","since":1}`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for p := range partitions {
+			rec := fmt.Sprintf(`{"member":"r%d","epoch":%d,"since":1,"taken":1,"lag":%d}`, p%3, p+1, p)
+			if _, err := kv.Put(ctx, fmt.Sprintf("%s.lease.%d", group, p), []byte(rec)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for b.Loop() {
+		st, err := ownership.ReadStatus(ctx, js, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(st.Groups) != 2 || len(st.Groups[0].Partitions) != partitions {
+			b.Fatalf("%d groups", len(st.Groups))
+		}
 	}
 }
