@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/lodestar-cs/lodestar/pkg/humanize"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 )
 
@@ -222,6 +224,17 @@ func testConsoleBrowser(t *testing.T, env *consoleEnv) {
 	b.expect("renewals", "#renewals", me.name+" dead")
 	b.expect("renewals", "#by-owner", "csm-acme")
 	b.noErrors("renewals")
+
+	// The deployment page, through its nav link: the all-in-one holds
+	// every partition of both partitioned services, and marks the
+	// tenant's.
+	b.do("deployment", chromedp.Click(chromedp.CSS(`nav a[href="/deployment"]`)), chromedp.WaitVisible(chromedp.CSS("#partitions-scoring")))
+	b.expect("deployment", "#service-scoring h2", "16 of 16 partitions held")
+	b.expect("deployment", "#service-churn-alert h2", "16 of 16 partitions held")
+	mine := "#scoring-p" + strconv.FormatUint(uint64(natsx.Partition(me.id, "dead", natsx.DefaultPartitions)), 10)
+	b.expect("deployment", mine, "yours")
+	b.expect("deployment", mine, "held, expires in")
+	b.noErrors("deployment")
 
 	b.do("scorecard", chromedp.Navigate(env.url+"/scorecard"), chromedp.WaitVisible(chromedp.CSS("#yaml")))
 	b.do("scorecard validate", chromedp.Click(chromedp.CSS("#validate")), chromedp.WaitVisible(chromedp.CSS("#message")))

@@ -9,12 +9,15 @@ import (
 	"html"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +31,7 @@ import (
 	"github.com/lodestar-cs/lodestar/internal/testenv"
 	"github.com/lodestar-cs/lodestar/pkg/auth"
 	"github.com/lodestar-cs/lodestar/pkg/config"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
@@ -378,7 +382,7 @@ func testConsoleSignIn(t *testing.T, env *consoleEnv) {
 func testConsoleIsolation(t *testing.T, env *consoleEnv) {
 	pages := []string{"/", "/?mine=1", "/?owner=csm-acme", "/?owner=csm-borealis", "/?tier=growth&segment=mid-market&stage=adoption",
 		"/alerts", "/alerts?mine=1", "/alerts?n=5000", "/renewals", "/renewals?owner=csm-borealis", "/scorecard",
-		"/accounts/dead", "/accounts/healthy", "/accounts/declining"}
+		"/accounts/dead", "/accounts/healthy", "/accounts/declining", "/deployment"}
 	for _, pair := range [][2]consoleTenant{{env.a, env.b}, {env.b, env.a}} {
 		me, other := pair[0], pair[1]
 		s := signIn(t, env.url, me.apiKey)
@@ -401,6 +405,7 @@ func testConsoleIsolation(t *testing.T, env *consoleEnv) {
 			}
 		}
 		testActivityIsolation(t, s, me, other)
+		testDeploymentIsolation(t, s, me)
 		if code, body := s.get("/accounts/" + other.own); code != http.StatusNotFound || strings.Contains(body, other.name) {
 			t.Errorf("%s GET the other tenant's account: HTTP %d, want 404 without its data", me.name, code)
 		}
@@ -439,6 +444,50 @@ func testConsoleIsolation(t *testing.T, env *consoleEnv) {
 		}
 	}
 	testConsoleStreamIsolation(t, env)
+}
+
+// mineRE finds the partitions the deployment page marks as the tenant's.
+var mineRE = regexp.MustCompile(`<tr id="([a-z-]+)-p(\d+)" class="lease-[a-z]+ mine">`)
+
+// testDeploymentIsolation checks that the deployment page marks exactly
+// the partitions of the signed-in tenant's accounts, in every partitioned
+// service: not the other tenant's, whose same account ids hash elsewhere.
+func testDeploymentIsolation(t *testing.T, s *browserSession, me consoleTenant) {
+	want := map[string]bool{}
+	for _, acct := range []string{"healthy", "declining", "dead", me.own} {
+		want[strconv.FormatUint(uint64(natsx.Partition(me.id, acct, natsx.DefaultPartitions)), 10)] = true
+	}
+	code, body := s.get("/deployment")
+	if code != http.StatusOK {
+		t.Fatalf("%s GET /deployment: HTTP %d", me.name, code)
+	}
+	got := map[string]map[string]bool{"scoring": {}, "churn-alert": {}}
+	for _, m := range mineRE.FindAllStringSubmatch(body, -1) {
+		if got[m[1]] == nil {
+			t.Errorf("%s /deployment: a partition of an unknown service %q", me.name, m[1])
+			continue
+		}
+		got[m[1]][m[2]] = true
+	}
+	// Scoring's owners report their partitions' lag in their leases,
+	// churn-alert's is computed: every partition shows one.
+	for _, svc := range []string{"scoring", "churn-alert"} {
+		_, table, ok := strings.Cut(body, `id="partitions-`+svc+`"`)
+		table, _, _ = strings.Cut(table, "</table>")
+		if !ok {
+			t.Errorf("%s /deployment: no partitions table of %s", me.name, svc)
+			continue
+		}
+		rows, unknown := strings.Count(table, `<tr id="`), strings.Count(table, `<td class="num">-</td></tr>`)
+		if rows != natsx.DefaultPartitions || unknown != 0 {
+			t.Errorf("%s /deployment: %s shows %d partitions, %d without lag; want %d, all with lag", me.name, svc, rows, unknown, natsx.DefaultPartitions)
+		}
+	}
+	for svc, marked := range got {
+		if !maps.Equal(marked, want) {
+			t.Errorf("%s /deployment marks %s partitions %v as the tenant's, want %v", me.name, svc, slices.Sorted(maps.Keys(marked)), slices.Sorted(maps.Keys(want)))
+		}
+	}
 }
 
 func sep(p string) string {

@@ -14,10 +14,12 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/ownership"
 	"github.com/lodestar-cs/lodestar/pkg/service"
 	"github.com/lodestar-cs/lodestar/services/churnalert"
 	"github.com/lodestar-cs/lodestar/services/console"
 	"github.com/lodestar-cs/lodestar/services/ingest"
+	"github.com/lodestar-cs/lodestar/services/ops"
 	"github.com/lodestar-cs/lodestar/services/renewalforecast"
 	"github.com/lodestar-cs/lodestar/services/scoring"
 )
@@ -30,6 +32,7 @@ const (
 	moduleServer = "server" // telemetry, tenants, the gRPC server and the HTTP mux
 	moduleNATS   = "nats"   // the NATS connection, to an external or an embedded server
 	moduleCache  = "cache"  // the hot score cache: Redis or in-process
+	moduleOps    = "ops"    // lodestar.ops.v1.OpsService, in every process on NATS
 )
 
 // module is one part of the process, as Grafana Tempo's app/modules.go: a
@@ -61,13 +64,14 @@ var modules = []module{
 		config: func(c *Config) moduleConfig { return &c.Limits }},
 	{name: moduleCache, init: (*App).initCache,
 		config: func(c *Config) moduleConfig { return &c.Cache }},
-	{name: ingest.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initIngest,
+	{name: moduleOps, deps: []string{moduleServer, moduleNATS}, init: (*App).initOps},
+	{name: ingest.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleOps}, init: (*App).initIngest,
 		config: func(c *Config) moduleConfig { return &c.Ingest }},
-	{name: scoring.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleCache}, init: (*App).initScoring,
+	{name: scoring.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleCache, moduleOps}, init: (*App).initScoring,
 		config: func(c *Config) moduleConfig { return &c.Scoring }},
-	{name: churnalert.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initChurnAlert,
+	{name: churnalert.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleOps}, init: (*App).initChurnAlert,
 		config: func(c *Config) moduleConfig { return &c.ChurnAlert }},
-	{name: renewalforecast.Target, target: true, deps: []string{moduleServer, moduleNATS}, init: (*App).initRenewalForecast,
+	{name: renewalforecast.Target, target: true, deps: []string{moduleServer, moduleNATS, moduleOps}, init: (*App).initRenewalForecast,
 		config: func(c *Config) moduleConfig { return &c.Forecast }},
 	{name: console.Target, target: true, deps: []string{moduleServer}, init: (*App).initConsole,
 		config: func(c *Config) moduleConfig { return &c.Console }},
@@ -125,6 +129,20 @@ func initOrder(targets []string) ([]module, error) {
 		}
 	}
 	return order, nil
+}
+
+// initOps serves lodestar.ops.v1.OpsService: every process on the
+// deployment's NATS answers which replica owns which partition, so the
+// console's -console.api-addr may point at any of them.
+func (a *App) initOps(context.Context) (runnable, error) {
+	return ops.New(ops.Deps{JS: a.js, Lag: LagSources()}), nil
+}
+
+// LagSources computes the partition lag of the partitioned services whose
+// owners do not report it in their leases (scoring does): `lodestar
+// status` and OpsService read the same.
+func LagSources() map[string]ownership.LagSource {
+	return map[string]ownership.LagSource{churnalert.Target: churnalert.PartitionLag}
 }
 
 func (a *App) initIngest(context.Context) (runnable, error) {

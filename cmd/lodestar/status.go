@@ -10,12 +10,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/lodestar-cs/lodestar/app"
 	"github.com/lodestar-cs/lodestar/pkg/config"
 	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	"github.com/lodestar-cs/lodestar/pkg/ownership"
 )
 
-// status prints which replica owns which partition (lodestar status).
+// status prints which replica owns which partition, with its lease and lag
+// (lodestar status).
 func status(args []string) int {
 	fs := flag.NewFlagSet("lodestar status", flag.ContinueOnError)
 	url := fs.String("nats.url", nats.DefaultURL, "NATS server URL(s) of the deployment.")
@@ -40,10 +42,16 @@ func status(args []string) int {
 	return 0
 }
 
+// printStatus prints what lodestar.ops.v1.OpsService's GetOwnership
+// answers, read the same way (app.LagSources).
 func printStatus(ctx context.Context, nc *nats.Conn) error {
 	js, err := natsx.NewJetStream(nc)
 	if err != nil {
 		return err
 	}
-	return ownership.WriteStatus(ctx, js, os.Stdout)
+	st, err := ownership.ReadStatus(ctx, js, app.LagSources())
+	if err != nil {
+		return err
+	}
+	return ownership.WriteStatus(os.Stdout, st)
 }

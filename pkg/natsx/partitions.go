@@ -45,6 +45,30 @@ func EnsurePartitions(ctx context.Context, js jetstream.JetStream, n, replicas i
 	return err
 }
 
+// StoredPartitions returns the deployment's partition count as
+// EnsurePartitions recorded it, 0 when no partitioned service has started.
+func StoredPartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
+	kv, err := js.KeyValue(ctx, BucketDeployment)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("deployment bucket: %w", err)
+	}
+	e, err := kv.Get(ctx, "partitions")
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("partition count: %w", err)
+	}
+	n, err := strconv.Atoi(string(e.Value()))
+	if err != nil {
+		return 0, fmt.Errorf("partition count %q: %w", e.Value(), err)
+	}
+	return n, nil
+}
+
 // PartitionsMismatch is EnsurePartitions' refusal.
 type PartitionsMismatch struct {
 	Stored string

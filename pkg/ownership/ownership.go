@@ -119,7 +119,12 @@ type Work func(ctx context.Context, l Lease) error
 type record struct {
 	Member string `json:"member"`
 	Epoch  uint64 `json:"epoch,omitempty"`
-	Since  int64  `json:"since"` // unix ms
+	Since  int64  `json:"since"` // unix ms of the write
+	// Taken is when the lease was created, unix ms; 0 on member keys.
+	Taken int64 `json:"taken,omitempty"`
+	// Lag is the partition's consumer lag as its owner last reported it
+	// (see ReportLag); nil when the owner does not know or report it.
+	Lag *uint64 `json:"lag,omitempty"`
 }
 
 // entry is a key's last known state.
@@ -132,6 +137,7 @@ type entry struct {
 // held is a partition this replica works.
 type held struct {
 	lease   Lease
+	taken   time.Time
 	rev     uint64 // the key's current revision
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -144,6 +150,7 @@ type Manager struct {
 	kv     jetstream.KeyValue
 	logger *slog.Logger
 	work   Work
+	lag    func(partition uint32) (uint64, bool)
 
 	mu      sync.Mutex
 	members map[string]entry // by member name
@@ -167,6 +174,11 @@ func New(cfg Config, kv jetstream.KeyValue, logger *slog.Logger) *Manager {
 		wake: make(chan struct{}, 1),
 	}
 }
+
+// ReportLag makes every renewal of a lease carry the partition's consumer
+// lag as lag reports it (ok false: unknown), so that a status reader in any
+// process sees it (ReadStatus), at most TTL/4 old. Call it before Run.
+func (m *Manager) ReportLag(lag func(partition uint32) (n uint64, ok bool)) { m.lag = lag }
 
 // Member is this replica's name.
 func (m *Manager) Member() string { return m.cfg.Member }
@@ -295,7 +307,7 @@ func (m *Manager) live(e entry, now time.Time) bool { return now.Before(e.create
 // and takes what is assigned here and free.
 func (m *Manager) round(ctx context.Context) {
 	now := time.Now()
-	if _, err := m.kv.Put(ctx, m.memberKey(m.cfg.Member), m.encode(0)); err != nil {
+	if _, err := m.kv.Put(ctx, m.memberKey(m.cfg.Member), m.encode(record{})); err != nil {
 		m.logger.Warn("renew membership", "err", err)
 	}
 	m.mu.Lock()
@@ -372,9 +384,23 @@ func (m *Manager) round(ctx context.Context) {
 // to see replicas started with it, short enough not to delay a lone one.
 func (m *Manager) warmUp() time.Duration { return min(m.cfg.TTL/4, 500*time.Millisecond) }
 
-func (m *Manager) encode(epoch uint64) []byte {
-	b, _ := json.Marshal(record{Member: m.cfg.Member, Epoch: epoch, Since: time.Now().UnixMilli()})
+// encode is the value of a key of this member: r with the member and the
+// time of the write.
+func (m *Manager) encode(r record) []byte {
+	r.Member, r.Since = m.cfg.Member, time.Now().UnixMilli()
+	b, _ := json.Marshal(r)
 	return b
+}
+
+// leaseRecord is the value of a held lease's key at a renewal.
+func (m *Manager) leaseRecord(l Lease, taken time.Time) record {
+	r := record{Epoch: l.Epoch, Taken: taken.UnixMilli()}
+	if m.lag != nil {
+		if n, ok := m.lag(l.Partition); ok {
+			r.Lag = &n
+		}
+	}
+	return r
 }
 
 // acquire creates a partition's lease and starts its work.
@@ -382,7 +408,7 @@ func (m *Manager) acquire(ctx context.Context, p uint32) {
 	sent := time.Now()
 	// The epoch is the revision Create returns; the value repeats it for
 	// readers (status), so it is written right after.
-	rev, err := m.kv.Create(ctx, m.leaseKey(p), m.encode(0))
+	rev, err := m.kv.Create(ctx, m.leaseKey(p), m.encode(record{Taken: sent.UnixMilli()}))
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			m.logger.Warn("take lease", "partition", p, "err", err)
@@ -391,11 +417,11 @@ func (m *Manager) acquire(ctx context.Context, p uint32) {
 	}
 	l := Lease{Partition: p, Epoch: rev, until: new(atomic.Int64)}
 	l.until.Store(sent.Add(m.cfg.TTL).UnixNano())
-	if r, err := m.kv.Update(ctx, m.leaseKey(p), m.encode(rev), rev); err == nil {
+	if r, err := m.kv.Update(ctx, m.leaseKey(p), m.encode(record{Epoch: rev, Taken: sent.UnixMilli()}), rev); err == nil {
 		rev = r
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	h := &held{lease: l, rev: rev, cancel: cancel, done: make(chan struct{})}
+	h := &held{lease: l, taken: sent, rev: rev, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.held[p] = h
 	m.mu.Unlock()
@@ -419,7 +445,7 @@ func (m *Manager) acquire(ctx context.Context, p uint32) {
 // replica took it after it expired: its work stops at once.
 func (m *Manager) renew(ctx context.Context, h *held) {
 	sent := time.Now()
-	rev, err := m.kv.Update(ctx, m.leaseKey(h.lease.Partition), m.encode(h.lease.Epoch), h.rev)
+	rev, err := m.kv.Update(ctx, m.leaseKey(h.lease.Partition), m.encode(m.leaseRecord(h.lease, h.taken)), h.rev)
 	switch {
 	case err == nil:
 		h.lease.until.Store(sent.Add(m.cfg.TTL).UnixNano())

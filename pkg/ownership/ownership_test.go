@@ -3,8 +3,11 @@ package ownership_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +126,7 @@ func start(t *testing.T, url, name string, tr *tracker) *replica {
 		t.Fatal(err)
 	}
 	m := ownership.New(ownership.Config{Group: "test", Member: name, Partitions: 16, TTL: time.Second}, kv, slog.New(slog.DiscardHandler))
+	m.ReportLag(reportedLag)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{m: m, nc: nc, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- m.Run(ctx, tr.work(name)) }()
@@ -141,14 +145,8 @@ func TestReplicasDividePartitions(t *testing.T) {
 	waitFor(t, "a owns all", func() bool { return tr.counts()["a"] == 16 && a.m.Settled() })
 
 	// lodestar status shows the owner of every partition.
-	var status bytes.Buffer
 	js, _ := jetstream.New(a.nc)
-	if err := ownership.WriteStatus(context.Background(), js, &status); err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(status.String(), "\ntest   "); n != 16+1 {
-		t.Fatalf("status lists %d rows of group test, want 16 leases and a member:\n%s", n, status.String())
-	}
+	testStatus(t, js)
 
 	b := start(t, srv.ClientURL(), "b", tr)
 	c := start(t, srv.ClientURL(), "c", tr)
@@ -182,6 +180,115 @@ func TestReplicasDividePartitions(t *testing.T) {
 	for _, l := range owned {
 		if l.Held() {
 			t.Fatalf("c's lease of partition %d still held after a took it", l.Partition)
+		}
+	}
+}
+
+// reportedLag is what the test replicas report as their partitions' lag:
+// 10 per partition number for even partitions, unknown for odd ones.
+func reportedLag(p uint32) (uint64, bool) { return 10 * uint64(p), p%2 == 0 }
+
+// testStatus reads the status while replica a owns every partition of
+// group test: the leases, the lag the owner reports (after its first
+// renewal), or the lag a source computes instead, and the table printed.
+func testStatus(t *testing.T, js jetstream.JetStream) {
+	ctx := context.Background()
+	read := func(sources map[string]ownership.LagSource) ownership.Status {
+		t.Helper()
+		st, err := ownership.ReadStatus(ctx, js, sources)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Groups) != 1 || st.Groups[0].Group != "test" || len(st.Groups[0].Partitions) != 16 {
+			t.Fatalf("status: %+v, want group test with 16 partitions", st)
+		}
+		return st
+	}
+	var st ownership.Status
+	waitFor(t, "every partition's lag reported", func() bool {
+		st = read(nil)
+		for _, p := range st.Groups[0].Partitions {
+			if want, known := reportedLag(p.Partition); p.LagKnown != known || (known && p.Lag != want) {
+				return false
+			}
+		}
+		return true
+	})
+	g := st.Groups[0]
+	if g.LagFrom != ownership.LagFromOwner || st.TTL != time.Second {
+		t.Errorf("lag from %v, TTL %s: want the owner's, 1s", g.LagFrom, st.TTL)
+	}
+	if len(g.Members) != 1 || g.Members[0].Name != "a" || g.Members[0].Owned != 16 {
+		t.Errorf("members %+v, want a owning 16", g.Members)
+	}
+	for _, p := range g.Partitions {
+		if p.Owner != "a" || p.Epoch == 0 || p.Taken.IsZero() || p.Taken.After(st.Read) || !p.Held(st.Read) || p.Expires.Sub(p.Renewed) != time.Second {
+			t.Errorf("partition %d: %+v, want held by a since before the read", p.Partition, p)
+		}
+	}
+
+	// A source replaces what the owners report, for every partition.
+	computed := read(map[string]ownership.LagSource{"test": func(_ context.Context, _ jetstream.JetStream, n int) (map[uint32]uint64, error) {
+		if n != 16 {
+			t.Errorf("source asked for %d partitions, want 16", n)
+		}
+		return map[uint32]uint64{1: 7}, nil
+	}}).Groups[0]
+	if computed.LagFrom != ownership.LagFromStreams || !computed.Partitions[1].LagKnown || computed.Partitions[1].Lag != 7 ||
+		computed.Partitions[0].LagKnown || computed.Partitions[2].LagKnown {
+		t.Errorf("lag from a source: %+v", computed)
+	}
+	failed := read(map[string]ownership.LagSource{"test": func(context.Context, jetstream.JetStream, int) (map[uint32]uint64, error) {
+		return map[uint32]uint64{0: 1}, errors.New("positions unreadable")
+	}}).Groups[0]
+	if failed.LagError != "positions unreadable" || failed.Partitions[0].LagKnown {
+		t.Errorf("a failed source: lag error %q, partition 0 %+v", failed.LagError, failed.Partitions[0])
+	}
+
+	var out bytes.Buffer
+	if err := ownership.WriteStatus(&out, st); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\ntest   "); n != 16+1 {
+		t.Fatalf("status lists %d rows of group test, want 16 leases and a member:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "\ntest   2          a      ") || !strings.Contains(out.String(), "  20\n") {
+		t.Errorf("status does not show partition 2 owned by a with lag 20:\n%s", out.String())
+	}
+}
+
+// BenchmarkReadStatus reads the status of two services of 256 partitions
+// each, from an embedded server on loopback: what lodestar status, the RPC
+// and the console's page cost, lag sources aside.
+func BenchmarkReadStatus(b *testing.B) {
+	_, nc := testenv.NATS(b)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := natsx.EnsureKeyValue(ctx, js, ownership.BucketConfig(time.Hour, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const partitions = 256
+	for _, group := range []string{"scoring", "churn-alert"} {
+		for m := range 3 {
+			if _, err := kv.Put(ctx, fmt.Sprintf("%s.member.r%d", group, m), []byte(`{"member":"r`+strconv.Itoa(m)+`","since":1}`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for p := range partitions {
+			rec := fmt.Sprintf(`{"member":"r%d","epoch":%d,"since":1,"taken":1,"lag":%d}`, p%3, p+1, p)
+			if _, err := kv.Put(ctx, fmt.Sprintf("%s.lease.%d", group, p), []byte(rec)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for b.Loop() {
+		st, err := ownership.ReadStatus(ctx, js, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(st.Groups) != 2 || len(st.Groups[0].Partitions) != partitions {
+			b.Fatalf("%d groups", len(st.Groups))
 		}
 	}
 }

@@ -1,19 +1,9 @@
 package ownership
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"text/tabwriter"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -82,59 +72,4 @@ func (r *Running[T]) Ready(m *Manager, ready func(*T) bool) bool {
 		}
 	}
 	return true
-}
-
-// WriteStatus writes every group's live members and who owns each
-// partition since when, read from the bucket: what `lodestar status` shows.
-func WriteStatus(ctx context.Context, js jetstream.JetStream, out io.Writer) error {
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		_, err = fmt.Fprintln(out, "no partitioned service has started yet")
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return err
-	}
-	type row struct {
-		group, kind, name string
-		rec               record
-	}
-	var rows []row
-	err = natsx.ReadKV(ctx, w, func(e jetstream.KeyValueEntry) error {
-		parts := strings.SplitN(e.Key(), ".", 3)
-		var rec record
-		if len(parts) == 3 && json.Unmarshal(e.Value(), &rec) == nil {
-			rows = append(rows, row{parts[0], parts[1], parts[2], rec})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(rows, func(a, b row) int {
-		if c := cmp.Compare(a.group+a.kind, b.group+b.kind); c != 0 {
-			return c
-		}
-		x, _ := strconv.Atoi(a.name)
-		y, _ := strconv.Atoi(b.name)
-		return cmp.Or(cmp.Compare(x, y), cmp.Compare(a.name, b.name))
-	})
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tPARTITION\tOWNER\tEPOCH\tSINCE")
-	for _, r := range rows {
-		if r.kind == "lease" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.group, r.name, r.rec.Member, r.rec.Epoch, time.UnixMilli(r.rec.Since).UTC().Format(time.RFC3339))
-		}
-	}
-	fmt.Fprintln(tw, "\nGROUP\tMEMBER\t\t\tLAST RENEWED")
-	for _, r := range rows {
-		if r.kind == "member" {
-			fmt.Fprintf(tw, "%s\t%s\t\t\t%s\n", r.group, r.name, time.UnixMilli(r.rec.Since).UTC().Format(time.RFC3339))
-		}
-	}
-	return tw.Flush()
 }

@@ -204,6 +204,14 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The lag is in this replica's memory only: the leases carry it to
+	// lodestar status and lodestar.ops.v1.OpsService in any process.
+	s.owner.ReportLag(func(p uint32) (uint64, bool) {
+		if pl, ok := s.running.Get(p); ok {
+			return pl.Lag()
+		}
+		return 0, false
+	})
 	s.scorecards, s.snapshots = scorecards.New(kv), snapshot.New(obj)
 	s.api.SetScorecards(s.scorecards)
 	s.api.SetActivity(s.activity)

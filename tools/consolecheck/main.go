@@ -77,7 +77,7 @@ func run(args []string, out io.Writer) error {
 		}
 		*account, _ = url.PathUnescape(string(m[1]))
 	}
-	pages := []page{{"portfolio", "/"}, {"account", "/accounts/" + url.PathEscape(*account)}, {"alerts", "/alerts"}, {"renewals", "/renewals"}, {"scorecard", "/scorecard"}}
+	pages := []page{{"portfolio", "/"}, {"account", "/accounts/" + url.PathEscape(*account)}, {"alerts", "/alerts"}, {"renewals", "/renewals"}, {"scorecard", "/scorecard"}, {"deployment", "/deployment"}}
 	fmt.Fprintf(out, "| page | HTML bytes | page weight (HTML + scripts + styles) | server time median | worst |\n|---|---:|---:|---:|---:|\n")
 	assets := regexp.MustCompile(`(?:src|href)="(/static/[^"]+)"`)
 	for _, p := range pages {

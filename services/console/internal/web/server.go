@@ -25,6 +25,7 @@ import (
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	forecastv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/forecast/v1"
+	opsv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ops/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
@@ -59,6 +60,7 @@ type Server struct {
 	alerts   alertv1.AlertServiceClient
 	forecast forecastv1.ForecastServiceClient
 	accounts accountv1.AccountServiceClient
+	ops      opsv1.OpsServiceClient
 
 	tenantForAPIKey func(string) (string, bool)
 	location        func(string) *time.Location
@@ -78,6 +80,7 @@ func New(o Options) (*Server, error) {
 		alerts:          alertv1.NewAlertServiceClient(o.Conn),
 		forecast:        forecastv1.NewForecastServiceClient(o.Conn),
 		accounts:        accountv1.NewAccountServiceClient(o.Conn),
+		ops:             opsv1.NewOpsServiceClient(o.Conn),
 		tenantForAPIKey: o.TenantForAPIKey,
 		location:        o.Location,
 		logger:          o.Logger,
@@ -114,6 +117,7 @@ func New(o Options) (*Server, error) {
 	m.HandleFunc("GET /renewals", srv.requireSession(srv.renewals))
 	m.HandleFunc("GET /scorecard", srv.requireSession(srv.scorecardPage))
 	m.HandleFunc("POST /scorecard", srv.requireSession(srv.scorecardPost))
+	m.HandleFunc("GET /deployment", srv.requireSession(srv.deployment))
 	srv.mux = m
 	return srv, nil
 }
@@ -247,5 +251,6 @@ func (srv *Server) funcs() template.FuncMap {
 		"outcome":     func(t accountv1.OutcomeType) string { return enumName(t.String(), "OUTCOME_TYPE_") },
 		"model":       func(k forecastv1.ModelKind) string { return enumName(k.String(), "MODEL_KIND_") },
 		"acct":        func(id string) string { return "/accounts/" + url.PathEscape(id) },
+		"epoch":       epoch,
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	accountv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/account/v1"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
+	opsv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/ops/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
@@ -122,6 +124,44 @@ func TestRankAlerts(t *testing.T) {
 	for i, a := range alerts {
 		if a.GetAlertId() != want[i] {
 			t.Fatalf("position %d: %s, want %s", i, a.GetAlertId(), want[i])
+		}
+	}
+}
+
+func TestDeploymentView(t *testing.T) {
+	read := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ts := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(read.Add(d)) }
+	lag := func(n uint64) *uint64 { return &n }
+	d := deploymentView(&opsv1.GetOwnershipResponse{
+		PartitionCount: 3, LeaseTtl: durationpb.New(4 * time.Second), ReadTime: timestamppb.New(read),
+		TenantPartitions: []uint32{2},
+		Services: []*opsv1.PartitionedService{{
+			Name: "scoring", LagSource: opsv1.LagSource_LAG_SOURCE_OWNER,
+			Replicas: []*opsv1.Replica{{Name: "r1", RenewTime: ts(-1234 * time.Millisecond), PartitionsOwned: 1}},
+			Partitions: []*opsv1.Partition{
+				{Partition: 0, Owner: "r1", Epoch: 1234, AcquireTime: ts(-90 * time.Second), RenewTime: ts(-time.Second), ExpireTime: ts(3 * time.Second), Lag: lag(1500)},
+				{Partition: 1, Owner: "r2", Epoch: 7, RenewTime: ts(-5 * time.Second), ExpireTime: ts(-time.Second)},
+				{Partition: 2, Lag: lag(2)},
+			},
+		}},
+	})
+	if d.TTL != "4s" || d.Mine != 1 || len(d.Services) != 1 {
+		t.Fatalf("%+v", d)
+	}
+	s := d.Services[0]
+	if len(s.Replicas) != 1 || s.Replicas[0] != (replicaView{Name: "r1", Owned: 1, Renewed: "1.2s ago"}) {
+		t.Errorf("replicas: %+v", s.Replicas)
+	}
+	if s.Owned != 1 || s.Lag != "1,502" || s.MaxLag != "1,500" {
+		t.Errorf("service: owned %d, lag %s, max %s; want 1, 1,502, 1,500", s.Owned, s.Lag, s.MaxLag)
+	}
+	for i, want := range []partitionView{
+		{N: 0, Owner: "r1", Epoch: 1234, HeldFor: "1 minute", Lease: "held", Expires: "in 3s", Lag: "1,500"},
+		{N: 1, Owner: "r2", Epoch: 7, HeldFor: "-", Lease: "expired", Expires: "-", Lag: "-"},
+		{N: 2, HeldFor: "-", Lease: "unowned", Expires: "-", Lag: "2", Mine: true},
+	} {
+		if got := s.Partitions[i]; got != want {
+			t.Errorf("partition %d: %+v, want %+v", i, got, want)
 		}
 	}
 }

@@ -213,6 +213,14 @@ func (p *Pipeline) Ready() bool {
 	return p.current.Load() && p.setHealthy.Load() && p.pubHealthy.Load() && p.indexHealthy.Load() && p.cacheComplete.Load()
 }
 
+// Lag is the partition's EVENTS messages not yet read, as of the last one
+// read (the lodestar.scoring.partition.lag gauge); unknown (ok false) until
+// a first message is read or the partition is found caught up.
+func (p *Pipeline) Lag() (n uint64, ok bool) {
+	n = p.lag.Load()
+	return n, n > 0 || p.eventsCaughtUp.Load()
+}
+
 // loaded reports whether everything present at start has been applied to
 // the engine.
 func (p *Pipeline) loaded() bool {
