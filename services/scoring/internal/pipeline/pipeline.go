@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -659,14 +660,24 @@ func firstErr(bad []badEvent) error {
 }
 
 // changeMessages returns the SCORES messages of the updates that record a
-// change.
+// change, in score time order (each account's in its order). The batch's
+// order is not: an account's change takes the place of the account's
+// earlier unrecorded update (batch.add), so a flush covering many days (a
+// replay, a catch-up) had a change of its last day among its first day's,
+// and a consumer reading time from the stream saw it run days ahead of
+// changes still to come.
 func changeMessages(updates []cache.Update, epoch uint64, partitions uint32) ([]*nats.Msg, error) {
-	var msgs []*nats.Msg
+	var changes []*scoringv1.HealthScore
 	for _, u := range updates {
-		if !u.Record {
-			continue
+		if u.Record {
+			changes = append(changes, u.Score)
 		}
-		hs := u.Score
+	}
+	slices.SortStableFunc(changes, func(a, b *scoringv1.HealthScore) int {
+		return a.GetScoreTime().AsTime().Compare(b.GetScoreTime().AsTime())
+	})
+	msgs := make([]*nats.Msg, 0, len(changes))
+	for _, hs := range changes {
 		b, err := proto.Marshal(&scoringv1.ScoreChangeEvent{Score: hs})
 		if err != nil {
 			return nil, fmt.Errorf("encode score change: %w", err)

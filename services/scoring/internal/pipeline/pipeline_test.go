@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lodestar-cs/lodestar/internal/scorecore/engine"
 	"github.com/lodestar-cs/lodestar/internal/scorecore/scorecard"
 	"github.com/lodestar-cs/lodestar/pkg/cache"
+	"github.com/lodestar-cs/lodestar/pkg/natsx"
 	eventv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/event/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
@@ -49,6 +51,45 @@ func TestBatchKeepsRecordedAndLatest(t *testing.T) {
 	b.reset()
 	if b.add(u("t", "a", 6, false)); len(b.updates) != 1 || b.updates[0].Score.GetScore() != 6 {
 		t.Fatalf("after reset: %v", b.updates)
+	}
+}
+
+// TestChangesInScoreTimeOrder: a flush covering several days publishes its
+// changes in score time order, although an account's last-day change takes
+// the place of its unrecorded first-day update in the batch.
+func TestChangesInScoreTimeOrder(t *testing.T) {
+	day := func(d int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 11, d, 23, 59, 0, 0, time.UTC))
+	}
+	u := func(account string, d int, record bool) cache.Update {
+		return cache.Update{Score: &scoringv1.HealthScore{TenantId: "t", AccountId: account, Score: float64(d), ScoreTime: day(d)}, Record: record}
+	}
+	var b batch
+	b.add(u("a", 1, false), u("b", 1, true)) // day 1 closes
+	b.add(u("a", 2, true), u("b", 2, true))  // day 2 closes: a's change takes a's first place
+	b.add(u("c", 3, true), u("a", 3, true))  // day 3, current
+	msgs, err := changeMessages(b.updates, 7, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.Subject[len(m.Subject)-1:]+m.Header.Get(natsx.EpochHeader))
+	}
+	if want := []string{"b7", "a7", "b7", "c7", "a7"}; !slices.Equal(got, want) {
+		t.Fatalf("changes published as %v, want %v (accounts, epoch)", got, want)
+	}
+	var prev time.Time
+	for _, m := range msgs {
+		var ev scoringv1.ScoreChangeEvent
+		if err := proto.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if at := ev.GetScore().GetScoreTime().AsTime(); at.Before(prev) {
+			t.Fatalf("%s at %s after a change at %s", m.Subject, at, prev)
+		} else {
+			prev = at
+		}
 	}
 }
 
