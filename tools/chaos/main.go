@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&o.accounts, "accounts", 5000, "Accounts of the tenant.")
 	flag.IntVar(&o.days, "days", 30, "Days of history streamed, one message per partition a day.")
 	flag.DurationVar(&o.dayInterval, "day-interval", 1500*time.Millisecond, "Time between two days' events in the chaos run.")
-	flag.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "-nats.lease-ttl of the child processes.")
+	flag.DurationVar(&o.leaseTTL, "lease-ttl", 4*time.Second, "-nats.lease-ttl of the child processes (the deployment default).")
 	flag.DurationVar(&o.replayTTL, "replay-lease-ttl", 8*time.Second, "-nats.lease-ttl in the throughput phase: a replay from scratch saturates this machine, and leases renewed late move partitions, whose replay then starts over.")
 	flag.IntVar(&o.kills, "kills", 10, "SIGKILLs measured for the failover time.")
 	flag.StringVar(&o.redis, "redis", "127.0.0.1:6379", "Redis address.")
