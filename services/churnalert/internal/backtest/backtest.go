@@ -55,9 +55,7 @@ func (r Renewal) lost() bool {
 // History is what is replayed.
 type History struct {
 	Tenant string
-	// Scores as SCORES holds them: each account's in order, but partitions
-	// interleaved at their pipelines' pace; Replay takes them in score time
-	// order.
+	// Scores in the order scoring published them (event time).
 	Scores   []*scoringv1.HealthScore
 	Facts    []Fact
 	Renewals []Renewal
@@ -90,19 +88,12 @@ type Result struct {
 func Replay(h History, rs []*alertv1.Rule) Result {
 	facts := slices.Clone(h.Facts)
 	slices.SortStableFunc(facts, func(a, b Fact) int { return a.At.Compare(b.At) })
-	// In score time order, as the accounts lived them: the stream's order
-	// depends on how far each partition's pipeline had got when it
-	// published, and the day ticks below must not run ahead of a score.
-	scores := slices.Clone(h.Scores)
-	slices.SortStableFunc(scores, func(a, b *scoringv1.HealthScore) int {
-		return a.GetScoreTime().AsTime().Compare(b.GetScoreTime().AsTime())
-	})
 	res := Result{States: map[string]*alertv1.AccountAlertState{}, first: map[string]time.Time{}}
-	if len(scores) == 0 {
+	if len(h.Scores) == 0 {
 		return res
 	}
-	res.Start = scores[0].GetScoreTime().AsTime()
-	res.End = scores[len(scores)-1].GetScoreTime().AsTime()
+	res.Start = h.Scores[0].GetScoreTime().AsTime()
+	res.End = h.Scores[len(h.Scores)-1].GetScoreTime().AsTime()
 	for _, r := range h.Renewals {
 		if r.At.After(res.End) {
 			res.End = r.At
@@ -159,7 +150,7 @@ func Replay(h History, rs []*alertv1.Rule) Result {
 		}
 	}
 	dayEnd := res.Start.Truncate(day).Add(day)
-	for _, hs := range scores {
+	for _, hs := range h.Scores {
 		at := hs.GetScoreTime().AsTime()
 		for !at.Before(dayEnd) {
 			applyFacts(dayEnd)
