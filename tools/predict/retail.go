@@ -106,6 +106,17 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 		if err != nil {
 			return err
 		}
+		if o.history != "" {
+			ids := make([]string, len(final.accts))
+			for i, a := range final.accts {
+				ids[i] = a.ID
+			}
+			n, err := r.writeHistory(ctx, o.history, ids)
+			if err != nil {
+				return err
+			}
+			logf("retail: wrote %d recorded scores to %s", n, o.history)
+		}
 		alerts = &AlertQuality{Rows: rows, After: after, Description: fmt.Sprintf(
 			"Alert quality on the same Lodestar, in the same run (AlertService.EvaluateRules over the tenant's stored score history, which runs to %s): the data set's churn label mapped onto Lodestar's renewal outcomes. Every customer with history is an account renewing on %s, recorded through the AccountService as CHURNED when it places no invoice in %s .. %s and RENEWED otherwise; each is owned by one of %d CSMs (csm-01..csm-%02d, by an FNV-1a hash of its id), its ARR unknown (zero). A renewal is flagged when an alert opened on its account within the %d days before it (the red band: when the account scored red in them); precision is the churn rate among flagged renewals (no renewal contracts here), lift that rate over the base churn rate. previous = the rule set before the red-only and 30-day-cooldown principles (tools/internal/alertrules), shipped = churnalert.DefaultRules.",
 			final.split.Last.Format(time.DateOnly), final.split.End().Format(time.DateOnly), final.split.End().Format(time.DateOnly),

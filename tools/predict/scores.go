@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -125,4 +128,30 @@ func (c *caughtUp) same(o *caughtUp) bool {
 		}
 	}
 	return true
+}
+
+// writeHistory writes the recorded score history of the accounts ids
+// (ScoringService.GetScoreHistory), one line per recorded change, sorted by
+// account and time: what two runs compare to tell that scoring recorded the
+// same history.
+func (r *scoreReader) writeHistory(ctx context.Context, path string, ids []string) (int, error) {
+	var lines []string
+	for _, id := range ids {
+		token := ""
+		for {
+			resp, err := r.client.GetScoreHistory(r.auth(ctx), &scoringv1.GetScoreHistoryRequest{AccountId: id, PageSize: 1000, PageToken: token})
+			if err != nil {
+				return 0, fmt.Errorf("GetScoreHistory %s: %w", id, err)
+			}
+			for _, hs := range resp.GetScores() {
+				lines = append(lines, fmt.Sprintf("%s\t%s\t%.2f\t%s\t%s\t%v", id, hs.GetScoreTime().AsTime().UTC().Format(time.RFC3339),
+					hs.GetScore(), hs.GetBand(), hs.GetLifecycleStage(), hs.GetScorecardChanged()))
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+	}
+	slices.Sort(lines)
+	return len(lines), os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
