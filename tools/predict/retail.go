@@ -98,6 +98,14 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 			}
 		}
 		final := splits[len(splits)-1]
+		if o.history != "" {
+			// Not fatal: a comparison aid, not part of the report.
+			if n, err := r.writeHistory(ctx, o.history, splits); err != nil {
+				logf("retail: score history not written: %v", err)
+			} else {
+				logf("retail: wrote %d scores to %s", n, o.history)
+			}
+		}
 		logf("retail: recording %d renewals at %s and evaluating the alert rules", len(final.accts), final.split.End().Format(time.DateOnly))
 		if err := recordRenewals(ctx, r, final.accts, final.split.End(), o.concurrency); err != nil {
 			return err
@@ -105,17 +113,6 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 		rows, after, err := evaluateAlerts(ctx, r)
 		if err != nil {
 			return err
-		}
-		if o.history != "" {
-			ids := make([]string, len(final.accts))
-			for i, a := range final.accts {
-				ids[i] = a.ID
-			}
-			n, err := r.writeHistory(ctx, o.history, ids)
-			if err != nil {
-				return err
-			}
-			logf("retail: wrote %d recorded scores to %s", n, o.history)
 		}
 		alerts = &AlertQuality{Rows: rows, After: after, Description: fmt.Sprintf(
 			"Alert quality on the same Lodestar, in the same run (AlertService.EvaluateRules over the tenant's stored score history, which runs to %s): the data set's churn label mapped onto Lodestar's renewal outcomes. Every customer with history is an account renewing on %s, recorded through the AccountService as CHURNED when it places no invoice in %s .. %s and RENEWED otherwise; each is owned by one of %d CSMs (csm-01..csm-%02d, by an FNV-1a hash of its id), its ARR unknown (zero). A renewal is flagged when an alert opened on its account within the %d days before it (the red band: when the account scored red in them); precision is the churn rate among flagged renewals (no renewal contracts here), lift that rate over the base churn rate. previous = the rule set before the red-only and 30-day-cooldown principles (tools/internal/alertrules), shipped = churnalert.DefaultRules.",
