@@ -61,6 +61,7 @@ type options struct {
 	lodestarPkg string
 	lodestarBin string
 	out, json   string
+	history     string
 	sets        string
 	lambda      float64
 	concurrency int
@@ -80,6 +81,7 @@ func (o *options) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.lodestarBin, "lodestar-bin", "", "A lodestar binary to run instead of building -lodestar-pkg.")
 	fs.StringVar(&o.out, "out", "docs/predict.md", "The Markdown report.")
 	fs.StringVar(&o.json, "json", "docs/predict.json", "The JSON report.")
+	fs.StringVar(&o.history, "history", "", "If set, the file to write the real data set's current scores at each split and a sample of recorded score histories to, sorted, to compare runs.")
 	fs.StringVar(&o.sets, "sets", setRetail+","+setSim, "Comma list of the data sets to run: retail, sim.")
 	fs.Float64Var(&o.lambda, "lambda", 0.01, "L2 penalty of the learned scorecard's fit, on standardised sub-scores.")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "Segment batch requests in flight.")

@@ -98,6 +98,14 @@ func (o *options) runRetail(ctx context.Context, bin, dir string) ([]*DataSet, e
 			}
 		}
 		final := splits[len(splits)-1]
+		if o.history != "" {
+			// Not fatal: a comparison aid, not part of the report.
+			if n, err := r.writeHistory(ctx, o.history, splits); err != nil {
+				logf("retail: score history not written: %v", err)
+			} else {
+				logf("retail: wrote %d scores to %s", n, o.history)
+			}
+		}
 		logf("retail: recording %d renewals at %s and evaluating the alert rules", len(final.accts), final.split.End().Format(time.DateOnly))
 		if err := recordRenewals(ctx, r, final.accts, final.split.End(), o.concurrency); err != nil {
 			return err

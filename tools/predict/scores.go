@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -125,4 +128,48 @@ func (c *caughtUp) same(o *caughtUp) bool {
 		}
 	}
 	return true
+}
+
+// historySample is how many accounts' recorded histories writeHistory
+// reads: each read past the cache opens a consumer on the SCORES stream,
+// and the embedded server's consumer limit stops a read of every account.
+const historySample = 200
+
+// writeHistory writes, one line each, the current score of every account
+// at each split and the recorded score history
+// (ScoringService.GetScoreHistory) of the first historySample accounts by
+// id: what two runs compare to tell that scoring recorded the same history.
+func (r *scoreReader) writeHistory(ctx context.Context, path string, splits []*splitScores) (int, error) {
+	var lines []string
+	var ids []string
+	for _, s := range splits {
+		for _, a := range s.accts {
+			if hs := a.Score; hs != nil {
+				lines = append(lines, fmt.Sprintf("current %s\t%s\t%s\t%.2f\t%s", s.split.Last.Format(time.DateOnly), a.ID,
+					hs.GetScoreTime().AsTime().UTC().Format(time.RFC3339), hs.GetScore(), hs.GetBand()))
+			}
+		}
+	}
+	for _, a := range splits[len(splits)-1].accts {
+		ids = append(ids, a.ID)
+	}
+	slices.Sort(ids)
+	for _, id := range ids[:min(historySample, len(ids))] {
+		token := ""
+		for {
+			resp, err := r.client.GetScoreHistory(r.auth(ctx), &scoringv1.GetScoreHistoryRequest{AccountId: id, PageSize: 1000, PageToken: token})
+			if err != nil {
+				return 0, fmt.Errorf("GetScoreHistory %s: %w", id, err)
+			}
+			for _, hs := range resp.GetScores() {
+				lines = append(lines, fmt.Sprintf("history %s\t%s\t%.2f\t%s\t%s\t%v", id, hs.GetScoreTime().AsTime().UTC().Format(time.RFC3339),
+					hs.GetScore(), hs.GetBand(), hs.GetLifecycleStage(), hs.GetScorecardChanged()))
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+	}
+	slices.Sort(lines)
+	return len(lines), os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }

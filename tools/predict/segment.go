@@ -34,18 +34,25 @@ type segmentClient struct {
 	sent        int
 }
 
-// send posts events in batches, concurrency requests at a time, batches taken
-// in order, and returns once every batch is answered. Events keep their
-// timestamps as they are (no sentAt, so no clock-skew correction): event time
-// is the recorded time. Any event the server rejects is an error.
+// send posts events in batches, day by day of event time: the batches of
+// one day concurrency requests at a time, and a day's only once the day
+// before is answered. Requests in flight at once reach ingest in any order,
+// and an event that arrives after a later day's is scored at the watermark
+// it arrives at, not on its own day: a Segment source delivers in order,
+// and a replay that did not would score other days than the live run it
+// replays. Within a day the order does not matter, as a score depends on
+// the watermark's day. Events must come in event-time order. They keep
+// their timestamps as they are (no sentAt, so no clock-skew correction):
+// event time is the recorded time. Any event the server rejects is an
+// error.
 func (c *segmentClient) send(ctx context.Context, events []sim.SegmentEvent) error {
-	var bodies [][]byte
+	var days [][][]byte // the bodies of each day's batches
 	var cur bytes.Buffer
-	n := 0
+	n, day := 0, ""
 	flush := func() {
 		if n > 0 {
 			cur.WriteString("]}")
-			bodies = append(bodies, bytes.Clone(cur.Bytes()))
+			days[len(days)-1] = append(days[len(days)-1], bytes.Clone(cur.Bytes()))
 		}
 		cur.Reset()
 		n = 0
@@ -54,6 +61,10 @@ func (c *segmentClient) send(ctx context.Context, events []sim.SegmentEvent) err
 		b, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("encode event %s: %w", ev.MessageID, err)
+		}
+		if d := eventDay(ev); d != day || len(days) == 0 {
+			flush()
+			days, day = append(days, nil), d
 		}
 		if n == batchEvents || n > 0 && cur.Len()+len(b)+2 > batchBytes {
 			flush()
@@ -67,16 +78,27 @@ func (c *segmentClient) send(ctx context.Context, events []sim.SegmentEvent) err
 		n++
 	}
 	flush()
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency)
-	for _, body := range bodies {
-		g.Go(func() error { return c.post(ctx, body) })
-	}
-	if err := g.Wait(); err != nil {
-		return err
+	for _, bodies := range days {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(c.concurrency)
+		for _, body := range bodies {
+			g.Go(func() error { return c.post(gctx, body) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
 	}
 	c.sent += len(events)
 	return nil
+}
+
+// eventDay is the UTC day of an event's timestamp (RFC 3339, in UTC), as
+// its text.
+func eventDay(ev sim.SegmentEvent) string {
+	if t, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err == nil {
+		return t.UTC().Format(time.DateOnly)
+	}
+	return ev.Timestamp
 }
 
 // post sends one batch, retrying what is worth retrying with a doubling

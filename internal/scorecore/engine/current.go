@@ -14,7 +14,7 @@ func (e *Engine) Current() []*scoringv1.HealthScore {
 			continue
 		}
 		for _, a := range t.Accounts {
-			if hs, _ := e.evaluate(t, a, false); hs != nil {
+			if hs, _ := e.evaluate(t, a, false, t.Watermark); hs != nil {
 				out = append(out, hs)
 			}
 		}

@@ -287,6 +287,7 @@ func (e *Engine) Apply(ev *eventv1.Event, wall time.Time) {
 	}
 	t := e.tenant(ev.GetTenantId())
 	e.advance(t, sec)
+	t.live = wall.Unix()-t.Watermark <= e.liveLag
 	day, windowStart := dayOf(sec), t.wmDay()-e.window+1
 	if day < t.wmDay()-scorecard.LongWeeks*7+1 {
 		e.stats.Late++
@@ -424,6 +425,7 @@ func (e *Engine) Tick(wall time.Time) {
 		if t.Watermark > 0 && now > t.Watermark && now-t.Watermark <= e.liveLag {
 			e.advance(t, now)
 		}
+		t.live = t.Watermark > 0 && now-t.Watermark <= e.liveLag
 	}
 }
 
@@ -438,6 +440,7 @@ func (e *Engine) Advance(tenantID string, at, wall time.Time) {
 		return
 	}
 	e.advance(t, min(at.Unix(), wall.Unix()))
+	t.live = wall.Unix()-t.Watermark <= e.liveLag
 }
 
 // Scored is one account's score from Flush.
@@ -449,13 +452,18 @@ type Scored struct {
 	Change bool
 }
 
+// dayEnd is the time of the scores of a day that ended: its last second.
+// Not the last event's time, which depends on where the events were cut
+// into messages and on the watermark markers.
+func dayEnd(day int32) int64 { return int64(day+1)*secondsPerDay - 1 }
+
 // advance moves a tenant's watermark to sec. When that ends a day, the
 // accounts due for scoring are scored at the day's end first, so history
 // has a score for every day an account was due, however rarely Flush is
 // called: a replay of a year yields day-by-day history as live scoring does.
 func (e *Engine) advance(t *tenant, sec int64) {
 	if t.Watermark > 0 && dayOf(sec) > t.wmDay() {
-		e.closed = e.scoreDue(t, e.closed)
+		e.closed = e.scoreDue(t, e.closed, dayEnd(t.wmDay()))
 		// The new day's scales, from every account as the day ended: taken in
 		// event order, so a replay takes the same ones.
 		e.fitScales(t)
@@ -472,29 +480,63 @@ func (e *Engine) advance(t *tenant, sec int64) {
 // Every due account is returned, changed or not, so that the current score
 // is exactly the score at the watermark: it depends on the events and the
 // watermark's day alone, never on when flushes happened.
+//
+// What is recorded (Change, and the baseline of later changes) must not
+// depend on when flushes happen either. A live tenant's scores are recorded
+// as they come: its day is happening now, and an alert on it cannot wait
+// for the day to end. A replaying tenant's day, further behind the wall
+// clock than LiveLag, passes in the time the engine takes to read it, and
+// a Flush cuts it wherever it happens to: its scores are reported as
+// current but recorded only as the day ends, from the whole day's events.
+// A replay of last year's events thus records the same history however it
+// was batched, flushed or paced.
 func (e *Engine) Flush() []Scored {
 	out := e.closed
 	e.closed = nil
 	for _, id := range e.order {
-		out = e.scoreDue(e.tenants[id], out)
+		t := e.tenants[id]
+		if t.live {
+			out = e.scoreDue(t, out, t.Watermark)
+		} else {
+			out = e.scoreFresh(t, out)
+		}
 	}
 	return out
 }
 
-// scoreDue scores a tenant's accounts due for scoring and appends them to out.
-func (e *Engine) scoreDue(t *tenant, out []Scored) []Scored {
+// scoreDue scores a tenant's accounts due for scoring at time at, records
+// them, and appends them to out.
+func (e *Engine) scoreDue(t *tenant, out []Scored, at int64) []Scored {
 	if t.Watermark == 0 || len(t.dirty) == 0 {
 		return out
 	}
 	slices.SortFunc(t.dirty, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })
 	for _, a := range t.dirty {
 		a.Dirty = false
-		if hs, change := e.evaluate(t, a, true); hs != nil {
+		if hs, change := e.evaluate(t, a, true, at); hs != nil {
 			out = append(out, Scored{Score: hs, Change: change})
 		}
 	}
 	clear(t.dirty)
 	t.dirty = t.dirty[:0]
+	t.clearFresh()
+	return out
+}
+
+// scoreFresh scores a tenant's accounts whose current score is not yet
+// reported and appends them to out, recording nothing: they stay due for
+// the day's end.
+func (e *Engine) scoreFresh(t *tenant, out []Scored) []Scored {
+	if t.Watermark == 0 || len(t.fresh) == 0 {
+		return out
+	}
+	slices.SortFunc(t.fresh, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })
+	for _, a := range t.fresh {
+		if hs, _ := e.evaluate(t, a, false, t.Watermark); hs != nil {
+			out = append(out, Scored{Score: hs})
+		}
+	}
+	t.clearFresh()
 	return out
 }
 
@@ -510,7 +552,7 @@ func (e *Engine) Score(tenantID, accountID string) (*scoringv1.HealthScore, bool
 	if !ok {
 		return nil, false
 	}
-	hs, _ := e.evaluate(t, a, false)
+	hs, _ := e.evaluate(t, a, false, t.Watermark)
 	return hs, hs != nil
 }
 

@@ -36,13 +36,15 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 	return e
 }
 
-// run replays scenario days [from, to) into e, flushing after each day, and returns
-// one line per published score.
+// run feeds scenario days [from, to) into e as they happen (each event at its
+// own time on the wall clock: a live tenant, whose changes are recorded as
+// they come), flushing after each day, and returns one line per published
+// score.
 func run(e *Engine, from, to int) []string {
 	var log []string
 	for d := from; d < to; d++ {
 		for _, ev := range scenarioEvents(d) {
-			e.Apply(ev, replayWall)
+			e.Apply(ev, ev.GetEventTime().AsTime())
 		}
 		for _, hs := range changes(e.Flush()) {
 			log = append(log, fmt.Sprintf("day %02d %-10s %6.2f %-6s %-11s %s", d, hs.GetAccountId(), hs.GetScore(),
@@ -342,12 +344,16 @@ func TestNoDataRedistributes(t *testing.T) {
 	for _, ev := range b.events {
 		e.Apply(ev, replayWall)
 	}
-	// One score for each day: the first two when their days ended.
-	out := changes(e.Flush())
-	if len(out) != 3 {
-		t.Fatalf("published %d scores, want one a day", len(out))
+	// A replay: the first two days recorded when they ended, the third
+	// current but not recorded, as its day has not ended.
+	out := e.Flush()
+	if got := changes(out); len(got) != 2 {
+		t.Fatalf("recorded %d scores, want one a day that ended", len(got))
 	}
-	hs := out[2]
+	if len(out) != 3 || out[2].Change {
+		t.Fatalf("flushed %d scores, the last recorded %v: want 3, the last not", len(out), out[len(out)-1].Change)
+	}
+	hs := out[2].Score
 	var weights float64
 	for _, m := range hs.GetMeasures() {
 		weights += m.GetEffectiveWeight()
@@ -430,7 +436,7 @@ func TestUserLimit(t *testing.T) {
 	for _, ev := range b.events {
 		e.Apply(ev, replayWall)
 	}
-	hs := changes(e.Flush())[0]
+	hs := e.Flush()[0].Score
 	if got := measureOf(hs, "active_seats").GetDetail(); !strings.Contains(got, "10 users active") {
 		t.Errorf("active seats: %s", got)
 	}

@@ -136,10 +136,11 @@ func TestNotJudgedBeforeHistory(t *testing.T) {
 	for d := range 20 {
 		e.Apply(&eventv1.Event{TenantId: "t", AccountId: "a", UserId: "u", Type: eventv1.EventType_EVENT_TYPE_TRACK,
 			Event: "Order Placed", EventTime: timestamppb.New(start.Add(time.Duration(d) * 24 * time.Hour))}, replayWall)
+		// A flush returns the score of the day before too, as it ended.
 		for _, s := range e.Flush() {
-			band := s.Score.GetBand()
-			if judged := d+1 >= 14; judged != (band != scoringv1.Band_BAND_INSUFFICIENT_DATA) {
-				t.Fatalf("day %d (history %d days): band %v: %s", d, d+1, band, s.Score.GetSummary())
+			band, day := s.Score.GetBand(), int(s.Score.GetScoreTime().AsTime().Sub(start)/(24*time.Hour))
+			if judged := day+1 >= 14; judged != (band != scoringv1.Band_BAND_INSUFFICIENT_DATA) {
+				t.Fatalf("day %d (history %d days): band %v: %s", day, day+1, band, s.Score.GetSummary())
 			}
 		}
 	}

@@ -15,11 +15,11 @@ import (
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
 )
 
-// evaluate computes an account's score at its tenant's watermark and says whether it
-// is to be published. With commit, it also records the score in the account's
-// history and, when published, as the baseline of the next deltas. It returns nil
-// when no measure has data.
-func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.HealthScore, bool) {
+// evaluate computes an account's score at its tenant's watermark, timed at (unix
+// seconds, in the watermark's day), and says whether it is to be published. With
+// commit, it also records the score in the account's history and, when published,
+// as the baseline of the next deltas. It returns nil when no measure has data.
+func (e *Engine) evaluate(t *tenant, a *account, commit bool, at int64) (*scoringv1.HealthScore, bool) {
 	day := t.wmDay()
 	sc := t.sc
 	stage := stageOf(sc, a.Facts, day)
@@ -93,7 +93,7 @@ func (e *Engine) evaluate(t *tenant, a *account, commit bool) (*scoringv1.Health
 		Band:             band,
 		ScorecardVersion: sc.Scorecard.GetVersion(),
 		LifecycleStage:   stage,
-		ScoreTime:        &timestamppb.Timestamp{Seconds: t.Watermark},
+		ScoreTime:        &timestamppb.Timestamp{Seconds: at},
 		Measures:         results,
 		Notes:            notes,
 		AccountName:      f.Name,

@@ -126,6 +126,8 @@ func (e *Engine) rebuild(t *tenant) error {
 		}
 		if a.Dirty {
 			t.dirty = append(t.dirty, a)
+			a.fresh = true
+			t.fresh = append(t.fresh, a)
 		}
 	}
 	slices.SortFunc(t.dirty, func(a, b *account) int { return strings.Compare(a.ID, b.ID) })

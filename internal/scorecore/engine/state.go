@@ -67,7 +67,15 @@ type tenant struct {
 	sc      *scorecard.Compiled
 	nameIDs map[string]uint32
 	info    []nameInfo // by name id
-	dirty   []*account
+	// dirty are the accounts due for a recorded score: changed since their
+	// last one, or every account once a day ends.
+	dirty []*account
+	// fresh are the dirty accounts whose current score is not yet
+	// reported: a replaying tenant's Flush reports them without recording.
+	fresh []*account
+	// live says the watermark was within LiveLag of the wall clock when
+	// the engine was last given the time: the tenant's events happen now.
+	live bool
 }
 
 // nameInfo is what the compiled scorecard says about one event name.
@@ -192,6 +200,19 @@ func (t *tenant) markDirty(a *account) {
 		a.Dirty = true
 		t.dirty = append(t.dirty, a)
 	}
+	if !a.fresh {
+		a.fresh = true
+		t.fresh = append(t.fresh, a)
+	}
+}
+
+// clearFresh forgets which accounts' current scores are unreported.
+func (t *tenant) clearFresh() {
+	for _, a := range t.fresh {
+		a.fresh = false
+	}
+	clear(t.fresh)
+	t.fresh = t.fresh[:0]
 }
 
 // advance moves the watermark on; a new day shifts every window, so every account
@@ -221,6 +242,8 @@ type account struct {
 	SweepDay        int32
 	FeatureOverflow uint32
 	Dirty           bool
+	// fresh: a change since the last score reported (see tenant.fresh).
+	fresh bool
 	// UserTable holds the users by a hash of the user id. A 64-bit hash keeps the
 	// table small; a collision (odds ~n²/2⁶⁵) would merge two users.
 	UserTable userTable

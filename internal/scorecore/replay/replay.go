@@ -45,6 +45,7 @@ type Replayer struct {
 	facts  []Fact
 	next   int   // facts[next:] are not applied yet
 	day    int64 // event-time day of the events applied last
+	wall   time.Time
 }
 
 // New returns a replayer for tenant scoring with sc; facts need not be sorted.
@@ -67,6 +68,7 @@ func New(tenant string, sc *scoringv1.Scorecard, facts []Fact) (*Replayer, error
 // however the events were batched.
 func (r *Replayer) Apply(events []*eventv1.Event, wall time.Time) []*scoringv1.HealthScore {
 	var out []*scoringv1.HealthScore
+	r.wall = wall
 	for _, ev := range events {
 		if ev.GetTenantId() != r.tenant {
 			continue
@@ -88,8 +90,16 @@ func (r *Replayer) Apply(events []*eventv1.Event, wall time.Time) []*scoringv1.H
 	return out
 }
 
-// Finish returns the score changes of the last day replayed.
-func (r *Replayer) Finish() []*scoringv1.HealthScore { return r.flush() }
+// Finish returns the score changes of the last day replayed, as it ended:
+// the scoring core records a replayed day's scores at its end (see
+// engine.Engine.Flush). A last day that has not ended on the wall clock
+// has none.
+func (r *Replayer) Finish() []*scoringv1.HealthScore {
+	if r.day > 0 {
+		r.eng.Advance(r.tenant, time.Unix((r.day+1)*86400, 0), r.wall)
+	}
+	return r.flush()
+}
 
 // flush returns the changes the scoring service would record in the SCORES
 // stream, leaving out scores that only refresh the hot cache.

@@ -12,6 +12,7 @@ package backtest
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -55,7 +56,9 @@ func (r Renewal) lost() bool {
 // History is what is replayed.
 type History struct {
 	Tenant string
-	// Scores in the order scoring published them (event time).
+	// Scores as scoring published them: each account's in event time. The
+	// SCORES stream interleaves the partitions as each published, at its
+	// own pace; Replay takes them in event time.
 	Scores   []*scoringv1.HealthScore
 	Facts    []Fact
 	Renewals []Renewal
@@ -92,8 +95,9 @@ func Replay(h History, rs []*alertv1.Rule) Result {
 	if len(h.Scores) == 0 {
 		return res
 	}
-	res.Start = h.Scores[0].GetScoreTime().AsTime()
-	res.End = h.Scores[len(h.Scores)-1].GetScoreTime().AsTime()
+	scores := inEventTime(h.Scores)
+	res.Start = scores[0].GetScoreTime().AsTime()
+	res.End = scores[len(scores)-1].GetScoreTime().AsTime()
 	for _, r := range h.Renewals {
 		if r.At.After(res.End) {
 			res.End = r.At
@@ -150,7 +154,7 @@ func Replay(h History, rs []*alertv1.Rule) Result {
 		}
 	}
 	dayEnd := res.Start.Truncate(day).Add(day)
-	for _, hs := range h.Scores {
+	for _, hs := range scores {
 		at := hs.GetScoreTime().AsTime()
 		for !at.Before(dayEnd) {
 			applyFacts(dayEnd)
@@ -172,6 +176,17 @@ func Replay(h History, rs []*alertv1.Rule) Result {
 	applyFacts(res.End)
 	tick(res.End)
 	return res
+}
+
+// inEventTime sorts scores by time, then account, as a live run met them
+// whatever the order the partitions published in; stably, so that an
+// account's own order stays.
+func inEventTime(scores []*scoringv1.HealthScore) []*scoringv1.HealthScore {
+	out := slices.Clone(scores)
+	slices.SortStableFunc(out, func(a, b *scoringv1.HealthScore) int {
+		return cmp.Or(a.GetScoreTime().AsTime().Compare(b.GetScoreTime().AsTime()), strings.Compare(a.GetAccountId(), b.GetAccountId()))
+	})
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -227,7 +242,7 @@ func Evaluate(h History, rs []*alertv1.Rule, lead time.Duration) *alertv1.Evalua
 		resp.Rules = append(resp.Rules, &alertv1.RuleQuality{RuleId: r.GetRuleId(), Kind: r.GetKind(), Quality: m.quality(byRule[r.GetRuleId()])})
 	}
 	resp.Overall = m.quality(risk)
-	resp.RedBand = m.quality(redSpells(h.Scores))
+	resp.RedBand = m.quality(redSpells(inEventTime(h.Scores)))
 
 	for _, st := range res.States {
 		for _, id := range sortedKeys(st.GetRules()) {
