@@ -46,6 +46,7 @@ func startProc(o options, dir, name, target, natsURL string, replicas int) (*pro
 		"-http.admin-listen-addr=",
 		"-data-dir="+filepath.Join(dir, name),
 		"-log.level=info",
+		"-churn-alert.rescan-interval="+rescanInterval.String(),
 	)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

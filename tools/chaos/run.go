@@ -108,9 +108,17 @@ func deleteKeys(rc *redis.Client, tenant string) {
 	}
 }
 
+// rescanInterval is churn-alert's -churn-alert.rescan-interval in both
+// runs. What falls due after an account's last score (a renewal coming
+// near, an escalation) is decided by a rescan; rescans come at times that
+// differ between the runs (the clustered run's pipelines restart), and must
+// not change what is alerted. settle waits for two after the last change,
+// so both runs let time pass to the history's end.
+const rescanInterval = 5 * time.Second
+
 // settle waits until every account is scored on the last day, the
 // processes are ready and churn-alert applied every change, then until the
-// scores stop changing, and returns them.
+// scores stop changing and two rescans went by, and returns them.
 func settle(ctx context.Context, js jetstream.JetStream, rd *cache.Redis, w *world, ready func() bool) (map[string]*scoringv1.HealthScore, error) {
 	lastDay := w.lastDay()
 	var scores map[string]*scoringv1.HealthScore
@@ -141,6 +149,7 @@ func settle(ctx context.Context, js jetstream.JetStream, rd *cache.Redis, w *wor
 		}
 		if n, _ := diffScores(scores, again); n == 0 {
 			if ok, err := alertsCaughtUp(ctx, js); err == nil && ok {
+				time.Sleep(2 * rescanInterval)
 				return again, nil
 			}
 		}
