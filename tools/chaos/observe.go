@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -67,33 +66,29 @@ func (s *scoresSeen) after(p uint32, e uint64) (time.Time, uint64, bool) {
 
 // lease is one partition's lease as the bucket holds it.
 type lease struct {
-	Member string `json:"member"`
-	Epoch  uint64 `json:"epoch"`
+	Member string
+	Epoch  uint64
 }
 
-// owners reads group's leases.
+// owners reads group's leases, as lodestar status does (ownership.ReadStatus
+// reads each key: a watch's initial values miss keys renewed meanwhile).
 func owners(ctx context.Context, js jetstream.JetStream, group string) (map[uint32]lease, error) {
-	kv, err := js.KeyValue(ctx, ownership.Bucket)
+	st, err := ownership.ReadStatus(ctx, js, nil)
 	if err != nil {
 		return nil, err
 	}
 	out := map[uint32]lease{}
-	w, err := kv.Watch(ctx, group+".lease.*", jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
+	for _, g := range st.Groups {
+		if g.Group != group {
+			continue
+		}
+		for _, p := range g.Partitions {
+			if p.Owner != "" && p.Epoch > 0 {
+				out[p.Partition] = lease{Member: p.Owner, Epoch: p.Epoch}
+			}
+		}
 	}
-	err = natsx.ReadKV(ctx, w, func(e jetstream.KeyValueEntry) error {
-		p, err := strconv.ParseUint(e.Key()[strings.LastIndexByte(e.Key(), '.')+1:], 10, 32)
-		if err != nil {
-			return nil
-		}
-		var l lease
-		if json.Unmarshal(e.Value(), &l) == nil && l.Epoch > 0 {
-			out[uint32(p)] = l
-		}
-		return nil
-	})
-	return out, err
+	return out, nil
 }
 
 // readScores reads every account's current score from the cache.
