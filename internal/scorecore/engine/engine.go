@@ -17,7 +17,11 @@
 //
 // Day-granular windows mean a score depends on the watermark's day only: when the
 // watermark enters a new day every account of the tenant is due for scoring, and
-// Flush computes the due accounts and returns the scores that changed.
+// Flush computes the due accounts and returns the scores that changed. What is
+// recorded as a change depends on the events alone: a live tenant's changes as
+// they come, a replay's (a tenant further behind the wall clock than LiveLag) as
+// each day ends, timed at its last second, however the events were batched and
+// whenever Flush was called.
 //
 // # Memory
 //
