@@ -257,7 +257,7 @@ func behind(ctx context.Context, js jetstream.JetStream, stream string) string {
 			continue // none in this partition
 		}
 		var pos uint64
-		if e, err := kv.Get(ctx, streams.PositionKey(fmt.Sprintf("%s.%dof%d", stream, p, testPartitions))); err == nil {
+		if e, err := kv.Get(ctx, churnalert.PositionKey(stream, p, testPartitions)); err == nil {
 			pos, _ = strconv.ParseUint(string(e.Value()), 10, 64)
 		}
 		if pos < last.Sequence {

@@ -67,10 +67,10 @@ func PartitionLag(ctx context.Context, js jetstream.JetStream, partitions int) (
 	return out, nil
 }
 
-// PositionName is the name under which the pipeline of partition p of n
-// stores its position in stream (streams.PositionKey).
-func PositionName(stream string, p, n uint32) string {
-	return stream + "." + strconv.FormatUint(uint64(p), 10) + "of" + strconv.FormatUint(uint64(n), 10)
+// PositionKey is where the pipeline of partition p of n keeps its position
+// in stream, in the ALERT_STATE bucket.
+func PositionKey(stream string, p, n uint32) string {
+	return streams.PartitionPositionKey(stream, p, n)
 }
 
 func partitionLag(ctx context.Context, kv jetstream.KeyValue, str jetstream.Stream, stream, filter string, p, n uint32) (uint64, error) {
@@ -82,7 +82,7 @@ func partitionLag(ctx context.Context, kv jetstream.KeyValue, str jetstream.Stre
 		return 0, fmt.Errorf("last message of %s partition %d: %w", stream, p, err)
 	}
 	var pos uint64
-	e, err := kv.Get(ctx, streams.PositionKey(PositionName(stream, p, n)))
+	e, err := kv.Get(ctx, PositionKey(stream, p, n))
 	switch {
 	case err == nil:
 		if pos, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {

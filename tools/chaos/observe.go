@@ -18,6 +18,7 @@ import (
 	"github.com/lodestar-cs/lodestar/pkg/ownership"
 	alertv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/alert/v1"
 	scoringv1 "github.com/lodestar-cs/lodestar/proto/gen/go/lodestar/scoring/v1"
+	"github.com/lodestar-cs/lodestar/services/churnalert"
 )
 
 // scoresSeen records when each (partition, epoch) published its first
@@ -257,7 +258,7 @@ func alertsCaughtUp(ctx context.Context, js jetstream.JetStream) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			e, err := kv.Get(ctx, fmt.Sprintf("_position.%s.%dof%d", c.stream, p, natsx.DefaultPartitions))
+			e, err := kv.Get(ctx, churnalert.PositionKey(c.stream, p, natsx.DefaultPartitions))
 			if err != nil {
 				return false, nil
 			}

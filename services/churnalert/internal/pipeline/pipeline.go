@@ -57,6 +57,7 @@ import (
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/alertstate"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/lifecycle"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/settings"
+	"github.com/lodestar-cs/lodestar/services/churnalert/internal/streams"
 	"github.com/lodestar-cs/lodestar/services/churnalert/internal/view"
 )
 
@@ -274,7 +275,7 @@ func (p *Pipeline) worker(tenant, account string) int {
 }
 
 // scope names the partition in the names of what the pipeline stores.
-func (p *Pipeline) scope() string { return fmt.Sprintf("%dof%d", p.cfg.Partition, p.cfg.Partitions) }
+func (p *Pipeline) scope() string { return streams.Scope(p.cfg.Partition, p.cfg.Partitions) }
 
 func (p *Pipeline) mine(tenant, account string) bool {
 	return p.cfg.Partitions == 0 || natsx.Partition(tenant, account, p.cfg.Partitions) == p.cfg.Partition
@@ -543,10 +544,12 @@ func decode(stream, subject string, data []byte, seq uint64, epoch string, super
 		}
 		e, _ := strconv.ParseUint(epoch, 10, 64) // 0, the lowest, when absent
 		return tenant, account, ev.GetScore().GetScoreTime().AsTime(), func(st *alertv1.AccountAlertState, env lifecycle.Env) (bool, error) {
-			if seq > st.GetScoresSeq() && lifecycle.Superseded(st, ev.GetScore(), e) {
+			fresh := seq > st.GetScoresSeq()
+			applied, err := lifecycle.ApplyScore(st, ev.GetScore(), seq, e, env)
+			if fresh && !applied && err == nil {
 				superseded()
 			}
-			return lifecycle.ApplyScore(st, ev.GetScore(), seq, e, env)
+			return applied, err
 		}, nil
 	case natsx.StreamAccountChanges:
 		var ch accountv1.AccountChange

@@ -3,6 +3,7 @@
 package streams
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,6 +57,18 @@ const PositionPrefix = "_position."
 
 // PositionKey is where a consumer's position is kept in BucketState.
 func PositionKey(name string) string { return PositionPrefix + name }
+
+// Scope names partition p of n in the keys a partition's pipeline stores
+// (its positions and clocks).
+func Scope(p, n uint32) string {
+	return strconv.FormatUint(uint64(p), 10) + "of" + strconv.FormatUint(uint64(n), 10)
+}
+
+// PartitionPositionKey is where the pipeline of partition p of n keeps its
+// position in stream.
+func PartitionPositionKey(stream string, p, n uint32) string {
+	return PositionKey(stream + "." + Scope(p, n))
+}
 
 // ClockKey is where a tenant's clock in a partition (scope) is kept in
 // BucketState.
